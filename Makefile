@@ -1,0 +1,31 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Each creates .venv when it is missing and installs synthaug into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Real data: ../shared/data when it exists (this project's machines); otherwise set SYNTHAUG_DATA yourself.
+ifneq ($(wildcard ../shared/data),)
+export SYNTHAUG_DATA ?= $(abspath ../shared/data)
+endif
+
+.PHONY: demo test install clean-venv
+
+install: $(VENV)/.installed
+
+# torch==2.14.1 / torchvision==0.29.1 lie on this machine's disk (pip is capped there by
+# /etc/xdg/pip); elsewhere pip resolves torch normally from pyproject.toml.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	if [ -d /etc/xdg/pip ]; then $(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1; fi
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+		benchmarks/run.py --config configs/bench/malaria-quick.yaml
+
+test: install
+	$(BIN)/python -m pytest tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,19 @@
+"""Generators behind one registry and one ``sample(n, labels)`` contract."""
+from . import vae  # noqa: F401  (registers the VAEs)
+from .base import (
+    Generator,
+    create_generator,
+    describe_generator,
+    generator_options,
+    list_generators,
+    load_generator,
+    register_generator,
+    to_uint8,
+)
+from .training import GeneratorTrainConfig, NonFiniteLossError, train_generator
+
+__all__ = [
+    "Generator", "create_generator", "describe_generator", "generator_options", "list_generators",
+    "load_generator", "register_generator", "to_uint8", "GeneratorTrainConfig", "NonFiniteLossError",
+    "train_generator",
+]
