@@ -1,0 +1,163 @@
+"""Train and evaluate timm classifiers on uint8 image data sets (Accelerate: CPU, GPU or many)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+METRICS = ("accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "specificity")
+AUGMENTATIONS = ("none", "flip-rot90")
+
+
+class StandardAugment:
+    """Random horizontal / vertical flip and 90° rotation of a uint8 C x H x W tensor.
+
+    Blood-smear cells have no preferred orientation, so these are label-preserving. Uses the torch
+    global RNG (seeded per process / per DataLoader worker), so runs are reproducible for a seed.
+    """
+
+    def __init__(self, kind: str = "flip-rot90") -> None:
+        if kind not in AUGMENTATIONS:
+            raise ValueError(f"augmentation {kind!r}: use one of {AUGMENTATIONS}")
+        self.kind = kind
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if self.kind == "none":
+            return image
+        if torch.rand(()) < 0.5:
+            image = image.flip(-1)
+        if torch.rand(()) < 0.5:
+            image = image.flip(-2)
+        k = int(torch.randint(0, 4, ()))
+        return torch.rot90(image, k, dims=(-2, -1)) if k else image
+
+    def __repr__(self) -> str:
+        return f"StandardAugment({self.kind!r})"
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images to floats centred on 0 (the same for every arm)."""
+    return images.float().div(255).sub(0.5).div(0.25)
+
+
+def create_classifier(model: str, *, num_classes: int, channels: int) -> torch.nn.Module:
+    import timm
+
+    if model not in timm.list_models():
+        from .utils import did_you_mean
+
+        raise ValueError(f"unknown timm model {model!r}.{did_you_mean(model, timm.list_models())}")
+    return timm.create_model(model, pretrained=False, num_classes=num_classes, in_chans=channels)
+
+
+def _cycle(loader: DataLoader):
+    while True:
+        yield from loader
+
+
+def train_classifier(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 0.05,
+    warmup_fraction: float = 0.05,
+    seed: int = 0,
+    num_workers: int = 0,
+    accelerator: Any = None,
+    desc: str = "classifier",
+) -> torch.nn.Module:
+    """Train for exactly ``steps`` optimizer steps (AdamW, linear warm-up then cosine decay)."""
+    from accelerate import Accelerator
+
+    accelerator = accelerator or Accelerator()
+    if len(dataset) == 0:
+        raise ValueError("cannot train a classifier on an empty data set")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) >= batch_size,
+                        num_workers=num_workers, generator=torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    warmup = max(1, int(steps * warmup_fraction))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    model.train()
+    batches = _cycle(loader)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    bar = tqdm(range(steps), desc=desc, disable=not accelerator.is_main_process or None, mininterval=1.0,
+               dynamic_ncols=True, leave=False)
+    for step in bar:
+        images, labels = next(batches)
+        loss = loss_fn(model(normalize(images)), labels)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{desc}: classifier loss is {value} at step {step + 1}; lower lr={lr}")
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{value:.3f}")
+    return accelerator.unwrap_model(model)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 256, accelerator: Any = None,
+            num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (N, C) and targets (N,) over the whole data set, gathered across processes."""
+    from accelerate import Accelerator
+
+    accelerator = accelerator or Accelerator()
+    loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers))
+    model = accelerator.prepare(model)
+    model.eval()
+    probs, targets = [], []
+    for images, labels in loader:
+        p = model(normalize(images)).float().softmax(dim=1)
+        p, labels = accelerator.gather_for_metrics((p, labels))
+        probs.append(p.cpu())
+        targets.append(labels.cpu())
+    return torch.cat(probs), torch.cat(targets)
+
+
+def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, *, positive: int | None = None) -> dict[str, float]:
+    """accuracy, balanced accuracy, AUROC, F1, sensitivity, specificity (torchmetrics).
+
+    Two classes: binary metrics with ``positive`` as the positive class (default 1). More classes:
+    macro averages (sensitivity = macro recall, specificity = macro specificity).
+    """
+    from torchmetrics.functional import classification as tmc
+
+    num_classes = probs.shape[1]
+    targets = targets.long()
+    if num_classes == 2:
+        pos = 1 if positive is None else int(positive)
+        scores, truth = probs[:, pos], (targets == pos).long()
+        sens = float(tmc.binary_recall(scores, truth))
+        spec = float(tmc.binary_specificity(scores, truth))
+        return {
+            "accuracy": float(tmc.binary_accuracy(scores, truth)),
+            "balanced_accuracy": (sens + spec) / 2,
+            "auroc": float(tmc.binary_auroc(scores, truth)),
+            "f1": float(tmc.binary_f1_score(scores, truth)),
+            "sensitivity": sens,
+            "specificity": spec,
+        }
+    kw = {"num_classes": num_classes}
+    return {
+        "accuracy": float(tmc.multiclass_accuracy(probs, targets, average="micro", **kw)),
+        "balanced_accuracy": float(tmc.multiclass_recall(probs, targets, average="macro", **kw)),
+        "auroc": float(tmc.multiclass_auroc(probs, targets, average="macro", **kw)),
+        "f1": float(tmc.multiclass_f1_score(probs, targets, average="macro", **kw)),
+        "sensitivity": float(tmc.multiclass_recall(probs, targets, average="macro", **kw)),
+        "specificity": float(tmc.multiclass_specificity(probs, targets, average="macro", **kw)),
+    }
