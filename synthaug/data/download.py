@@ -59,8 +59,8 @@ def download_malaria(root: str | Path, *, url: str = MALARIA_URL, timeout: float
     target = Path(root).expanduser() / "malaria-nih"
     if (target / "cell_images").exists():
         raise DownloadError(f"{target / 'cell_images'} exists already; remove it first to download again")
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target) as tmp:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".synthaug-download-", dir=target.parent) as tmp:
         archive = Path(tmp) / "cell_images.zip"
         _fetch(url, archive, timeout=timeout)
         unpacked = Path(tmp) / "unpacked"
@@ -71,6 +71,7 @@ def download_malaria(root: str | Path, *, url: str = MALARIA_URL, timeout: float
         for junk in (unpacked / "cell_images").rglob("Thumbs.db"):
             junk.unlink()
         verify_malaria(unpacked, Path(manifest) if manifest else None)
+        target.mkdir(exist_ok=True)
         os.replace(unpacked / "cell_images", target / "cell_images")
     shutil.rmtree(target / "__MACOSX", ignore_errors=True)
     return target

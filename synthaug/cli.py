@@ -1,0 +1,171 @@
+"""``synthaug ...`` sub-commands: parse, build the config, call the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .benchmark import DataConfig, GeneratorConfig
+from .config import ConfigError, load_config, to_dict
+
+
+@dataclass
+class TrainConfig:
+    """``synthaug train``: one generator on the training patients of one split."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    out_dir: str = "runs/{generator}-{data}-seed{seed}"
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from accelerate import Accelerator
+
+    from .data import load_dataset
+    from .generators import GeneratorTrainConfig, create_generator, train_generator
+    from .utils import atomic_write_text
+
+    cfg = load_config(TrainConfig, args.config, args.set)
+    out_dir = Path(args.out or cfg.out_dir.format(generator=cfg.generator.name, data=cfg.data.name.replace(":", "-"),
+                                                  seed=cfg.seed))
+    if args.dry_run:
+        print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir)}, indent=2))
+        return 0
+    splits = load_dataset(cfg.data.name, root=cfg.data.root, image_size=cfg.data.image_size, seed=cfg.seed,
+                          train_fraction=cfg.data.train_fraction, split=tuple(cfg.data.split))
+    gen = create_generator(cfg.generator.name, num_classes=splits.num_classes, image_size=splits.image_size,
+                           channels=splits.channels, **cfg.generator.options)
+    accelerator = Accelerator()
+    if accelerator.is_main_process:
+        print(f"training {cfg.generator.name} on the training patients only:\n{splits.summary()}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "training_options.json",
+                          json.dumps({"config": to_dict(cfg), "splits": splits.info}, indent=2))
+    train_cfg = GeneratorTrainConfig(**{**to_dict(cfg.generator.train), "seed": cfg.seed})
+    train_generator(gen, splits.train, config=train_cfg, out_dir=out_dir, accelerator=accelerator)
+    if accelerator.is_main_process:
+        print(f"checkpoint: {out_dir / 'checkpoint'}\nsamples:    {out_dir / 'samples.png'}")
+    return 0
+
+
+def _parse_labels(text: str | None, n: int):
+    import torch
+
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--labels {text!r}: give class ids separated by commas, e.g. 0,1") from None
+    if len(values) == 1:
+        values = values * n
+    if len(values) != n:
+        raise ConfigError(f"--labels: {len(values)} labels for --n {n}; give one label or exactly n")
+    return torch.tensor(values, dtype=torch.long)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from .generators import load_generator
+    from .viz import save_grid
+
+    gen = load_generator(args.checkpoint)
+    labels = _parse_labels(args.labels, args.n)
+    images = gen.sample(args.n, labels, generator=torch.Generator().manual_seed(args.seed))
+    if args.grid:
+        save_grid(images, args.grid, nrow=args.nrow)
+        print(f"wrote {args.grid} ({args.n} samples of {gen.generator_name})")
+    if args.output:
+        import numpy as np
+
+        np.save(args.output, images.numpy())
+        print(f"wrote {args.output} (uint8 {tuple(images.shape)})")
+    if not args.grid and not args.output:
+        print(f"sampled {tuple(images.shape)}; pass --grid out.png or --output out.npy to keep them")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    if args.data_cmd == "download":
+        from .data import download_malaria
+
+        if args.name != "malaria":
+            raise ConfigError(f"download {args.name!r}: only 'malaria' is downloaded by synthaug; MedMNIST files come "
+                              "with the medmnist package (load_dataset('medmnist:<flag>', download=True))")
+        folder = download_malaria(args.root, manifest=args.manifest)
+        print(f"downloaded and verified {folder}")
+        return 0
+    from .data import load_dataset
+
+    splits = load_dataset(args.name, root=args.root, image_size=args.image_size, seed=args.seed,
+                          train_fraction=args.train_fraction)
+    print(f"{args.name}: classes {splits.classes}, {splits.channels} x {splits.image_size} x {splits.image_size}, "
+          f"split by group, seed {args.seed}")
+    print(splits.summary())
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .generators import describe_generator, list_generators
+
+    for name in list_generators(args.pattern):
+        print(f"{name:16s} {describe_generator(name)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="synthaug", description="Synthetic data augmentation for medical images.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train a generator on the training patients of a data set")
+    t.add_argument("--config", required=True, help="YAML, e.g. configs/generators/cvae-malaria.yaml")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry")
+    t.add_argument("--out", help="output folder (default: out_dir of the config)")
+    t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    t.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("sample", help="sample from a generator checkpoint")
+    s.add_argument("--checkpoint", required=True, help="folder with config.json and model.safetensors")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--labels", help="class id for all samples, or one per sample: 0,1,1,0")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--grid", help="write a PNG grid here")
+    s.add_argument("--nrow", type=int, default=8)
+    s.add_argument("--output", help="write the uint8 samples as .npy here")
+    s.set_defaults(func=_cmd_sample)
+
+    d = sub.add_parser("data", help="data sets: download, info")
+    dsub = d.add_subparsers(dest="data_cmd", required=True)
+    dl = dsub.add_parser("download", help="download and verify the NIH malaria archive (needs a network)")
+    dl.add_argument("name", choices=["malaria"])
+    dl.add_argument("--root", required=True, help="data root; the files go to ROOT/malaria-nih/cell_images")
+    dl.add_argument("--manifest", help="optional manifest.csv with orig_sha256 per file to verify against")
+    info = dsub.add_parser("info", help="load a data set and print its patient-level split")
+    info.add_argument("name", help="malaria, medmnist:<flag>, or a folder of class sub-folders")
+    info.add_argument("--root")
+    info.add_argument("--image-size", type=int, default=32)
+    info.add_argument("--seed", type=int, default=0)
+    info.add_argument("--train-fraction", type=float, default=1.0)
+    d.set_defaults(func=_cmd_data)
+
+    ls = sub.add_parser("list", help="list registered generators")
+    ls.add_argument("pattern", nargs="?", default="*")
+    ls.set_defaults(func=_cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"synthaug {args.cmd}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
