@@ -1,0 +1,120 @@
+"""The benchmark harness end to end at tiny size, on the real malaria data."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--set", "seeds=[0,1]",
+    "--set", "classifier.model=test_resnet",
+    "--set", "classifier.steps=4",
+    "--set", "classifier.batch_size=16",
+    "--set", "generator.name=cvae-tiny",
+    "--set", "generator.options={}",
+    "--set", "generator.train.steps=4",
+    "--set", "generator.train.batch_size=16",
+    "--set", "data.image_size=16",
+    "--set", "data.train_fraction=0.03",
+]
+
+
+def run_bench(out: Path, *extra: str, data_root: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SYNTHAUG_DATA": str(data_root)}
+    cmd = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--config",
+           str(REPO / "configs" / "bench" / "malaria-quick.yaml"), *TINY, *extra, "--out", str(out)]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("bench") / "run"
+    proc = run_bench(out, data_root=data_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_writes_results_summary_and_samples(tiny_run):
+    out, proc = tiny_run
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["seed"], r["arm"]) for r in rows) == [(0, "real"), (0, "synthetic"), (1, "real"), (1, "synthetic")]
+    for r in rows:
+        assert r["classifier_steps"] == 4
+        for part in ("val", "test"):
+            assert set(r[part]) == {"accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "specificity"}
+            assert all(0.0 <= v <= 1.0 for v in r[part].values())
+        assert (r["synthetic_items"] > 0) == (r["arm"] == "synthetic")
+        if r["arm"] == "synthetic":
+            # ratio 0.3 of the epoch: round(n / 0.7) - n synthetic items
+            assert r["synthetic_items"] == round(r["train_items"] / 0.7) - r["train_items"]
+    summary = (out / "summary.md").read_text()
+    assert "| metric | real only | real + synthetic | difference | p | verdict |" in summary
+    assert "Verdict (balanced_accuracy, 2 seeds)" in summary
+    assert "Verdict" in proc.stdout  # the summary is printed
+    assert (out / "samples.png").stat().st_size > 1000
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["classifier"]["model"] == "test_resnet"
+    assert "torch" in config["versions"]
+
+
+def test_generator_and_classifier_saw_only_training_patients(tiny_run):
+    out, _ = tiny_run
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    for seed in (0, 1):
+        info = json.loads((out / "splits" / f"seed{seed}.json").read_text())
+        train, val, test = set(info["train_groups"]), set(info["val_groups"]), set(info["test_groups"])
+        assert not (train & val) and not (train & test) and not (val & test)
+        done = json.loads((out / "generators" / f"seed{seed}" / "done.json").read_text())
+        # the generator was trained on exactly the classifier's real training items
+        assert done["train_items"] == info["train_items"]
+        assert all(r["train_items"] == info["train_items"] for r in rows if r["seed"] == seed)
+    # different seeds split differently
+    s0 = json.loads((out / "splits" / "seed0.json").read_text())
+    s1 = json.loads((out / "splits" / "seed1.json").read_text())
+    assert s0["test_groups"] != s1["test_groups"]
+
+
+def test_rerun_skips_finished_cells_and_keeps_results(tiny_run, data_root):
+    out, _ = tiny_run
+    before = (out / "results.jsonl").read_bytes()
+    proc = run_bench(out, data_root=data_root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+def test_different_config_into_same_folder_is_refused(tiny_run, data_root):
+    out, _ = tiny_run
+    before = (out / "results.jsonl").read_bytes()
+    proc = run_bench(out, "--set", "synthetic.ratio=0.5", data_root=data_root)
+    assert proc.returncode == 2
+    assert "different config" in proc.stderr and "synthetic.ratio" in proc.stderr
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize("override, message", [
+    ("synthetic.ratio=1.0", "ratio=1.0"),
+    ("classifier.stepz=3", "did you mean 'steps'"),
+    ("generator.name=cvea", "did you mean 'cvae'"),
+    ("generator.options={latnt_dim: 4}", "latnt_dim"),
+    ("data.train_fraction=0", "train_fraction=0"),
+    ("seeds=3", "expected a list"),
+])
+def test_bad_config_fails_before_any_work(tmp_path, data_root, override, message):
+    out = tmp_path / "run"
+    proc = run_bench(out, "--set", override, data_root=data_root)
+    assert proc.returncode == 2
+    assert message.lower() in proc.stderr.lower()
+    assert not (out / "results.jsonl").exists()
+
+
+def test_dry_run_prints_resolved_config(tmp_path, data_root):
+    proc = run_bench(tmp_path / "run", "--dry-run", data_root=data_root)
+    assert proc.returncode == 0
+    resolved = json.loads(proc.stdout)
+    assert resolved["classifier"]["steps"] == 4 and resolved["out_dir"] == str(tmp_path / "run")
+    assert not (tmp_path / "run").exists()

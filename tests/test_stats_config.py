@@ -1,0 +1,102 @@
+"""Pure functions: statistics over seeds, metrics, config parsing."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from synthaug.classifier import StandardAugment, compute_metrics
+from synthaug.config import ConfigError, apply_overrides, from_dict, load_config
+from synthaug.stats import mean_ci, paired_difference, verdict
+
+
+def test_mean_ci_matches_t_interval():
+    mean, lo, hi = mean_ci([0.8, 0.9, 1.0])
+    # t(0.975, 2) = 4.302653; sd = 0.1; half = 4.302653 * 0.1 / sqrt(3)
+    assert mean == pytest.approx(0.9)
+    assert hi - mean == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-5)
+    assert mean - lo == pytest.approx(hi - mean)
+    assert math.isnan(mean_ci([0.5])[1])
+
+
+def test_paired_difference_and_verdicts():
+    base = [0.80, 0.82, 0.78, 0.81, 0.79]
+    better = [b + 0.05 + e for b, e in zip(base, [0.001, -0.002, 0.0, 0.002, -0.001])]
+    d = paired_difference(better, base)
+    assert d["mean"] == pytest.approx(0.05, abs=1e-3) and d["lo"] > 0 and d["p"] < 0.001
+    assert verdict(d["lo"], d["hi"]) == "helps"
+    worse = paired_difference(base, better)
+    assert verdict(worse["lo"], worse["hi"]) == "hurts"
+    noisy = paired_difference([0.8, 0.9, 0.7], [0.85, 0.8, 0.75])
+    assert verdict(noisy["lo"], noisy["hi"]) == "no significant difference"
+    assert verdict(float("nan"), float("nan")) == "too few seeds to tell"
+    with pytest.raises(ValueError):
+        paired_difference([1, 2], [1])
+
+
+def test_binary_metrics_by_hand():
+    # positive class 0; truth: 0,0,1,1 ; predicted class-0 probability 0.9, 0.4, 0.6, 0.1
+    p0 = torch.tensor([0.9, 0.4, 0.6, 0.1])
+    probs = torch.stack([p0, 1 - p0], dim=1)
+    m = compute_metrics(probs, torch.tensor([0, 0, 1, 1]), positive=0)
+    assert m["sensitivity"] == pytest.approx(0.5)   # one of two positives found
+    assert m["specificity"] == pytest.approx(0.5)   # one of two negatives correct
+    assert m["accuracy"] == pytest.approx(0.5)
+    assert m["balanced_accuracy"] == pytest.approx(0.5)
+    assert m["auroc"] == pytest.approx(0.75)        # 3 of 4 positive/negative pairs ordered right
+    assert m["f1"] == pytest.approx(0.5)
+
+
+def test_multiclass_metrics_perfect():
+    probs = torch.eye(3)[[0, 1, 2, 0, 1, 2]]
+    m = compute_metrics(probs, torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert all(v == pytest.approx(1.0) for v in m.values())
+
+
+def test_standard_augment_keeps_pixels_and_rejects_unknown():
+    torch.manual_seed(0)
+    x = torch.arange(2 * 4 * 4, dtype=torch.uint8).view(2, 4, 4)
+    seen = {tuple(StandardAugment()(x).flatten().tolist()) for _ in range(64)}
+    assert len(seen) == 8  # the 8 symmetries of the square
+    assert all(sorted(s) == sorted(x.flatten().tolist()) for s in seen)
+    assert torch.equal(StandardAugment("none")(x), x)
+    with pytest.raises(ValueError, match="flip"):
+        StandardAugment("flips")
+
+
+@dataclass
+class Inner:
+    steps: int = 1
+    lr: float = 0.1
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    inner: Inner = field(default_factory=Inner)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    root: str | None = None
+
+
+def test_config_types_unknown_keys_and_overrides(tmp_path):
+    cfg = from_dict(Outer, {"inner": {"steps": 3, "lr": 1}, "seeds": [1, 2]})
+    assert cfg.inner.steps == 3 and cfg.inner.lr == 1.0 and cfg.seeds == [1, 2] and cfg.root is None
+    with pytest.raises(ConfigError, match="did you mean 'steps'"):
+        from_dict(Outer, {"inner": {"stepz": 3}})
+    with pytest.raises(ConfigError, match="inner.steps: expected an integer"):
+        from_dict(Outer, {"inner": {"steps": "many"}})
+    with pytest.raises(ConfigError, match="expected an integer"):
+        from_dict(Outer, {"inner": {"steps": True}})
+    assert apply_overrides({"inner": {"steps": 1}}, ["inner.steps=5", "seeds=[3]"]) == {"inner": {"steps": 5}, "seeds": [3]}
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        apply_overrides({}, ["nonsense"])
+    path = tmp_path / "c.yaml"
+    path.write_text("name: y\ninner: {steps: 2}\n")
+    assert load_config(Outer, path, ["inner.lr=0.5"]).inner.lr == 0.5
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(Outer, path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(Outer, tmp_path / "missing.yaml")
