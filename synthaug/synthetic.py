@@ -55,6 +55,8 @@ def class_weights(distribution: LabelDistribution, *, num_classes: int, classes:
                     raise ValueError(f"label_distribution: unknown class {key!r}; classes are {classes}")
                 idx = classes.index(key)
             else:
+                if isinstance(key, bool) or not isinstance(key, (int, str, np.integer)):
+                    raise ValueError(f"label_distribution: key {key!r} must be a class id (int) or a class name")
                 idx = int(key)
                 if not 0 <= idx < num_classes:
                     raise ValueError(f"label_distribution: class id {idx} is outside [0, {num_classes})")

@@ -372,8 +372,6 @@ def test_breastmnist_train_fraction(data_root, breastmnist28, breastmnist_npz):
     assert len(s.val) == 78 and len(s.test) == 156
 
 
-@pytest.mark.xfail(strict=True, reason="bug: load_dataset('medmnist:...') never validates split=, so a bad "
-                                       "value is silently ignored (datasets.py, the medmnist branch)")
 def test_breastmnist_bad_split_is_rejected(data_root, breastmnist_npz):
     with pytest.raises(ValueError, match="split"):
         synthaug.load_dataset("medmnist:breastmnist", root=data_root, image_size=28, split=(0.5, 0.5, 0.5))
@@ -492,9 +490,6 @@ def test_image_folder_group_function_and_default_groups(tmp_path):
     assert len(set(all_groups.tolist())) == len(all_groups)  # no group_fn: each file its own group
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the folder cache key (datasets._load_folder_arrays) ignores group_fn, "
-                                       "but the cached meta holds the groups: a second load with another group_fn "
-                                       "returns the first load's groups")
 def test_image_folder_cache_respects_group_fn(tmp_path, tmp_cache):
     root = make_folder(tmp_path / "imgs", patients=4)
     per_file = synthaug.load_dataset(root, image_size=8, split=(0.5, 0.25, 0.25))
@@ -632,9 +627,6 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path, tmp_cache, monkeypatch):
     assert calls["n"] == 1, "the damaged entry was not replaced"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: cache.cached_arrays never replaces an entry folder that lacks meta.json "
-                                       "or images.npy: os.replace onto the existing folder fails, so every load "
-                                       "decodes everything again")
 def test_incomplete_cache_entry_is_repaired(tmp_path, tmp_cache, monkeypatch):
     root = make_folder(tmp_path / "imgs", patients=4)
     kwargs = dict(image_size=8, group_fn=r"^(P\d+)_", split=(0.5, 0.25, 0.25))
@@ -666,8 +658,6 @@ def test_load_dataset_bad_arguments(data_root, malaria_dir, kwargs, error, patte
         synthaug.load_dataset("malaria", root=data_root, **{"image_size": 32, **kwargs})
 
 
-@pytest.mark.xfail(strict=True, reason="bug: load_dataset builds info['split'] = list(split) before validating split, "
-                                       "so a non-sequence split raises TypeError instead of the clear ValueError")
 def test_load_dataset_split_not_a_sequence(data_root, malaria_dir):
     with pytest.raises(ValueError, match="split=0.7"):
         synthaug.load_dataset("malaria", root=data_root, image_size=32, split=0.7)

@@ -62,6 +62,8 @@ def cached_arrays(
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=entry.parent))
         np.save(tmp / "images.npy", images)
         (tmp / "meta.json").write_text(json.dumps(meta))
+        if entry.exists() and not ((entry / "meta.json").is_file() and (entry / "images.npy").is_file()):
+            shutil.rmtree(entry, ignore_errors=True)  # an incomplete entry (e.g. a file deleted by hand)
         try:
             os.replace(tmp, entry)
         except OSError:  # another process finished the same entry first

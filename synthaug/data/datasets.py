@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .cache import cached_arrays, files_fingerprint
 from .core import ImageArrayDataset, Splits
 from .imageio import IMAGE_EXTENSIONS, BadImageError, convert_channels, decode_image, letterbox, resize_batch
-from .splits import assert_disjoint_groups, split_by_group, subsample_groups
+from .splits import check_split, assert_disjoint_groups, split_by_group, subsample_groups
 
 MALARIA_CLASSES = ("Parasitized", "Uninfected")
 _IGNORED_FILES = {"thumbs.db", ".ds_store", "desktop.ini"}
@@ -92,20 +92,29 @@ def _decode_files(folder: Path, files: list[str], *, image_size: int, channels: 
     return images[: len(kept)], kept, bad
 
 
-def _load_folder_arrays(folder: Path, files: list[str], labels: list[int], groups: list[str], classes: list[str], *,
-                        name: str, image_size: int, channels: int, on_bad_file: str, cache: bool):
+def _load_folder(folder: Path, files: list[str], labels: list[int], classes: list[str],
+                 group_of: Callable[[list[str]], list[str]], *, name: str, image_size: int, channels: int,
+                 on_bad_file: str, cache: bool) -> ImageArrayDataset:
+    """Decode (or read from the cache) the images of ``files``; groups are computed afresh every time
+    with ``group_of`` (never cached), so a different grouping can never reuse stale patient ids."""
     options = {"name": name, "image_size": image_size, "channels": channels, "on_bad_file": on_bad_file}
 
     def build():
         images, kept, bad = _decode_files(folder, files, image_size=image_size, channels=channels,
                                           on_bad_file=on_bad_file, desc=f"decoding {name} ({image_size}px)")
-        meta = {"files": [files[i] for i in kept], "targets": [labels[i] for i in kept],
-                "groups": [groups[i] for i in kept], "classes": classes, "skipped": bad}
+        meta = {"files": [files[i] for i in kept], "targets": [labels[i] for i in kept], "classes": classes,
+                "skipped": bad}
         return images, meta
 
     key = files_fingerprint(folder, files, options)
     images, meta = cached_arrays(re.sub(r"[^A-Za-z0-9_.-]", "_", name), key, build, enabled=cache)
-    return images, meta
+    if meta.get("skipped"):
+        skipped = meta["skipped"]
+        warnings.warn(f"on_bad_file='skip': {len(skipped)} unreadable file(s) under {folder} are left out: "
+                      f"{skipped[:5]}" + (" ..." if len(skipped) > 5 else ""), stacklevel=3)
+    kept_files = list(meta["files"])
+    return ImageArrayDataset(images, np.array(meta["targets"]), np.array(group_of(kept_files)), classes,
+                             files=np.array(kept_files))
 
 
 def _check_on_bad_file(on_bad_file: str) -> None:
@@ -177,34 +186,34 @@ def _malaria_full(root: Path, *, image_size: int, on_bad_file: str, cache: bool)
     files, labels, classes = scan_class_folders(folder)
     if tuple(classes) != MALARIA_CLASSES:
         raise ValueError(f"{folder}: expected exactly the class folders {MALARIA_CLASSES}, found {classes}")
-    groups = _malaria_groups(folder, files)
-    images, meta = _load_folder_arrays(folder, files, labels, groups, classes, name="malaria",
-                                       image_size=image_size, channels=3, on_bad_file=on_bad_file, cache=cache)
-    return ImageArrayDataset(images, np.array(meta["targets"]), np.array(meta["groups"]), classes,
-                             files=np.array(meta["files"]))
+    _malaria_groups(folder, files)  # fail early on a file without a patient id, before decoding
+    return _load_folder(folder, files, labels, classes, lambda kept: _malaria_groups(folder, kept), name="malaria",
+                        image_size=image_size, channels=3, on_bad_file=on_bad_file, cache=cache)
 
 
 # --------------------------------------------------------------------------- any ImageFolder
 def _folder_full(folder: Path, *, image_size: int, channels: int, group_fn: GroupFn | str | None,
                  on_bad_file: str, cache: bool) -> ImageArrayDataset:
     files, labels, classes = scan_class_folders(folder)
-    if group_fn is None:
-        groups = list(files)  # no groups given: every file is its own group
-    elif isinstance(group_fn, str):
-        pattern = re.compile(group_fn)
-        groups = []
-        for f in files:
-            m = pattern.search(os.path.basename(f))
-            if m is None:
-                raise ValueError(f"group pattern {group_fn!r} does not match file {folder / f}; fix the pattern "
-                                 "or the file name")
-            groups.append(m.group(1) if m.groups() else m.group(0))
-    else:
-        groups = [str(group_fn(os.path.basename(f))) for f in files]
-    images, meta = _load_folder_arrays(folder, files, labels, groups, classes, name=f"folder-{folder.name}",
-                                       image_size=image_size, channels=channels, on_bad_file=on_bad_file, cache=cache)
-    return ImageArrayDataset(images, np.array(meta["targets"]), np.array(meta["groups"]), classes,
-                             files=np.array(meta["files"]))
+
+    def group_of(names: list[str]) -> list[str]:
+        if group_fn is None:
+            return list(names)  # no groups given: every file is its own group
+        if isinstance(group_fn, str):
+            pattern = re.compile(group_fn)
+            groups = []
+            for f in names:
+                m = pattern.search(os.path.basename(f))
+                if m is None:
+                    raise ValueError(f"group pattern {group_fn!r} does not match file {folder / f}; fix the pattern "
+                                     "or the file name")
+                groups.append(m.group(1) if m.groups() else m.group(0))
+            return groups
+        return [str(group_fn(os.path.basename(f))) for f in names]
+
+    group_of(files)  # fail early on a file the grouping cannot place, before decoding
+    return _load_folder(folder, files, labels, classes, group_of, name=f"folder-{folder.name}",
+                        image_size=image_size, channels=channels, on_bad_file=on_bad_file, cache=cache)
 
 
 # --------------------------------------------------------------------------- medmnist
@@ -300,14 +309,17 @@ def load_dataset(
     if not isinstance(train_fraction, (int, float)) or isinstance(train_fraction, bool) or not (0 < train_fraction <= 1):
         raise ValueError(f"train_fraction={train_fraction!r}: must be in (0, 1] (a fraction of the training patients)")
     _check_on_bad_file(on_bad_file)
+    fractions = check_split(split)
     name = str(name_or_path)
     info: dict[str, Any] = {"name": name, "image_size": image_size, "seed": seed,
-                            "train_fraction": train_fraction, "split": list(split)}
+                            "train_fraction": train_fraction, "split": list(fractions)}
 
     if name.lower().startswith("medmnist:"):
+        if tuple(fractions) != (0.7, 0.1, 0.2):
+            raise ValueError(f"split={tuple(split)!r}: MedMNIST comes with official train/val/test splits, which "
+                             "synthaug uses; leave split at its default for medmnist:<flag>")
+        # grayscale MedMNIST stays 1 channel whatever `channels` says: the data decide
         parts = _medmnist_splits(name.split(":", 1)[1], root, image_size=image_size, download=download)
-        if channels == 3 and parts["train"].channels == 1:
-            pass  # grayscale MedMNIST stays 1 channel: the data decide, not the default
         train = parts["train"]
         kept = subsample_groups(np.arange(len(train)), train.targets, train.groups, fraction=train_fraction, seed=seed)
         splits = Splits(train.subset(kept), parts["val"], parts["test"], info)
@@ -325,7 +337,7 @@ def load_dataset(
                                         + " nor an existing folder of class sub-folders")
             full = _folder_full(folder, image_size=image_size, channels=channels, group_fn=group_fn,
                                 on_bad_file=on_bad_file, cache=cache)
-        train_idx, val_idx, test_idx = split_by_group(full.targets, full.groups, split=split, seed=seed,
+        train_idx, val_idx, test_idx = split_by_group(full.targets, full.groups, split=fractions, seed=seed,
                                                       num_classes=full.num_classes)
         kept = subsample_groups(train_idx, full.targets, full.groups, fraction=train_fraction, seed=seed)
         splits = Splits(full.subset(kept), full.subset(val_idx), full.subset(test_idx), info)

@@ -14,7 +14,7 @@ class LeakageError(AssertionError):
     """A group (patient) appears in more than one split."""
 
 
-def _check_fractions(split: Sequence[float]) -> tuple[float, float, float]:
+def check_split(split: Sequence[float]) -> tuple[float, float, float]:
     try:
         fractions = tuple(float(f) for f in split)
     except (TypeError, ValueError):
@@ -54,7 +54,7 @@ def split_by_group(
     groups = np.asarray(groups).astype(str)
     if targets.shape != groups.shape or targets.ndim != 1:
         raise ValueError(f"targets {targets.shape} and groups {groups.shape} must be 1-D and of equal length")
-    fractions = _check_fractions(split)
+    fractions = check_split(split)
     num_classes = int(targets.max()) + 1 if num_classes is None else num_classes
     signatures = group_signatures(targets, groups)
     strata: dict[tuple[int, ...], list[str]] = {}

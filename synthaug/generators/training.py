@@ -52,6 +52,10 @@ def _batches(loader: DataLoader):
         epoch += 1
 
 
+def _kept(out: Path | None) -> str:
+    return f"; the last good checkpoint in {out / 'checkpoint'} is kept" if out is not None else ""
+
+
 def _grid_labels(gen: Generator, per_class: int) -> torch.Tensor:
     return torch.arange(gen.num_classes).repeat_interleave(per_class)
 
@@ -111,11 +115,15 @@ def train_generator(
         values = {k: float(v.detach()) for k, v in losses.items()}
         if not all(math.isfinite(v) for v in values.values()):
             bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-            kept = f"; the last good checkpoint in {out / 'checkpoint'} is kept" if out is not None else ""
-            raise NonFiniteLossError(f"{raw.generator_name}: at step {step} the loss(es) {bad} are not finite{kept}. "
+            raise NonFiniteLossError(f"{raw.generator_name}: at step {step} the loss(es) {bad} are not finite{_kept(out)}. "
                                      f"Try a lower learning rate (lr={config.lr}).")
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(losses["loss"])
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        grad_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        if not math.isfinite(grad_norm):
+            raise NonFiniteLossError(f"{raw.generator_name}: at step {step} the gradients are not finite (loss "
+                                     f"{values}){_kept(out)}. Try a lower learning rate (lr={config.lr}).")
         optimizer.step()
         if step % max(1, config.log_every) == 0 or step == config.steps:
             bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()})

@@ -10,6 +10,20 @@ from .base import Generator, register_generator
 from .functional import gaussian_kl, reconstruction_loss, reparameterize
 
 
+DEFAULT_WIDTHS = (32, 64, 128, 256)
+
+
+def default_hidden_channels(image_size: int) -> list[int]:
+    """As many stride-2 levels (widths 32, 64, 128, 256) as halve ``image_size`` exactly down to >= 4 px.
+
+    32 px -> (32, 64, 128) to 4x4; 64 px -> (32, 64, 128, 256) to 4x4; 28 px -> (32, 64) to 7x7.
+    """
+    levels = 0
+    while levels < len(DEFAULT_WIDTHS) and image_size % (2 ** (levels + 1)) == 0 and image_size // (2 ** (levels + 1)) >= 4:
+        levels += 1
+    return list(DEFAULT_WIDTHS[: max(1, levels)])
+
+
 def _levels_for(image_size: int, hidden_channels: Sequence[int], name: str) -> int:
     levels = len(hidden_channels)
     if levels < 1:
@@ -23,7 +37,11 @@ def _levels_for(image_size: int, hidden_channels: Sequence[int], name: str) -> i
 
 @register_generator("cvae")
 class ConditionalVAE(Generator):
-    """Class-conditional convolutional VAE: label embedding into encoder and decoder, KL weight beta."""
+    """Class-conditional convolutional VAE: label embedding into encoder and decoder, KL weight beta.
+
+    ``hidden_channels``: one stride-2 convolution level per width (None: chosen from the image size,
+    see ``default_hidden_channels``). ``recon``: ``"mse"`` or ``"bce"`` (both summed over pixels).
+    """
 
     def __init__(
         self,
@@ -32,7 +50,7 @@ class ConditionalVAE(Generator):
         image_size: int,
         channels: int,
         latent_dim: int = 32,
-        hidden_channels: Sequence[int] = (32, 64, 128),
+        hidden_channels: Sequence[int] | None = None,
         embed_dim: int = 16,
         beta: float = 1.0,
         recon: str = "mse",
@@ -42,6 +60,8 @@ class ConditionalVAE(Generator):
             raise ValueError(f"cvae: recon={recon!r}: use 'mse' or 'bce'")
         if not beta >= 0:
             raise ValueError(f"cvae: beta={beta!r} must be >= 0")
+        if hidden_channels is None:
+            hidden_channels = default_hidden_channels(image_size)
         hidden = [int(h) for h in hidden_channels]
         levels = _levels_for(image_size, hidden, "cvae")
         self.beta = float(beta)
