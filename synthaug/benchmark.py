@@ -59,8 +59,8 @@ class SyntheticConfig:
 @dataclass
 class ClassifierConfig:
     model: str = "resnet18"
-    steps: int = 300
-    batch_size: int = 32
+    steps: int = 160
+    batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
     augment: str = "flip-rot90"
@@ -134,8 +134,9 @@ def _generator_for_seed(cfg: BenchConfig, splits, seed: int, out_dir: Path, acce
     gen = create_generator(cfg.generator.name, num_classes=splits.num_classes, image_size=splits.image_size,
                            channels=splits.channels, **cfg.generator.options)
     train_cfg = GeneratorTrainConfig(**{**to_dict(cfg.generator.train), "seed": seed})
+    # resume=True: a run killed while training this generator continues from its last checkpoint
     gen = train_generator(gen, splits.train, config=train_cfg, out_dir=gen_dir, accelerator=accelerator,
-                          desc=f"seed {seed}: {cfg.generator.name}")
+                          desc=f"seed {seed}: {cfg.generator.name}", resume=True)
     accelerator.free_memory()
     if accelerator.is_main_process:
         atomic_write_text(gen_dir / "done.json", json.dumps({"steps": train_cfg.steps, "train_items": len(splits.train)}))

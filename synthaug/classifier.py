@@ -39,8 +39,8 @@ class StandardAugment:
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images to floats centred on 0 (the same for every arm)."""
-    return images.float().div(255).sub(0.5).div(0.25)
+    """uint8 images to floats centred on 0 (the same for every arm), channels-last (faster convolutions)."""
+    return images.float().div(255).sub(0.5).div(0.25).contiguous(memory_format=torch.channels_last)
 
 
 def create_classifier(model: str, *, num_classes: int, channels: int) -> torch.nn.Module:
@@ -50,7 +50,8 @@ def create_classifier(model: str, *, num_classes: int, channels: int) -> torch.n
         from .utils import did_you_mean
 
         raise ValueError(f"unknown timm model {model!r}.{did_you_mean(model, timm.list_models())}")
-    return timm.create_model(model, pretrained=False, num_classes=num_classes, in_chans=channels)
+    net = timm.create_model(model, pretrained=False, num_classes=num_classes, in_chans=channels)
+    return net.to(memory_format=torch.channels_last)
 
 
 def _cycle(loader: DataLoader):

@@ -34,6 +34,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir)}, indent=2))
         return 0
+    if not args.resume and ((out_dir / "checkpoint").exists() or (out_dir / "resume").exists()):
+        raise FileExistsError(f"{out_dir} already holds a generator training; pass --resume to continue it, or "
+                              "--out another folder")
     splits = load_dataset(cfg.data.name, root=cfg.data.root, image_size=cfg.data.image_size, seed=cfg.seed,
                           train_fraction=cfg.data.train_fraction, split=tuple(cfg.data.split))
     gen = create_generator(cfg.generator.name, num_classes=splits.num_classes, image_size=splits.image_size,
@@ -45,7 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         atomic_write_text(out_dir / "training_options.json",
                           json.dumps({"config": to_dict(cfg), "splits": splits.info}, indent=2))
     train_cfg = GeneratorTrainConfig(**{**to_dict(cfg.generator.train), "seed": cfg.seed})
-    train_generator(gen, splits.train, config=train_cfg, out_dir=out_dir, accelerator=accelerator)
+    train_generator(gen, splits.train, config=train_cfg, out_dir=out_dir, accelerator=accelerator, resume=args.resume)
     if accelerator.is_main_process:
         print(f"checkpoint: {out_dir / 'checkpoint'}\nsamples:    {out_dir / 'samples.png'}")
     return 0
@@ -126,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry")
     t.add_argument("--out", help="output folder (default: out_dir of the config)")
     t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the training in --out from its last checkpoint (same result as an uninterrupted run)")
     t.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("sample", help="sample from a generator checkpoint")
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"synthaug {args.cmd}: error: {err}", file=sys.stderr)
         return 2
 

@@ -118,3 +118,36 @@ def test_dry_run_prints_resolved_config(tmp_path, data_root):
     resolved = json.loads(proc.stdout)
     assert resolved["classifier"]["steps"] == 4 and resolved["out_dir"] == str(tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def _metrics(path: Path) -> dict:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    keep = ("train_items", "synthetic_items", "val", "test")
+    return {(r["seed"], r["arm"]): {k: r[k] for k in keep} for r in rows}
+
+
+def test_sigkilled_run_resumes_to_the_same_metrics(tiny_run, tmp_path, data_root):
+    """Kill the run after its first finished cell; the rerun skips it and ends with the uninterrupted
+    run's metrics exactly (which also shows that the same config and seeds give the same numbers)."""
+    import signal
+    import time
+
+    reference, _ = tiny_run
+    out = tmp_path / "run"
+    env = {**os.environ, "SYNTHAUG_DATA": str(data_root)}
+    cmd = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--config",
+           str(REPO / "configs" / "bench" / "malaria-quick.yaml"), *TINY, "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    results = out / "results.jsonl"
+    deadline = time.time() + 600
+    while proc.poll() is None and time.time() < deadline and not (results.exists() and results.read_text().strip()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(results.read_text().splitlines())
+    assert 1 <= finished < 4, f"{finished} cells were finished when the kill came; the test needs it mid-run"
+    first_rows = results.read_bytes()
+    proc = run_bench(out, data_root=data_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert results.read_bytes().startswith(first_rows)  # finished rows are never rewritten
+    assert _metrics(results) == _metrics(reference / "results.jsonl")

@@ -1,6 +1,7 @@
 """One training loop for every generator, on Accelerate (one CPU, one GPU, or many)."""
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -8,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from ..utils import append_jsonl
+from ..state import load_state, save_state
+from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from ..viz import save_grid
 from .base import Generator
 
@@ -43,13 +45,45 @@ class GeneratorTrainConfig:
             raise ValueError(f"generator training: lr={self.lr!r} must be > 0")
 
 
-def _batches(loader: DataLoader):
-    epoch = 0
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of one epoch in a seeded order (a permutation per ``(seed, epoch)``), sharded by rank.
+
+    The order depends only on the seed and the epoch, so training resumed at any step sees exactly
+    the batches an uninterrupted run would (``start_batch`` skips the ones already used).
+    """
+
+    def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int = 0, start_batch: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch, self.start_batch, self.rank, self.world_size = epoch, start_batch, rank, world_size
+        self.batch_size = min(batch_size, max(1, n // world_size))
+
+    def batches_per_epoch(self) -> int:
+        return max(1, (self.n // self.world_size) // self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch))
+        shard = order[self.rank::self.world_size].tolist()
+        for b in range(self.start_batch, self.batches_per_epoch()):
+            yield shard[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch() - self.start_batch
+
+
+def _batches(dataset: Dataset, config: "GeneratorTrainConfig", first_step: int, rank: int, world: int):
+    """Yield batches for steps ``first_step + 1, first_step + 2, ...`` (deterministic, resumable)."""
+    probe = EpochBatchSampler(len(dataset), config.batch_size, seed=config.seed, rank=rank, world_size=world)
+    per_epoch = probe.batches_per_epoch()
+    epoch, start = divmod(first_step, per_epoch)
     while True:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
+        sampler = EpochBatchSampler(len(dataset), config.batch_size, seed=config.seed, epoch=epoch, start_batch=start,
+                                    rank=rank, world_size=world)
+        # an explicit generator: creating a loader must not draw from the global RNG (resume would diverge)
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
+                            generator=torch.Generator().manual_seed(config.seed + epoch))
         yield from loader
-        epoch += 1
+        epoch, start = epoch + 1, 0
 
 
 def _kept(out: Path | None) -> str:
@@ -67,6 +101,18 @@ def save_sample_grid(gen: Generator, path: Path, *, per_class: int = 8, seed: in
     return save_grid(images, path, nrow=per_class)
 
 
+def _check_fresh_or_resume(out: Path | None, resume: bool) -> dict[str, Any] | None:
+    if out is None:
+        if resume:
+            raise ValueError("resume=True needs out_dir (where the training state is kept)")
+        return None
+    state = load_state(out / "resume") if resume else None
+    if not resume and ((out / "resume").exists() or (out / "checkpoint").exists()):
+        raise FileExistsError(f"{out} already holds a generator training (checkpoint/ or resume/); pass resume=True "
+                              "(`synthaug train --resume`) to continue it, or choose another output folder")
+    return state
+
+
 def train_generator(
     gen: Generator,
     dataset: Dataset,
@@ -75,43 +121,55 @@ def train_generator(
     out_dir: str | os.PathLike | None = None,
     accelerator: Any = None,
     desc: str | None = None,
+    resume: bool = False,
 ) -> Generator:
     """Train ``gen`` on ``dataset`` (items ``(uint8 image, label)``) for ``config.steps`` optimizer steps.
 
     Writes into ``out_dir`` (when given): ``log.jsonl`` (the loss dict every ``log_every`` steps),
-    ``checkpoint/`` (every ``checkpoint_every`` steps and at the end), ``samples_<step>.png`` and
-    ``samples.png``. A NaN / inf loss stops training with ``NonFiniteLossError``; the checkpoint on disk
-    stays the last good one. Returns the trained generator (unwrapped, in eval mode).
+    ``checkpoint/`` (the generator, every ``checkpoint_every`` steps and at the end), ``resume/`` (the
+    full training state at the same steps: weights, optimizer, RNG), ``samples_<step>.png`` and
+    ``samples.png``. With ``resume=True`` training continues from ``resume/`` and ends with the same
+    weights, bit for bit on CPU, as an uninterrupted run. A NaN / inf loss or gradient stops training with
+    ``NonFiniteLossError``; the files on disk stay those of the last good checkpoint.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
 
     config = config or GeneratorTrainConfig()
     accelerator = accelerator or Accelerator()
     if len(dataset) == 0:
         raise ValueError("cannot train a generator on an empty data set")
-    set_seed(config.seed)
     out = Path(out_dir) if out_dir is not None else None
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=config.num_workers,
-                        drop_last=len(dataset) >= config.batch_size,
-                        generator=torch.Generator().manual_seed(config.seed))
-    optimizers = gen.configure_optimizers(config.lr)
-    if len(optimizers) != 1:
+    state = _check_fresh_or_resume(out, resume)
+    torch.manual_seed(config.seed)
+    optimizer = gen.configure_optimizers(config.lr)
+    if len(optimizer) != 1:
         raise NotImplementedError(f"{gen.generator_name}: the shared loop trains generators with one optimizer")
-    model, optimizer, loader = accelerator.prepare(gen, optimizers[0], loader)
+    optimizer = optimizer[0]
+    first_step = 0
+    if state is not None:
+        if state["seed"] != config.seed or state["steps"] != config.steps:
+            raise ValueError(f"{out / 'resume'} was saved by a training with seed {state['seed']} and {state['steps']} "
+                             f"steps, not seed {config.seed} and {config.steps} steps; use the same config to resume")
+        gen.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        first_step = int(state["step"])
+        if out is not None and accelerator.is_main_process:
+            _truncate_log(out / "log.jsonl", first_step)
+    model, optimizer = accelerator.prepare(gen, optimizer)
     raw = accelerator.unwrap_model(model)
     main = accelerator.is_main_process
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
 
     model.train()
-    batches = _batches(loader)
-    bar = tqdm(range(1, config.steps + 1), desc=desc or f"train {raw.generator_name}", disable=not main or None,
-               mininterval=1.0, dynamic_ncols=True)
+    batches = _batches(dataset, config, first_step, accelerator.process_index, accelerator.num_processes)
+    bar = tqdm(range(first_step + 1, config.steps + 1), desc=desc or f"train {raw.generator_name}",
+               disable=not main or None, mininterval=1.0, dynamic_ncols=True, initial=first_step, total=config.steps)
     for step in bar:
         images, labels = next(batches)
-        images = images.float().div_(255)
-        losses = model(images, labels.long())
+        images = images.to(accelerator.device).float().div_(255)
+        losses = model(images, labels.to(accelerator.device).long())
         values = {k: float(v.detach()) for k, v in losses.items()}
         if not all(math.isfinite(v) for v in values.values()):
             bad = {k: v for k, v in values.items() if not math.isfinite(v)}
@@ -120,7 +178,7 @@ def train_generator(
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(losses["loss"])
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        grad_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        grad_norm = float(torch.stack([g.detach().float().norm() for g in grads]).sum()) if grads else 0.0
         if not math.isfinite(grad_norm):
             raise NonFiniteLossError(f"{raw.generator_name}: at step {step} the gradients are not finite (loss "
                                      f"{values}){_kept(out)}. Try a lower learning rate (lr={config.lr}).")
@@ -130,16 +188,24 @@ def train_generator(
             if out is not None and main and config.log_every:
                 append_jsonl(out / "log.jsonl", {"step": step, **values})
         if out is not None and main:
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and step != config.steps:
-                raw.save(out / "checkpoint")
             if config.sample_every and step % config.sample_every == 0:
                 save_sample_grid(raw, out / f"samples_{step:06d}.png", per_class=config.samples_per_class)
+            if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
+                raw.save(out / "checkpoint")
+                save_state(out / "resume", {"step": step, "seed": config.seed, "steps": config.steps,
+                                            "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
+                                            "torch_rng": torch.get_rng_state()})
     raw.eval()
     if out is not None and main:
-        raw.save(out / "checkpoint")
         save_sample_grid(raw, out / "samples.png", per_class=config.samples_per_class)
     accelerator.wait_for_everyone()
     return raw
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows written after the step being resumed from (they will be written again)."""
+    rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
 def config_to_dict(config: GeneratorTrainConfig) -> dict[str, Any]:
