@@ -24,7 +24,6 @@ class TrainConfig:
 def _cmd_train(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
-    from .data import load_dataset
     from .generators import GeneratorTrainConfig, create_generator, train_generator
     from .utils import atomic_write_text
 
@@ -37,8 +36,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and ((out_dir / "checkpoint").exists() or (out_dir / "resume").exists()):
         raise FileExistsError(f"{out_dir} already holds a generator training; pass --resume to continue it, or "
                               "--out another folder")
-    splits = load_dataset(cfg.data.name, root=cfg.data.root, image_size=cfg.data.image_size, seed=cfg.seed,
-                          train_fraction=cfg.data.train_fraction, split=tuple(cfg.data.split))
+    splits = cfg.data.load(cfg.seed)
+    import torch
+
+    torch.manual_seed(cfg.seed)  # initial weights from the seed alone
     gen = create_generator(cfg.generator.name, num_classes=splits.num_classes, image_size=splits.image_size,
                            channels=splits.channels, **cfg.generator.options)
     accelerator = Accelerator()
@@ -47,6 +48,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "training_options.json",
                           json.dumps({"config": to_dict(cfg), "splits": splits.info}, indent=2))
+        if splits.info.get("skipped_files"):
+            atomic_write_text(out_dir / "skipped_files.txt", "\n".join(splits.info["skipped_files"]) + "\n")
     train_cfg = GeneratorTrainConfig(**{**to_dict(cfg.generator.train), "seed": cfg.seed})
     train_generator(gen, splits.train, config=train_cfg, out_dir=out_dir, accelerator=accelerator, resume=args.resume)
     if accelerator.is_main_process:

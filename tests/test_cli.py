@@ -62,3 +62,25 @@ def test_download_without_network_fails_clearly(tmp_path):
     with pytest.raises(DownloadError, match="could not download"):
         download_malaria(tmp_path, url="http://127.0.0.1:9/cell_images.zip", timeout=5)
     assert not (tmp_path / "malaria-nih" / "cell_images").exists()
+
+
+def test_train_on_a_folder_skips_bad_files_and_lists_them(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.setenv("SYNTHAUG_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "cells"
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (data / cls).mkdir(parents=True)
+        for p in range(6):
+            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(data / cls / f"P{p}_x.png")
+    (data / "a" / "P0_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text(f"data: {{name: {data}, image_size: 16, group_pattern: '^(P\\d+)_', split: [0.5, 0.25, 0.25]}}\n"
+                   "generator: {name: cvae-tiny, train: {steps: 2, batch_size: 4, sample_every: 0}}\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "strict")]) == 2  # default: stop, name the file
+    assert not (tmp_path / "strict" / "checkpoint").exists()
+    with pytest.warns(UserWarning, match="P0_broken.png"):
+        assert main(["train", "--config", str(cfg), "--set", "data.on_bad_file=skip", "--out", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "skipped_files.txt").read_text().split() == ["a/P0_broken.png"]

@@ -458,12 +458,17 @@ def test_nan_loss_stops_training_and_keeps_the_checkpoint(malaria_small, tmp_pat
     before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoint").iterdir()}
     assert set(before) == {"config.json", "model.safetensors"}
 
+    # a second training into the same folder is refused unless it resumes: the checkpoint is untouched
+    with pytest.raises(FileExistsError, match="resume"):
+        train_generator(tiny(seed=5), malaria_small, config=config, out_dir=tmp_path)
+    # a NaN loss at the first step: stops with the step named, writes no checkpoint
     gen = tiny(seed=7)
     snapshots: list = []
-    monkeypatch.setattr(gen, "forward", nan_after(gen, 2, snapshots))
-    with pytest.raises(NonFiniteLossError, match=r"step 3\b") as err:
-        train_generator(gen, malaria_small, config=config, out_dir=tmp_path)
+    monkeypatch.setattr(gen, "forward", nan_after(gen, 0, snapshots))
+    with pytest.raises(NonFiniteLossError, match=r"step 1\b") as err:
+        train_generator(gen, malaria_small, config=config, out_dir=tmp_path / "other")
     assert "loss" in str(err.value)
+    assert not (tmp_path / "other" / "checkpoint").exists()
     after = {p.name: p.read_bytes() for p in (tmp_path / "checkpoint").iterdir()}
     assert after == before
     assert issubclass(NonFiniteLossError, FloatingPointError)

@@ -113,8 +113,10 @@ def _load_folder(folder: Path, files: list[str], labels: list[int], classes: lis
         warnings.warn(f"on_bad_file='skip': {len(skipped)} unreadable file(s) under {folder} are left out: "
                       f"{skipped[:5]}" + (" ..." if len(skipped) > 5 else ""), stacklevel=3)
     kept_files = list(meta["files"])
-    return ImageArrayDataset(images, np.array(meta["targets"]), np.array(group_of(kept_files)), classes,
-                             files=np.array(kept_files))
+    dataset = ImageArrayDataset(images, np.array(meta["targets"]), np.array(group_of(kept_files)), classes,
+                                files=np.array(kept_files))
+    dataset.skipped_files = list(meta.get("skipped", []))
+    return dataset
 
 
 def _check_on_bad_file(on_bad_file: str) -> None:
@@ -341,6 +343,7 @@ def load_dataset(
                                                       num_classes=full.num_classes)
         kept = subsample_groups(train_idx, full.targets, full.groups, fraction=train_fraction, seed=seed)
         splits = Splits(full.subset(kept), full.subset(val_idx), full.subset(test_idx), info)
+        info["skipped_files"] = list(getattr(full, "skipped_files", []))
 
     assert_disjoint_groups(np.concatenate([splits.train.groups, splits.val.groups, splits.test.groups]),
                            *_consecutive(len(splits.train), len(splits.val), len(splits.test)))

@@ -107,6 +107,9 @@ def _check_fresh_or_resume(out: Path | None, resume: bool) -> dict[str, Any] | N
             raise ValueError("resume=True needs out_dir (where the training state is kept)")
         return None
     state = load_state(out / "resume") if resume else None
+    if resume and state is None and (out / "checkpoint").exists():
+        raise FileExistsError(f"{out} has a checkpoint but no resume/ state to continue from; choose another output "
+                              "folder, or delete this one to start over")
     if not resume and ((out / "resume").exists() or (out / "checkpoint").exists()):
         raise FileExistsError(f"{out} already holds a generator training (checkpoint/ or resume/); pass resume=True "
                               "(`synthaug train --resume`) to continue it, or choose another output folder")
