@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     accelerator = Accelerator()
     try:
         run_benchmark(cfg, out_dir, accelerator=accelerator)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if accelerator.is_main_process:

@@ -162,3 +162,47 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, *, positive: int
         "sensitivity": float(tmc.multiclass_recall(probs, targets, average="macro", **kw)),
         "specificity": float(tmc.multiclass_specificity(probs, targets, average="macro", **kw)),
     }
+
+
+CLASSIFIER_CONFIG = "classifier.json"
+CLASSIFIER_WEIGHTS = "model.safetensors"
+
+
+def save_classifier(model: torch.nn.Module, directory, *, model_name: str, num_classes: int, channels: int,
+                    image_size: int, classes: list[str] | None = None) -> None:
+    """A classifier checkpoint: safetensors weights + JSON (timm name, classes, input format); no pickle."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save
+
+    from . import __version__
+    from .utils import atomic_write_bytes, atomic_write_text
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(directory / CLASSIFIER_WEIGHTS, save(state))
+    atomic_write_text(directory / CLASSIFIER_CONFIG, json.dumps({
+        "model": model_name, "num_classes": num_classes, "channels": channels, "image_size": image_size,
+        "classes": classes, "synthaug_version": __version__}, indent=2))
+
+
+def load_classifier(directory) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a classifier saved by ``save_classifier``; returns (model in eval mode, its config)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    if not (directory / CLASSIFIER_CONFIG).is_file() or not (directory / CLASSIFIER_WEIGHTS).is_file():
+        raise FileNotFoundError(f"{directory} is not a synthaug classifier checkpoint ({CLASSIFIER_CONFIG} + "
+                                f"{CLASSIFIER_WEIGHTS}, made by save_classifier)")
+    try:
+        cfg = json.loads((directory / CLASSIFIER_CONFIG).read_text())
+        model = create_classifier(cfg["model"], num_classes=int(cfg["num_classes"]), channels=int(cfg["channels"]))
+        model.load_state_dict(load_file(str(directory / CLASSIFIER_WEIGHTS)), strict=True)
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{directory}: cannot rebuild the classifier ({err})") from err
+    return model.eval(), cfg

@@ -81,7 +81,19 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     gen = load_generator(args.checkpoint)
     labels = _parse_labels(args.labels, args.n)
-    images = gen.sample(args.n, labels, generator=torch.Generator().manual_seed(args.seed))
+    if args.pool:
+        from .pool import generate_pool
+
+        pool_labels = gen.check_labels(args.n, labels).numpy()
+        pool = generate_pool(gen, pool_labels, seed=args.seed)
+        pool.meta["checkpoint"] = str(Path(args.checkpoint).resolve())
+        pool.save(args.pool)
+        counts = ", ".join(f"class {c}: {int((pool.labels == c).sum())}" for c in range(gen.num_classes))
+        print(f"wrote pool {args.pool} ({args.n} images, {counts}); use it as SyntheticDataset({args.pool!r}, ...) or "
+              f"SyntheticMix({args.pool!r})")
+        images = torch.from_numpy(pool.images[: min(args.n, 64)])
+    else:
+        images = gen.sample(args.n, labels, generator=torch.Generator().manual_seed(args.seed))
     if args.grid:
         save_grid(images, args.grid, nrow=args.nrow)
         print(f"wrote {args.grid} ({args.n} samples of {gen.generator_name})")
@@ -90,7 +102,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
         np.save(args.output, images.numpy())
         print(f"wrote {args.output} (uint8 {tuple(images.shape)})")
-    if not args.grid and not args.output:
+    if not args.grid and not args.output and not args.pool:
         print(f"sampled {tuple(images.shape)}; pass --grid out.png or --output out.npy to keep them")
     return 0
 
@@ -144,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", help="write a PNG grid here")
     s.add_argument("--nrow", type=int, default=8)
     s.add_argument("--output", help="write the uint8 samples as .npy here")
+    s.add_argument("--pool", help="write a pool folder here (memory-mapped by SyntheticDataset and SyntheticMix)")
     s.set_defaults(func=_cmd_sample)
 
     d = sub.add_parser("data", help="data sets: download, info")
