@@ -6,7 +6,8 @@ from .generators import create_generator, list_generators, load_generator, regis
 from .pool import SyntheticPool, load_pool  # noqa: E402
 from .quality import ClassifierFilter  # noqa: E402
 from .synthetic import ClassQuotas, SyntheticDataset  # noqa: E402
+from .transforms import SyntheticMix  # noqa: E402  (imported eagerly: A.load finds it only once registered)
 
 __all__ = ["__version__", "load_dataset", "create_generator", "list_generators", "load_generator",
            "register_generator", "SyntheticDataset", "ClassQuotas", "SyntheticPool", "load_pool",
-           "ClassifierFilter"]
+           "ClassifierFilter", "SyntheticMix"]

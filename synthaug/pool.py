@@ -29,6 +29,9 @@ class SyntheticPool:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels)
+        if self.labels.ndim != 1 or not np.issubdtype(self.labels.dtype, np.integer):
+            raise ValueError(f"pool labels must be a 1-D integer array, got {self.labels.dtype} {self.labels.shape}")
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
             raise ValueError(f"pool images must be uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}")
         if len(self.images) != len(self.labels):
@@ -84,7 +87,7 @@ def load_pool(directory: str | os.PathLike) -> SyntheticPool:
         images = np.load(directory / "images.npy", mmap_mode="r", allow_pickle=False)
         labels = np.load(directory / "labels.npy", allow_pickle=False).astype(np.int64)
         return SyntheticPool(images, labels, int(meta["num_classes"]), meta)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{directory}: damaged pool ({err}); make it again with `synthaug sample --pool`") from err
 
 
