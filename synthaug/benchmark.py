@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .classifier import METRICS, StandardAugment, compute_metrics, create_classifier, predict, train_classifier
 from .config import ConfigError, to_dict
-from .data import assert_disjoint_groups, load_dataset
+from .data import load_dataset
 from .generators import GeneratorTrainConfig, create_generator, load_generator, train_generator
 from .stats import mean_ci, paired_difference, verdict
 from .synthetic import SyntheticDataset, check_ratio
@@ -40,6 +40,23 @@ class DataConfig:
     on_bad_file: str = "error"  # or "skip": unreadable files are left out and listed in the run folder
     group_pattern: str | None = None  # folder data sets: regex whose first group is the patient id of a file name
 
+    def __post_init__(self) -> None:
+        import re
+
+        from .data.splits import check_split
+
+        check_split(self.split)
+        if self.on_bad_file not in ("error", "skip"):
+            raise ValueError(f"on_bad_file={self.on_bad_file!r}: use 'error' or 'skip'")
+        if not (0 < self.train_fraction <= 1):
+            raise ValueError(f"train_fraction={self.train_fraction!r}: must be in (0, 1] (a fraction of the training "
+                             "patients)")
+        if self.group_pattern is not None:
+            try:
+                re.compile(self.group_pattern)
+            except re.error as err:
+                raise ValueError(f"group_pattern={self.group_pattern!r} is not a valid regular expression ({err})") from None
+
     def load(self, seed: int):
         return load_dataset(self.name, root=self.root, image_size=self.image_size, seed=seed,
                             train_fraction=self.train_fraction, split=tuple(self.split), on_bad_file=self.on_bad_file,
@@ -52,6 +69,11 @@ class GeneratorConfig:
     options: dict[str, Any] = field(default_factory=dict)
     train: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
 
+    def __post_init__(self) -> None:
+        if self.train.seed != 0:
+            raise ValueError("generator.train.seed: the generator's seed is the run's seed; set `seeds` (benchmark) or "
+                             "`seed` (synthaug train) instead")
+
 
 @dataclass
 class SyntheticConfig:
@@ -61,6 +83,17 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         check_ratio(self.ratio)
+        if isinstance(self.label_distribution, str) and self.label_distribution not in ("match", "balanced"):
+            raise ValueError(f"label_distribution={self.label_distribution!r}: use 'match', 'balanced' or a mapping "
+                             "{class name or id: weight}")
+        if isinstance(self.label_distribution, dict):
+            bad = {k: v for k, v in self.label_distribution.items()
+                   if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0}
+            if bad or not any(v > 0 for v in self.label_distribution.values()):
+                raise ValueError(f"label_distribution={self.label_distribution!r}: weights must be numbers >= 0, "
+                                 "at least one > 0")
+        if self.pool_size is not None and self.pool_size < 1:
+            raise ValueError(f"pool_size={self.pool_size!r} must be >= 1 (or null: one image per synthetic item)")
 
 
 @dataclass
@@ -130,14 +163,18 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
 # --------------------------------------------------------------------------- one seed
 def _generator_for_seed(cfg: BenchConfig, splits, seed: int, out_dir: Path, accelerator) -> Any:
     """Train (or reuse, when finished before) the generator on this seed's training patients only."""
+    from .generators.training import data_fingerprint
+
     gen_dir = out_dir / "generators" / f"seed{seed}"
+    fingerprint = data_fingerprint(splits.train)
     if (gen_dir / "done.json").is_file():
+        done = json.loads((gen_dir / "done.json").read_text())
+        if done.get("data") != fingerprint:
+            raise ConfigError(f"{gen_dir} holds a generator trained on other items ({done.get('data')}) than this "
+                              f"seed's training patients ({fingerprint}); use another --out folder")
         return load_generator(gen_dir / "checkpoint", device=accelerator.device)
-    # The generator sees exactly the classifier's real training images: never val or test patients.
-    assert_disjoint_groups(np.concatenate([splits.train.groups, splits.val.groups, splits.test.groups]),
-                           np.arange(len(splits.train)),
-                           np.arange(len(splits.train), len(splits.train) + len(splits.val) + len(splits.test)),
-                           names=("generator training", "val/test"))
+    # The generator sees exactly the classifier's real training images (splits.train): never val or test
+    # patients (load_dataset asserted the split; done.json records what it trained on).
     from accelerate.utils import set_seed
 
     set_seed(seed)  # the generator's initial weights depend on the seed alone, not on what ran before
@@ -149,7 +186,8 @@ def _generator_for_seed(cfg: BenchConfig, splits, seed: int, out_dir: Path, acce
                           desc=f"seed {seed}: {cfg.generator.name}", resume=True)
     accelerator.free_memory()
     if accelerator.is_main_process:
-        atomic_write_text(gen_dir / "done.json", json.dumps({"steps": train_cfg.steps, "train_items": len(splits.train)}))
+        atomic_write_text(gen_dir / "done.json", json.dumps({"steps": train_cfg.steps, "train_items": len(splits.train),
+                                                             "data": fingerprint}))
     return gen
 
 
@@ -199,7 +237,8 @@ def run_benchmark(cfg: BenchConfig, out_dir: str | Path, *, accelerator: Any = N
     accelerator = accelerator or Accelerator()
     out_dir = Path(out_dir)
     main = accelerator.is_main_process
-    _validate_models(cfg)
+    with accelerator.main_process_first():  # one process decodes an empty cache, the others then read it
+        _validate_models(cfg)
     if main:
         prepare_run_dir(cfg, out_dir)
     accelerator.wait_for_everyone()

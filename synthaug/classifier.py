@@ -89,8 +89,11 @@ def train_classifier(
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    # stepped by hand, once per optimizer step: a scheduler given to accelerator.prepare() steps once per
+    # process, so the schedule would depend on the number of processes
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                                                  schedule)
     model.train()
     batches = _cycle(loader)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -193,6 +196,7 @@ def load_classifier(directory) -> tuple[torch.nn.Module, dict]:
     import json
     from pathlib import Path
 
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -203,6 +207,7 @@ def load_classifier(directory) -> tuple[torch.nn.Module, dict]:
         cfg = json.loads((directory / CLASSIFIER_CONFIG).read_text())
         model = create_classifier(cfg["model"], num_classes=int(cfg["num_classes"]), channels=int(cfg["channels"]))
         model.load_state_dict(load_file(str(directory / CLASSIFIER_WEIGHTS)), strict=True)
-    except (KeyError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{directory}: cannot rebuild the classifier ({err})") from err
+    except (KeyError, ValueError, RuntimeError, SafetensorError, OSError) as err:
+        raise ValueError(f"{directory}: cannot rebuild the classifier from {CLASSIFIER_CONFIG} and "
+                         f"{CLASSIFIER_WEIGHTS} ({err})") from err
     return model.eval(), cfg

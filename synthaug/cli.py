@@ -46,8 +46,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if accelerator.is_main_process:
         print(f"training {cfg.generator.name} on the training patients only:\n{splits.summary()}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "training_options.json",
-                          json.dumps({"config": to_dict(cfg), "splits": splits.info}, indent=2))
+        if not (out_dir / "training_options.json").exists():  # a resumed run keeps the first part's record
+            atomic_write_text(out_dir / "training_options.json",
+                              json.dumps({"config": to_dict(cfg), "splits": splits.info}, indent=2))
         if splits.info.get("skipped_files"):
             atomic_write_text(out_dir / "skipped_files.txt", "\n".join(splits.info["skipped_files"]) + "\n")
     train_cfg = GeneratorTrainConfig(**{**to_dict(cfg.generator.train), "seed": cfg.seed})

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .data.imageio import convert_channels, resize_batch
-from .pool import SyntheticPool, is_pool, load_pool
+from .pool import SyntheticPool, generate_pool, is_pool, load_pool
 
 
 
@@ -267,40 +267,33 @@ class SyntheticDataset(Dataset):
             self._images = self._source_pool.images  # memory-mapped: workers read, nothing is copied
             self.pool_labels = self._source_pool.labels
             rng = np.random.default_rng([seed, 15485863])
-            index = np.zeros(self.num_synthetic, dtype=np.int64)
-            for c in range(self.num_classes):
-                items = np.flatnonzero(self.synthetic_labels == c)
-                if len(items):
-                    slots = rng.permutation(self._source_pool.indices_of(c))
-                    index[items] = slots[np.arange(len(items)) % len(slots)]
-            self._pool_index = index
+            self._pool_index = self._assign(lambda c: rng.permutation(self._source_pool.indices_of(c)))
         else:
             images = self._generate(self._plan_labels, seed)
             self._images = resize_batch(convert_channels(images, self.channels), self.image_size)
             self.pool_labels = self._plan_labels
-            index = np.zeros(self.num_synthetic, dtype=np.int64)
-            for c in range(self.num_classes):
-                items = np.flatnonzero(self.synthetic_labels == c)
-                slots = np.flatnonzero(self.pool_labels == c)
-                if len(items):
-                    index[items] = slots[np.arange(len(items)) % len(slots)]
-            self._pool_index = index
+            self._pool_index = self._assign(lambda c: np.flatnonzero(self.pool_labels == c))
         self._generation = generation
+
+    def _assign(self, slots_of: Callable[[int], np.ndarray]) -> np.ndarray:
+        """Pool row of every synthetic item: the items of class c cycle through ``slots_of(c)``."""
+        index = np.zeros(self.num_synthetic, dtype=np.int64)
+        for c in range(self.num_classes):
+            items = np.flatnonzero(self.synthetic_labels == c)
+            if len(items):
+                slots = slots_of(c)
+                index[items] = slots[np.arange(len(items)) % len(slots)]
+        return index
 
     def _generate(self, labels: np.ndarray, seed: int) -> torch.Tensor:
         gen = self._gen
-        torch_gen = torch.Generator().manual_seed(seed)
-        empty = torch.zeros(0, gen.channels, gen.image_size, gen.image_size, dtype=torch.uint8)
+        if gen is None:
+            raise RuntimeError("this SyntheticDataset was copied into another process without its generator; call "
+                               "set_epoch() in the main process, before the DataLoader starts its workers")
         if self.quality_filter is None:
-            chunks = []
-            with tqdm(total=len(labels), desc="sampling synthetic pool", unit="img",
-                      disable=None if len(labels) >= 2048 else True) as bar:
-                for start in range(0, len(labels), self.batch_size):
-                    part = torch.from_numpy(labels[start:start + self.batch_size])
-                    chunks.append(gen.sample(len(part), part, generator=torch_gen))
-                    bar.update(len(part))
-            return torch.cat(chunks) if chunks else empty
-        return self._generate_filtered(labels, torch_gen, empty)
+            return torch.from_numpy(generate_pool(gen, labels, seed=seed, batch_size=self.batch_size).images)
+        empty = torch.zeros(0, gen.channels, gen.image_size, gen.image_size, dtype=torch.uint8)
+        return self._generate_filtered(labels, torch.Generator().manual_seed(seed), empty)
 
     def _generate_filtered(self, labels: np.ndarray, torch_gen: torch.Generator, empty: torch.Tensor) -> torch.Tensor:
         """Sample until every requested label has an image the filter keeps (deterministic for a seed)."""
@@ -351,6 +344,12 @@ class SyntheticDataset(Dataset):
         self.epoch = epoch
         if self.refresh_every:
             self._refresh(epoch // self.refresh_every)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers (and spawned processes) read the pool; the generator stays in this process.
+        state = self.__dict__.copy()
+        state["_gen"] = None
+        return state
 
     # ----------------------------------------------------------------- data set protocol
     def __len__(self) -> int:

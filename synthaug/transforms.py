@@ -265,10 +265,17 @@ class SyntheticMix(ImageOnlyTransform):
 
     def __getstate__(self) -> dict[str, Any]:
         # A pool folder is memory-mapped again in each worker: cheaper than pickling its images.
-        state = self.__dict__.copy()
+        # A pool sampled from a checkpoint (or a generator) is made here, in the process that pickles the
+        # transform (the main one), so workers only read it and never run the generator.
         if self.pool_path is not None and is_pool(Path(self.pool_path).expanduser()):
+            state = self.__dict__.copy()
             state["_pool"] = None
             state["_by_class"] = None
+            return state
+        self.pool  # noqa: B018  (generate now, before the copy)
+        state = self.__dict__.copy()
+        if not isinstance(state["_source"], str):
+            state["_source"] = None  # the generator object stays in this process; the pool travels
         return state
 
     # ----------------------------------------------------------------- albumentations protocol

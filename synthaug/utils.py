@@ -37,8 +37,13 @@ def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:
     """Append one JSON row and flush it to disk (rows already written are never rewritten)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, sort_keys=True) + "\n")
+    with open(path, "a+b") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell():
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":  # a line torn by a crash: end it, so it stays one bad line, skipped on read
+                fh.write(b"\n")
+        fh.write((json.dumps(row, sort_keys=True) + "\n").encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -49,16 +54,20 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines):
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines()):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                break  # the line a killed process was writing
-            raise ValueError(f"{path}, line {i + 1}: not valid JSON; the file was edited or damaged") from None
+            row = None
+        if not isinstance(row, dict):
+            # a line torn by a crash mid-write: warn and skip it (the cell it held is simply run again)
+            import warnings
+
+            warnings.warn(f"{path}, line {i + 1}: not a complete JSON row (a write cut short?); ignored", stacklevel=2)
+            continue
+        rows.append(row)
     return rows
 
 

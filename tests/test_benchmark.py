@@ -103,6 +103,10 @@ def test_different_config_into_same_folder_is_refused(tiny_run, data_root):
     ("generator.options={latnt_dim: 4}", "latnt_dim"),
     ("data.train_fraction=0", "train_fraction=0"),
     ("seeds=3", "expected a list"),
+    ("synthetic.label_distribution=balancd", "balancd"),
+    ("synthetic.pool_size=-5", "pool_size=-5"),
+    ("data.group_pattern='(unclosed'", "not a valid regular expression"),
+    ("generator.train.seed=3", "the run's seed"),
 ])
 def test_bad_config_fails_before_any_work(tmp_path, data_root, override, message):
     out = tmp_path / "run"

@@ -222,3 +222,20 @@ def test_two_process_shares_are_disjoint_complete_and_consistent(gen, real, data
             for i, digest, label in share[epoch]:
                 x, y = reference[i]
                 assert digest == hashlib.md5(x.numpy().tobytes()).hexdigest() and label == y
+
+
+def test_workers_get_the_pool_not_the_generator(gen, real, tmp_path):
+    import pickle
+
+    from synthaug import SyntheticMix
+
+    ds = SyntheticDataset(gen, 0.3, real=real, refresh_every=1)
+    copy = pickle.loads(pickle.dumps(ds))
+    assert copy._gen is None and torch.equal(copy.pool, ds.pool)
+    assert torch.equal(copy[len(ds) - 1][0], ds[len(ds) - 1][0])
+    with pytest.raises(RuntimeError, match="main process"):
+        copy.set_epoch(1)  # a copy cannot regenerate; the main process refreshes
+    gen.save(tmp_path / "ckpt")
+    mix = SyntheticMix(str(tmp_path / "ckpt"), p=1.0, n_per_class=4)
+    state = mix.__getstate__()
+    assert state["_pool"] is not None and len(state["_pool"]) == 8  # sampled here, in the main process

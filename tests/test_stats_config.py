@@ -100,3 +100,17 @@ def test_config_types_unknown_keys_and_overrides(tmp_path):
         load_config(Outer, path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(Outer, tmp_path / "missing.yaml")
+
+
+def test_a_torn_results_line_is_skipped_and_later_rows_stay_readable(tmp_path):
+    from synthaug.utils import append_jsonl, read_jsonl
+
+    path = tmp_path / "results.jsonl"
+    append_jsonl(path, {"seed": 0, "arm": "real"})
+    with open(path, "a") as fh:
+        fh.write('{"seed": 0, "arm": "synth')  # a write cut short by a crash
+    with pytest.warns(UserWarning, match="line 2"):
+        assert read_jsonl(path) == [{"seed": 0, "arm": "real"}]
+    append_jsonl(path, {"seed": 0, "arm": "synthetic"})  # the rerun appends the cell again
+    with pytest.warns(UserWarning, match="line 2"):
+        assert read_jsonl(path) == [{"seed": 0, "arm": "real"}, {"seed": 0, "arm": "synthetic"}]

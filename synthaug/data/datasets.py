@@ -7,6 +7,7 @@ import difflib
 import os
 import re
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -274,7 +275,7 @@ def _check_medmnist_npz(path: Path) -> None:
                 n_img, n_lab = len(npz[f"{s}_images"]), len(npz[f"{s}_labels"])
                 if n_img != n_lab:
                     raise ValueError(f"{path}: {s}_images has {n_img} items but {s}_labels has {n_lab}")
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is not a readable npz file ({err}); replace it") from err
 
 

@@ -149,10 +149,16 @@ def train_generator(
         raise NotImplementedError(f"{gen.generator_name}: the shared loop trains generators with one optimizer")
     optimizer = optimizer[0]
     first_step = 0
+    fingerprint = data_fingerprint(dataset)
     if state is not None:
-        if state["seed"] != config.seed or state["steps"] != config.steps:
-            raise ValueError(f"{out / 'resume'} was saved by a training with seed {state['seed']} and {state['steps']} "
-                             f"steps, not seed {config.seed} and {config.steps} steps; use the same config to resume")
+        saved = {"config": state.get("config"), "data": state.get("data"), "generator": state.get("generator")}
+        now = {"config": asdict(config), "data": fingerprint, "generator": dict(gen.generator_options)}
+        now = json.loads(json.dumps(now))  # tuples -> lists, as stored
+        if saved != now:
+            diff = sorted(k for k in now if saved.get(k) != now[k])
+            raise ValueError(f"{out / 'resume'} was saved by a training with another {' and '.join(diff)} "
+                             f"(saved {[saved[k] for k in diff]}, now {[now[k] for k in diff]}); use the same config "
+                             "and data to resume, or another output folder to start over")
         gen.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -194,10 +200,11 @@ def train_generator(
             if config.sample_every and step % config.sample_every == 0:
                 save_sample_grid(raw, out / f"samples_{step:06d}.png", per_class=config.samples_per_class)
             if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
+                # the resume state first: a kill between the two writes leaves a state to continue from
+                save_state(out / "resume", {"step": step, "config": asdict(config), "data": fingerprint,
+                                            "generator": raw.config_dict()["options"], "model": raw.state_dict(),
+                                            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()})
                 raw.save(out / "checkpoint")
-                save_state(out / "resume", {"step": step, "seed": config.seed, "steps": config.steps,
-                                            "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
-                                            "torch_rng": torch.get_rng_state()})
     raw.eval()
     if out is not None and main:
         save_sample_grid(raw, out / "samples.png", per_class=config.samples_per_class)
@@ -205,11 +212,22 @@ def train_generator(
     return raw
 
 
+def data_fingerprint(dataset: Dataset) -> dict[str, Any]:
+    """Size and a hash of the labels and groups (patients) of a training set: a resumed or reused
+    generator must have trained on exactly these items."""
+    import hashlib
+
+    targets = getattr(dataset, "targets", None)
+    groups = getattr(dataset, "groups", None)
+    digest = hashlib.sha256()
+    for part in (targets, groups):
+        if part is not None:
+            digest.update("\n".join(map(str, list(part))).encode())
+    return {"items": len(dataset), "sha256": digest.hexdigest()[:16]}
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log rows written after the step being resumed from (they will be written again)."""
     rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
     atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
-
-def config_to_dict(config: GeneratorTrainConfig) -> dict[str, Any]:
-    return asdict(config)
