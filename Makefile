@@ -20,9 +20,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
+# accelerate launch sets OMP_NUM_THREADS=1 unless told otherwise: give the one process every core.
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+
 demo: install
 	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-		benchmarks/run.py --config configs/bench/malaria-quick.yaml
+		--num_cpu_threads_per_process $(NPROC) benchmarks/run.py --config configs/bench/malaria-quick.yaml
 
 test: install
 	$(BIN)/python -m pytest tests

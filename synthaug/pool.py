@@ -65,6 +65,9 @@ class SyntheticPool:
             np.save(tmp / "labels.npy", np.asarray(self.labels, dtype=np.int64))
             meta = {**self.meta, "num_classes": self.num_classes, "count": len(self)}
             (tmp / POOL_META).write_text(json.dumps(meta, indent=2))
+            from .utils import make_public
+
+            make_public(tmp)
             os.replace(tmp, directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

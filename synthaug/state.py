@@ -62,6 +62,9 @@ def save_state(directory: str | os.PathLike, state: dict[str, Any]) -> None:
         for f in (TENSORS, META):
             with open(tmp / f, "rb") as fh:
                 os.fsync(fh.fileno())
+        from .utils import make_public
+
+        make_public(tmp)
         old = directory.with_name(directory.name + ".old")
         if directory.exists():
             shutil.rmtree(old, ignore_errors=True)

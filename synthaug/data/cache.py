@@ -62,6 +62,9 @@ def cached_arrays(
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=entry.parent))
         np.save(tmp / "images.npy", images)
         (tmp / "meta.json").write_text(json.dumps(meta))
+        from ..utils import make_public
+
+        make_public(tmp)
         if entry.exists() and not ((entry / "meta.json").is_file() and (entry / "images.npy").is_file()):
             shutil.rmtree(entry, ignore_errors=True)  # an incomplete entry (e.g. a file deleted by hand)
         try:
