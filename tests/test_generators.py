@@ -17,6 +17,7 @@ import synthaug
 from synthaug.generators import (
     GeneratorTrainConfig,
     NonFiniteLossError,
+    OptimizerStep,
     create_generator,
     generator_options,
     list_generators,
@@ -28,11 +29,17 @@ from synthaug.utils import read_jsonl
 
 GENERATORS = list_generators()
 SIZE, CHANNELS, CLASSES = 32, 3, 2
-# small options for generators that are large by default; names missing here are built with their defaults
-SMALL_OPTIONS: dict[str, dict] = {}
+# The test entry of every registered generator: small options that keep it fast at 32 px on a CPU
+# ({} = its defaults). test_every_generator_has_a_test_entry_and_a_preset fails for a generator missing here.
+SMALL_OPTIONS: dict[str, dict] = {
+    "cvae": {"hidden_channels": (16, 32, 64), "latent_dim": 8},
+    "cvae-tiny": {},
+    # (the zoo: one line per generator)
+}
 # non-default options that must survive save / load
 OTHER_OPTIONS: dict[str, dict] = {"cvae": {"hidden_channels": (16, 32), "latent_dim": 4, "beta": 0.5},
                                   "cvae-tiny": {"latent_dim": 4, "recon": "bce"}}
+PRESETS = Path(__file__).resolve().parents[1] / "configs" / "generators"
 
 
 def build(name: str, *, seed: int = 0, **overrides) -> synthaug.generators.Generator:
@@ -287,27 +294,36 @@ def test_save_needs_a_registered_generator(tmp_path):
 # --------------------------------------------------------------------------- one optimizer step
 @pytest.mark.parametrize("name", GENERATORS)
 def test_one_optimizer_step(name):
+    """One ``training_step`` through the public ``OptimizerStep``: finite losses, every optimizer steps,
+    trainable parameters move (a frozen EMA copy, if any, may stay)."""
     gen = build(name)
     gen.train()
     images = torch.rand(8, CHANNELS, SIZE, SIZE, generator=seeded(0))
     labels = torch.arange(8) % CLASSES
-    losses = gen(images, labels)
-    assert isinstance(losses, dict) and "loss" in losses
-    assert losses["loss"].ndim == 0 and math.isfinite(float(losses["loss"].detach()))
-    assert all(math.isfinite(float(v.detach())) for v in losses.values())
     optimizers = gen.configure_optimizers(1e-3)
     assert len(optimizers) >= 1
     before = {k: v.detach().clone() for k, v in gen.named_parameters()}
-    for opt in optimizers:
-        opt.zero_grad()
-    losses["loss"].backward()
-    with_grad = [k for k, p in gen.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
-    assert with_grad, "the loss does not reach any parameter"
-    for opt in optimizers:
-        opt.step()
+    stepper = OptimizerStep(name)
+    torch.manual_seed(0)
+    losses = gen.training_step(images, labels, optimizers, stepper)
+    assert isinstance(losses, dict) and losses
+    assert all(math.isfinite(float(v.detach() if isinstance(v, torch.Tensor) else v)) for v in losses.values())
+    assert stepper.calls >= len(optimizers), "every optimizer should take a step"
+    optimized = {id(p) for opt in optimizers for g in opt.param_groups for p in g["params"]}
     after = dict(gen.named_parameters())
-    changed = [k for k in before if not torch.equal(before[k], after[k])]
-    assert set(with_grad) <= set(changed)
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    trainable = [k for k, p in gen.named_parameters() if id(p) in optimized]
+    assert moved, "no parameter changed"
+    assert len(moved) >= 0.5 * len(trainable), f"only {len(moved)} of {len(trainable)} optimized tensors moved"
+
+
+def test_step_refuses_a_nan_loss_before_updating():
+    gen = build("cvae-tiny")
+    (opt,) = gen.configure_optimizers(1e-3)
+    before = {k: v.detach().clone() for k, v in gen.state_dict().items()}
+    with pytest.raises(NonFiniteLossError, match="at step 7 the d_loss"):
+        OptimizerStep("x", step=7)(opt, torch.tensor(float("nan"), requires_grad=True), "d_loss")
+    assert all(torch.equal(before[k], v) for k, v in gen.state_dict().items())
 
 
 # --------------------------------------------------------------------------- create_generator errors
@@ -351,15 +367,42 @@ def test_to_uint8():
 
 
 # --------------------------------------------------------------------------- grayscale 28 px
-@pytest.mark.parametrize(("name", "options"), [("cvae", {"hidden_channels": (32, 64)}), ("cvae-tiny", {})])
-def test_grayscale_28px(name, options):
+@pytest.mark.parametrize("name", GENERATORS)
+def test_grayscale_28px(name):
     torch.manual_seed(0)
-    gen = create_generator(name, num_classes=2, image_size=28, channels=1, **options)
+    options = dict(SMALL_OPTIONS.get(name, {}))
+    if name == "cvae":
+        options["hidden_channels"] = (16, 32)  # 28 px halves twice (to 7 px)
+    gen = create_generator(name, num_classes=3, image_size=28, channels=1, **options)
     images = gen.sample(4, generator=seeded(0))
     assert images.shape == (4, 1, 28, 28) and images.dtype == torch.uint8
     gen.train()
-    losses = gen(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 0, 1]))
-    assert math.isfinite(float(losses["loss"].detach()))
+    optimizers = gen.configure_optimizers(1e-4)
+    losses = gen.training_step(torch.rand(6, 1, 28, 28), torch.tensor([0, 1, 2, 0, 1, 2]), optimizers,
+                               OptimizerStep(name))
+    assert all(math.isfinite(float(v.detach() if isinstance(v, torch.Tensor) else v)) for v in losses.values())
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_64px(name):
+    torch.manual_seed(0)
+    gen = create_generator(name, num_classes=2, image_size=64, channels=3, **SMALL_OPTIONS.get(name, {}))
+    assert gen.sample(2, generator=seeded(0)).shape == (2, 3, 64, 64)
+
+
+def test_every_generator_has_a_test_entry_and_a_preset():
+    import yaml
+
+    presets: dict[str, list[str]] = {}
+    for path in sorted(PRESETS.glob("*.yaml")):
+        name = (yaml.safe_load(path.read_text()).get("generator") or {}).get("name")
+        presets.setdefault(name, []).append(path.name)
+    missing_entry = [n for n in GENERATORS if n not in SMALL_OPTIONS]
+    missing_preset = [n for n in GENERATORS if n not in presets]
+    assert not missing_entry, f"add a test entry to SMALL_OPTIONS in {__file__} for {missing_entry}"
+    assert not missing_preset, f"add a preset to {PRESETS} (generator.name: ...) for {missing_preset}"
+    stale = [n for n in presets if n not in GENERATORS]
+    assert not stale, f"presets name unregistered generators: {[presets[n] for n in stale]}"
 
 
 def test_default_cvae_grayscale_28px():

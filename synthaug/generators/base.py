@@ -14,6 +14,9 @@ from torch import nn
 
 from ..utils import atomic_write_bytes, atomic_write_text, did_you_mean
 
+#: ``step(optimizer, loss, name)``: the optimizer step ``Generator.training_step`` calls
+StepFn = Callable[[torch.optim.Optimizer, torch.Tensor, str], None]
+
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CHECKPOINT_FORMAT = 1
@@ -55,7 +58,25 @@ class Generator(nn.Module):
         return torch.randn(n, self.latent_dim, generator=generator)
 
     def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        """The optimizers ``training_step`` receives, in order (default: one Adam over all parameters)."""
         return [torch.optim.Adam(self.parameters(), lr=lr)]
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor, optimizers: list[torch.optim.Optimizer],
+                      step: "StepFn") -> dict[str, torch.Tensor]:
+        """One training iteration on a batch (images float in [0, 1]); returns the losses to log.
+
+        The default computes ``self(images, labels)`` and takes one step on ``losses["loss"]`` with the
+        first optimizer. Models with several optimizers (GANs) override this and call
+        ``step(optimizer, loss, "name")`` once per optimizer: ``step`` checks that the loss and the
+        gradients are finite, zeroes, back-propagates, averages gradients across processes and steps.
+        """
+        losses = self(images, labels)
+        step(optimizers[0], losses["loss"], "loss")
+        return losses
+
+    def lr_scale(self, epoch: int) -> float:
+        """Multiplier of every optimizer's initial learning rate during ``epoch`` (0-based); default 1."""
+        return 1.0
 
     def check_labels(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         """Validate ``labels`` (or make balanced ones: 0, 1, ..., 0, 1, ...) for ``n`` samples."""

@@ -144,10 +144,13 @@ def train_generator(
     out = Path(out_dir) if out_dir is not None else None
     state = _check_fresh_or_resume(out, resume)
     torch.manual_seed(config.seed)
-    optimizer = gen.configure_optimizers(config.lr)
-    if len(optimizer) != 1:
-        raise NotImplementedError(f"{gen.generator_name}: the shared loop trains generators with one optimizer")
-    optimizer = optimizer[0]
+    gen.to(accelerator.device)
+    optimizers = gen.configure_optimizers(config.lr)
+    if not optimizers:
+        raise ValueError(f"{gen.generator_name}: configure_optimizers() returned no optimizer")
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
     first_step = 0
     fingerprint = data_fingerprint(dataset)
     if state is not None:
@@ -159,39 +162,50 @@ def train_generator(
             raise ValueError(f"{out / 'resume'} was saved by a training with another {' and '.join(diff)} "
                              f"(saved {[saved[k] for k in diff]}, now {[now[k] for k in diff]}); use the same config "
                              "and data to resume, or another output folder to start over")
+        saved_opts = state.get("optimizers")
+        if not isinstance(saved_opts, list) or len(saved_opts) != len(optimizers):
+            raise ValueError(f"{out / 'resume'} does not hold {len(optimizers)} optimizer state(s) for "
+                             f"{gen.generator_name}; it was written by another version. Start over in another folder.")
         gen.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        for opt, opt_state in zip(optimizers, saved_opts):
+            opt.load_state_dict(opt_state)
         torch.set_rng_state(state["torch_rng"])
         first_step = int(state["step"])
         if out is not None and accelerator.is_main_process:
             _truncate_log(out / "log.jsonl", first_step)
-    model, optimizer = accelerator.prepare(gen, optimizer)
-    raw = accelerator.unwrap_model(model)
+    raw = gen
+    world = accelerator.num_processes
+    if world > 1:  # every process starts from rank 0's weights; gradients are averaged in step()
+        import torch.distributed as dist
+
+        for tensor in list(raw.parameters()) + list(raw.buffers()):
+            dist.broadcast(tensor.data, src=0)
     main = accelerator.is_main_process
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
 
-    model.train()
-    batches = _batches(dataset, config, first_step, accelerator.process_index, accelerator.num_processes)
+    raw.train()
+    batches = _batches(dataset, config, first_step, accelerator.process_index, world)
+    per_epoch = EpochBatchSampler(len(dataset), config.batch_size, seed=config.seed, rank=accelerator.process_index,
+                                  world_size=world).batches_per_epoch()
     bar = tqdm(range(first_step + 1, config.steps + 1), desc=desc or f"train {raw.generator_name}",
                disable=not main or None, mininterval=1.0, dynamic_ncols=True, initial=first_step, total=config.steps)
     for step in bar:
         images, labels = next(batches)
         images = images.to(accelerator.device).float().div_(255)
-        losses = model(images, labels.to(accelerator.device).long())
-        values = {k: float(v.detach()) for k, v in losses.items()}
+        scale = float(raw.lr_scale((step - 1) // per_epoch))
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * scale
+        stepper = OptimizerStep(raw.generator_name or type(raw).__name__, accelerator, step, config.lr, out)
+        losses = raw.training_step(images, labels.to(accelerator.device).long(), optimizers, stepper)
+        values = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in losses.items()}
         if not all(math.isfinite(v) for v in values.values()):
             bad = {k: v for k, v in values.items() if not math.isfinite(v)}
             raise NonFiniteLossError(f"{raw.generator_name}: at step {step} the loss(es) {bad} are not finite{_kept(out)}. "
                                      f"Try a lower learning rate (lr={config.lr}).")
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(losses["loss"])
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        grad_norm = float(torch.stack([g.detach().float().norm() for g in grads]).sum()) if grads else 0.0
-        if not math.isfinite(grad_norm):
-            raise NonFiniteLossError(f"{raw.generator_name}: at step {step} the gradients are not finite (loss "
-                                     f"{values}){_kept(out)}. Try a lower learning rate (lr={config.lr}).")
-        optimizer.step()
+        if stepper.calls == 0:
+            raise RuntimeError(f"{raw.generator_name}.training_step() took no optimizer step; it must call step()")
         if step % max(1, config.log_every) == 0 or step == config.steps:
             bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()})
             if out is not None and main and config.log_every:
@@ -203,13 +217,54 @@ def train_generator(
                 # the resume state first: a kill between the two writes leaves a state to continue from
                 save_state(out / "resume", {"step": step, "config": asdict(config), "data": fingerprint,
                                             "generator": raw.config_dict()["options"], "model": raw.state_dict(),
-                                            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()})
+                                            "optimizers": [opt.state_dict() for opt in optimizers],
+                                            "torch_rng": torch.get_rng_state()})
                 raw.save(out / "checkpoint")
     raw.eval()
     if out is not None and main:
         save_sample_grid(raw, out / "samples.png", per_class=config.samples_per_class)
     accelerator.wait_for_everyone()
     return raw
+
+
+class OptimizerStep:
+    """The ``step(optimizer, loss, name)`` given to ``Generator.training_step``: checks that the loss is
+    finite, zeroes, back-propagates (through ``accelerator`` when given), averages gradients across
+    processes, checks that they are finite, and steps. Raises ``NonFiniteLossError`` before any update."""
+
+    def __init__(self, model_name: str = "generator", accelerator: Any = None, step: int = 0, lr: float | None = None,
+                 out: Path | None = None) -> None:
+        self.model_name, self.accelerator, self.step, self.lr, self.out = model_name, accelerator, step, lr, out
+        self.calls = 0
+
+    def __call__(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str = "loss") -> None:
+        name_ = self.model_name
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"{name_}: at step {self.step} the {name} is {value}, not finite{_kept(self.out)}. "
+                                     f"{self._hint()}")
+        optimizer.zero_grad(set_to_none=True)
+        if self.accelerator is not None:
+            self.accelerator.backward(loss)
+        else:
+            loss.backward()
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        world = self.accelerator.num_processes if self.accelerator is not None else 1
+        if world > 1:
+            import torch.distributed as dist
+
+            for p in params:
+                dist.all_reduce(p.grad)
+                p.grad.div_(world)
+        grad_norm = float(torch.stack([p.grad.detach().float().norm() for p in params]).sum()) if params else 0.0
+        if not math.isfinite(grad_norm):
+            raise NonFiniteLossError(f"{name_}: at step {self.step} the gradients of the {name} are not finite "
+                                     f"({name} {value}){_kept(self.out)}.{self._hint()}")
+        optimizer.step()
+        self.calls += 1
+
+    def _hint(self) -> str:
+        return f" Try a lower learning rate (lr={self.lr})." if self.lr is not None else ""
 
 
 def data_fingerprint(dataset: Dataset) -> dict[str, Any]:

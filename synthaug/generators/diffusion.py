@@ -1,0 +1,1 @@
+"""ddpm: a small class-conditional diffusion model (UNet, classifier-free guidance, DDIM sampling)."""

@@ -1,0 +1,1 @@
+"""GANs: a shared adversarial training step (DiffAugment, EMA), dcgan, cgan, infogan."""
