@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import synthaug
 from synthaug.classifier import StandardAugment, create_classifier, normalize
-from synthaug.generators import create_generator, list_generators
+from synthaug.generators import OptimizerStep, create_generator, list_generators
 
 
 def _timed_steps(step, warmup: int, steps: int) -> float:
@@ -34,30 +34,33 @@ def _timed_steps(step, warmup: int, steps: int) -> float:
 
 
 # --------------------------------------------------------------------------- generators
-def generator_throughput(sizes: list[int], batch_size: int, steps: int) -> list[dict]:
+def generator_throughput(sizes: list[int], batch_size: int, steps: int, names: list[str] | None = None) -> list[dict]:
+    """Training images/s (``training_step``: every optimizer of the model, as in ``train_generator``) and
+    sampling images/s (``sample``) of each generator with its default options, at each size."""
     rows = []
-    for name in list_generators():
+    for name in names or list_generators():
         if name.endswith("-tiny"):
             continue
         for size in sizes:
             torch.manual_seed(0)
             gen = create_generator(name, num_classes=2, image_size=size, channels=3)
-            opt = gen.configure_optimizers(1e-3)[0]
+            gen.train()
+            optimizers = gen.configure_optimizers(1e-4)
             x, y = torch.rand(batch_size, 3, size, size), torch.arange(batch_size) % 2
+            stepper = OptimizerStep(name)
 
             def train_step():
-                loss = gen(x, y)["loss"]
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                gen.training_step(x, y, optimizers, stepper)
 
             train_s = _timed_steps(train_step, 2, steps)
             n = batch_size * steps
             sample_s = _timed_steps(lambda: gen.sample(batch_size), 1, steps)
             rows.append({"generator": name, "image_size": size, "batch_size": batch_size,
-                         "train_images_per_s": n / train_s, "sample_images_per_s": n / sample_s})
-            print(f"{name:12s} {size:3d}px  train {n / train_s:8.0f} img/s   sample {n / sample_s:8.0f} img/s",
-                  flush=True)
+                         "parameters": sum(p.numel() for p in gen.parameters()),
+                         "train_images_per_s": n / train_s, "train_step_s": train_s / steps,
+                         "sample_images_per_s": n / sample_s})
+            print(f"{name:12s} {size:3d}px  train {n / train_s:8.0f} img/s ({train_s / steps:6.3f} s/step)   "
+                  f"sample {n / sample_s:8.0f} img/s", flush=True)
     return rows
 
 
@@ -159,6 +162,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--plugin", action="store_true", help="measure the plugin's cost instead of the generators")
     p.add_argument("--sizes", default="32,64", help="generator image sizes (comma separated)")
+    p.add_argument("--generators", help="comma-separated names (default: every registered generator but *-tiny)")
     p.add_argument("--image-size", type=int, default=32, help="--plugin: image size")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2, help="--plugin: DataLoader workers")
@@ -174,10 +178,20 @@ def main(argv=None) -> int:
                                               workers=args.workers, steps=args.steps, warmup=args.warmup,
                                               repeats=args.repeats)}
     else:
-        result = {"generators": generator_throughput([int(s) for s in args.sizes.split(",")], args.batch_size,
-                                                     args.steps)}
+        names = [n.strip() for n in args.generators.split(",")] if args.generators else None
+        rows = generator_throughput([int(s) for s in args.sizes.split(",")], args.batch_size, args.steps, names)
+        print(f"\ngenerators: default options, batch {args.batch_size}, {args.steps} timed steps, "
+              f"{torch.get_num_threads()} threads\n")
+        print("| generator | size | parameters | train images/s | s/step | sample images/s |\n|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['generator']} | {r['image_size']} | {r['parameters'] / 1e6:.2f} M | {r['train_images_per_s']:.0f} "
+                  f"| {r['train_step_s']:.3f} | {r['sample_images_per_s']:.0f} |")
+        result = {"generators": rows}
     if args.json:
-        Path(args.json).write_text(json.dumps({**result, "environment": env}, indent=2))
+        from synthaug.utils import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({**result, "environment": env}, indent=2))
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -21,28 +21,28 @@ class TrainConfig:
     out_dir: str = "runs/{generator}-{data}-seed{seed}"
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, accelerator=None):
+    """Train the generator of ``cfg`` on the training patients of its split into ``out_dir``; returns it.
+
+    What ``synthaug train`` runs: loads the data (split by patient, ``train_fraction`` of the training
+    patients), seeds the initial weights from ``cfg.seed``, records the options and the split in
+    ``training_options.json`` and trains (``resume=True`` continues ``out_dir/resume``).
+    """
+    import torch
     from accelerate import Accelerator
 
     from .generators import GeneratorTrainConfig, create_generator, train_generator
     from .utils import atomic_write_text
 
-    cfg = load_config(TrainConfig, args.config, args.set)
-    out_dir = Path(args.out or cfg.out_dir.format(generator=cfg.generator.name, data=cfg.data.name.replace(":", "-"),
-                                                  seed=cfg.seed))
-    if args.dry_run:
-        print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir)}, indent=2))
-        return 0
-    if not args.resume and ((out_dir / "checkpoint").exists() or (out_dir / "resume").exists()):
+    out_dir = Path(out_dir)
+    if not resume and ((out_dir / "checkpoint").exists() or (out_dir / "resume").exists()):
         raise FileExistsError(f"{out_dir} already holds a generator training; pass --resume to continue it, or "
                               "--out another folder")
     splits = cfg.data.load(cfg.seed)
-    import torch
-
     torch.manual_seed(cfg.seed)  # initial weights from the seed alone
     gen = create_generator(cfg.generator.name, num_classes=splits.num_classes, image_size=splits.image_size,
                            channels=splits.channels, **cfg.generator.options)
-    accelerator = Accelerator()
+    accelerator = accelerator or Accelerator()
     if accelerator.is_main_process:
         print(f"training {cfg.generator.name} on the training patients only:\n{splits.summary()}")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if splits.info.get("skipped_files"):
             atomic_write_text(out_dir / "skipped_files.txt", "\n".join(splits.info["skipped_files"]) + "\n")
     train_cfg = GeneratorTrainConfig(**{**to_dict(cfg.generator.train), "seed": cfg.seed})
-    train_generator(gen, splits.train, config=train_cfg, out_dir=out_dir, accelerator=accelerator, resume=args.resume)
+    return train_generator(gen, splits.train, config=train_cfg, out_dir=out_dir, accelerator=accelerator,
+                           resume=resume)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    cfg = load_config(TrainConfig, args.config, args.set)
+    out_dir = Path(args.out or cfg.out_dir.format(generator=cfg.generator.name, data=cfg.data.name.replace(":", "-"),
+                                                  seed=cfg.seed))
+    if args.dry_run:
+        print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir)}, indent=2))
+        return 0
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    train_from_config(cfg, out_dir, resume=args.resume, accelerator=accelerator)
     if accelerator.is_main_process:
         print(f"checkpoint: {out_dir / 'checkpoint'}\nsamples:    {out_dir / 'samples.png'}")
     return 0

@@ -1,0 +1,71 @@
+"""benchmarks/gallery.py and the generator presets."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from synthaug.cli import TrainConfig
+from synthaug.config import load_config
+from synthaug.generators import create_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted((ROOT / "configs" / "generators").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_every_preset_loads_and_builds_its_generator(preset):
+    cfg = load_config(TrainConfig, preset)
+    assert cfg.data.name == "malaria" and cfg.data.image_size in (28, 32, 64)
+    torch.manual_seed(0)
+    gen = create_generator(cfg.generator.name, num_classes=2, image_size=cfg.data.image_size, channels=3,
+                           **cfg.generator.options)
+    assert gen.sample(2).shape == (2, 3, cfg.data.image_size, cfg.data.image_size)
+
+
+def test_gallery_config_names_only_presets_that_exist():
+    from benchmarks.gallery import GalleryConfig
+
+    cfg = load_config(GalleryConfig, ROOT / "configs" / "gallery.yaml")
+    assert cfg.models
+    for name in cfg.models:
+        assert (ROOT / cfg.presets.format(name=name)).is_file(), name
+
+
+def test_gallery_trains_draws_and_skips_finished_models(tmp_path, data_root, malaria32):
+    config = tmp_path / "gallery.yaml"
+    config.write_text(f"""
+presets: configs/generators/{{name}}-smoke.yaml
+image_size: 32
+train_fraction: 0.05
+per_class: 4
+out_dir: {tmp_path / 'runs'}
+docs_dir: {tmp_path / 'docs'}
+models:
+  cvae-tiny: {{steps: 6, checkpoint_every: 3, sample_every: 0}}
+""")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gallery.py"), "--config", str(config)]
+    env = {**__import__("os").environ, "SYNTHAUG_DATA": str(data_root)}
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads((tmp_path / "docs" / "gallery.json").read_text())
+    record = summary["models"]["cvae-tiny"]
+    assert record["steps"] == 6 and record["train_seconds"] > 0
+    assert (tmp_path / "docs" / "cvae-tiny.png").stat().st_size > 1000
+    assert (tmp_path / "docs" / "cvae-tiny-interpolation.png").is_file()
+    assert "| cvae-tiny | 6 |" in out.stdout
+    # a second run reuses the training (same record) and redraws
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((tmp_path / "docs" / "gallery.json").read_text())["models"]["cvae-tiny"]["train_seconds"] == \
+        record["train_seconds"]
+    # another budget for a finished model is refused, not silently mixed
+    bad = subprocess.run(cmd + ["--set", "models.cvae-tiny.steps=9"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "trained for 6 steps" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = subprocess.run(cmd + ["--models", "nope"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "nope" in unknown.stderr
