@@ -34,6 +34,28 @@ class StandardAugment:
         k = int(torch.randint(0, 4, ()))
         return torch.rot90(image, k, dims=(-2, -1)) if k else image
 
+    def batch(self, images: torch.Tensor, *, generator: torch.Generator, offset: int = 0,
+              total: int | None = None) -> torch.Tensor:
+        """Augment a batch with parameters drawn from ``generator`` for a global batch of ``total`` items,
+        of which ``images`` are items ``offset ... offset + len(images)``: every process of a multi-process
+        run draws the same parameters and uses its own slice, so the result does not depend on how many
+        processes share the batch."""
+        if self.kind == "none":
+            return images
+        total = len(images) if total is None else total
+        hflip = torch.rand(total, generator=generator) < 0.5
+        vflip = torch.rand(total, generator=generator) < 0.5
+        turns = torch.randint(0, 4, (total,), generator=generator)
+        out = []
+        for i, image in enumerate(images):
+            j = offset + i
+            if hflip[j]:
+                image = image.flip(-1)
+            if vflip[j]:
+                image = image.flip(-2)
+            out.append(torch.rot90(image, int(turns[j]), dims=(-2, -1)) if turns[j] else image)
+        return torch.stack(out) if out else images
+
     def __repr__(self) -> str:
         return f"StandardAugment({self.kind!r})"
 
@@ -54,9 +76,36 @@ def create_classifier(model: str, *, num_classes: int, channels: int) -> torch.n
     return net.to(memory_format=torch.channels_last)
 
 
-def _cycle(loader: DataLoader):
-    while True:
-        yield from loader
+class GlobalBatchSampler:
+    """This process's share of each global batch, for ``steps`` steps.
+
+    The global batches are consecutive ``batch_size`` slices of a stream of seeded permutations of the
+    data set (one per pass), so every step sees ``batch_size`` items even when the data set is smaller,
+    and the items of a step are the same whatever the number of processes: process ``rank`` of
+    ``world`` takes its contiguous ``batch_size / world`` slice.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, steps: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if n < 1:
+            raise ValueError("cannot sample batches from an empty data set")
+        if batch_size % world:
+            raise ValueError(f"batch_size={batch_size} must be divisible by the number of processes ({world}): each "
+                             "process takes an equal share of every batch")
+        self.n, self.batch_size, self.steps, self.seed, self.rank, self.world = n, batch_size, steps, seed, rank, world
+        self.per_process = batch_size // world
+
+    def __iter__(self):
+        epoch, stream = 0, torch.empty(0, dtype=torch.long)
+        for step in range(self.steps):
+            while len(stream) < self.batch_size:
+                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+                stream = torch.cat([stream, perm])
+                epoch += 1
+            batch, stream = stream[: self.batch_size], stream[self.batch_size:]
+            yield batch[self.rank * self.per_process:(self.rank + 1) * self.per_process].tolist()
+
+    def __len__(self) -> int:
+        return self.steps
 
 
 def train_classifier(
@@ -71,16 +120,24 @@ def train_classifier(
     seed: int = 0,
     num_workers: int = 0,
     accelerator: Any = None,
+    augment: StandardAugment | None = None,
     desc: str = "classifier",
 ) -> torch.nn.Module:
-    """Train for exactly ``steps`` optimizer steps (AdamW, linear warm-up then cosine decay)."""
+    """Train for exactly ``steps`` optimizer steps of ``batch_size`` items (AdamW, linear warm-up then cosine).
+
+    ``batch_size`` is the global batch: under several processes each takes an equal slice of it
+    (``GlobalBatchSampler``), and ``augment`` is applied per batch with parameters drawn for the whole
+    global batch from ``(seed, step)``. The items, their augmentation and the learning rate of every step
+    are thus the same for 1 or N processes (BatchNorm statistics are per process, as in any data-parallel run).
+    """
     from accelerate import Accelerator
 
     accelerator = accelerator or Accelerator()
     if len(dataset) == 0:
         raise ValueError("cannot train a classifier on an empty data set")
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) >= batch_size,
-                        num_workers=num_workers, generator=torch.Generator().manual_seed(seed))
+    sampler = GlobalBatchSampler(len(dataset), batch_size, steps=steps, seed=seed, rank=accelerator.process_index,
+                                 world=accelerator.num_processes)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     warmup = max(1, int(steps * warmup_fraction))
 
@@ -89,18 +146,21 @@ def train_classifier(
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    model, optimizer = accelerator.prepare(model, optimizer)
     # stepped by hand, once per optimizer step: a scheduler given to accelerator.prepare() steps once per
     # process, so the schedule would depend on the number of processes
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
                                                   schedule)
     model.train()
-    batches = _cycle(loader)
     loss_fn = torch.nn.CrossEntropyLoss()
-    bar = tqdm(range(steps), desc=desc, disable=not accelerator.is_main_process or None, mininterval=1.0,
+    offset = accelerator.process_index * sampler.per_process
+    bar = tqdm(loader, total=steps, desc=desc, disable=not accelerator.is_main_process or None, mininterval=1.0,
                dynamic_ncols=True, leave=False)
-    for step in bar:
-        images, labels = next(batches)
+    for step, (images, labels) in enumerate(bar):
+        images, labels = images.to(accelerator.device), labels.to(accelerator.device)
+        if augment is not None:
+            g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            images = augment.batch(images, generator=g, offset=offset, total=batch_size)
         loss = loss_fn(model(normalize(images)), labels)
         value = loss.item()
         if not math.isfinite(value):

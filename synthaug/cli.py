@@ -150,6 +150,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .generators import load_generator
+    from .metrics import check_training_options, evaluate_generator, format_report
+    from .pool import load_pool
+
+    source = load_pool(args.pool) if args.pool else load_generator(args.checkpoint)
+    trained_from = args.checkpoint or source.meta.get("checkpoint")  # a pool records the checkpoint it came from
+    asked = {"data": args.data, "seed": args.seed, "train_fraction": args.train_fraction, "image_size": args.image_size}
+    options = trained_from and check_training_options(trained_from, **asked)  # fails before the data are loaded
+    splits = load_dataset(args.data, root=args.root, image_size=args.image_size, seed=args.seed,
+                          train_fraction=args.train_fraction)
+    if options:
+        check_training_options(trained_from, **asked, splits=splits)  # and the training patients it recorded
+    else:
+        print(f"warning: no training_options.json next to {trained_from or args.pool}: cannot check that the generator "
+              "was trained on this split's training patients only", file=sys.stderr)
+    result = evaluate_generator(source, splits, n=args.n, seed=args.seed, cas=not args.no_cas,
+                                cas_images=args.cas_images, out_dir=args.out, cache_dir=args.cache,
+                                dataset_key=args.data,
+                                recipe={k: v for k, v in (("model", args.classifier), ("steps", args.classifier_steps))
+                                        if v is not None})
+    print(format_report(result))
+    print(f"\nwrote {Path(args.out) / 'quality.json'}, memorization_pairs.png and nearest_train.csv")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="synthaug", description="Synthetic data augmentation for medical images.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -187,6 +214,24 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--seed", type=int, default=0)
     info.add_argument("--train-fraction", type=float, default=1.0)
     d.set_defaults(func=_cmd_data)
+
+    ev = sub.add_parser("evaluate", help="sample quality: FID, KID, precision/recall, memorization, CAS")
+    source = ev.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="generator checkpoint folder (from synthaug train)")
+    source.add_argument("--pool", help="pool folder (from synthaug sample --pool)")
+    ev.add_argument("--data", default="malaria", help="the data set the generator was trained on")
+    ev.add_argument("--root")
+    ev.add_argument("--image-size", type=int, default=32)
+    ev.add_argument("--seed", type=int, default=0, help="the split seed the generator was trained with")
+    ev.add_argument("--train-fraction", type=float, default=1.0)
+    ev.add_argument("--n", type=int, default=1000, help="synthetic images for FID, KID, precision/recall, memorization")
+    ev.add_argument("--out", required=True, help="folder for quality.json, memorization_pairs.png, nearest_train.csv")
+    ev.add_argument("--no-cas", action="store_true", help="skip CAS (it trains a classifier on synthetic images)")
+    ev.add_argument("--cas-images", type=int, help="synthetic images for CAS (default: as many as training images)")
+    ev.add_argument("--cache", help="feature extractor cache (default: $SYNTHAUG_CACHE/extractors)")
+    ev.add_argument("--classifier", help="timm model of the feature extractor and CAS (default: test_resnet)")
+    ev.add_argument("--classifier-steps", type=int, help="its training steps at batch 64 (default: 300)")
+    ev.set_defaults(func=_cmd_evaluate)
 
     ls = sub.add_parser("list", help="list registered generators")
     ls.add_argument("pattern", nargs="?", default="*")

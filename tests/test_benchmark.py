@@ -15,13 +15,11 @@ TINY = [
     "--set", "classifier.model=test_resnet",
     "--set", "classifier.steps=4",
     "--set", "classifier.batch_size=16",
-    "--set", "generator.name=cvae-tiny",
-    "--set", "generator.options={}",
-    "--set", "generator.train.steps=4",
-    "--set", "generator.train.batch_size=16",
-    "--set", "data.image_size=16",
-    "--set", "data.train_fraction=0.03",
+    "--set", "generators=[{name: cvae-tiny, options: {}, train: {steps: 4, batch_size: 16}}]",
+    "--set", "datasets.0.image_size=16",
+    "--set", "fractions=[0.03]",
 ]
+DKEY = "malaria-16px"
 
 
 def run_bench(out: Path, *extra: str, data_root: Path) -> subprocess.CompletedProcess:
@@ -43,6 +41,8 @@ def test_writes_results_summary_and_samples(tiny_run):
     out, proc = tiny_run
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted((r["seed"], r["arm"]) for r in rows) == [(0, "real"), (0, "synthetic"), (1, "real"), (1, "synthetic")]
+    assert all(r["dataset"] == DKEY and r["fraction"] == 0.03 for r in rows)
+    assert {r["generator"] for r in rows} == {None, "cvae-tiny"}
     for r in rows:
         assert r["classifier_steps"] == 4
         for part in ("val", "test"):
@@ -54,9 +54,13 @@ def test_writes_results_summary_and_samples(tiny_run):
             assert r["synthetic_items"] == round(r["train_items"] / 0.7) - r["train_items"]
     summary = (out / "summary.md").read_text()
     assert "| metric | real only | real + synthetic | difference | p | verdict |" in summary
-    assert "Verdict (balanced_accuracy, 2 seeds)" in summary
-    assert "Verdict" in proc.stdout  # the summary is printed
-    assert (out / "samples.png").stat().st_size > 1000
+    assert "## Verdicts on the test patients (balanced_accuracy)" in summary
+    assert f"| {DKEY} | 0.03 |" in summary and "| cvae-tiny | 0.3 |" in summary
+    assert "Verdicts" in proc.stdout  # the summary is printed
+    analysis = json.loads((out / "summary.json").read_text())  # standard JSON (no NaN)
+    (verdict,) = analysis["verdicts"]
+    assert verdict["ratio"] == 0.3 and verdict["seeds"] == [0, 1] and verdict["complete"]
+    assert (out / "samples" / f"{DKEY}-frac0.03-cvae-tiny.png").stat().st_size > 1000
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["classifier"]["model"] == "test_resnet"
     assert "torch" in config["versions"]
@@ -66,16 +70,16 @@ def test_generator_and_classifier_saw_only_training_patients(tiny_run):
     out, _ = tiny_run
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     for seed in (0, 1):
-        info = json.loads((out / "splits" / f"seed{seed}.json").read_text())
+        info = json.loads((out / "splits" / DKEY / "frac0.03" / f"seed{seed}.json").read_text())
         train, val, test = set(info["train_groups"]), set(info["val_groups"]), set(info["test_groups"])
         assert not (train & val) and not (train & test) and not (val & test)
-        done = json.loads((out / "generators" / f"seed{seed}" / "done.json").read_text())
+        done = json.loads((out / "generators" / DKEY / "frac0.03" / f"seed{seed}" / "cvae-tiny" / "done.json").read_text())
         # the generator was trained on exactly the classifier's real training items
         assert done["train_items"] == info["train_items"]
         assert all(r["train_items"] == info["train_items"] for r in rows if r["seed"] == seed)
     # different seeds split differently
-    s0 = json.loads((out / "splits" / "seed0.json").read_text())
-    s1 = json.loads((out / "splits" / "seed1.json").read_text())
+    s0 = json.loads((out / "splits" / DKEY / "frac0.03" / "seed0.json").read_text())
+    s1 = json.loads((out / "splits" / DKEY / "frac0.03" / "seed1.json").read_text())
     assert s0["test_groups"] != s1["test_groups"]
 
 
@@ -90,28 +94,33 @@ def test_rerun_skips_finished_cells_and_keeps_results(tiny_run, data_root):
 def test_different_config_into_same_folder_is_refused(tiny_run, data_root):
     out, _ = tiny_run
     before = (out / "results.jsonl").read_bytes()
-    proc = run_bench(out, "--set", "synthetic.ratio=0.5", data_root=data_root)
+    proc = run_bench(out, "--set", "synthetic.ratios=[0.5]", data_root=data_root)
     assert proc.returncode == 2
-    assert "different config" in proc.stderr and "synthetic.ratio" in proc.stderr
+    assert "different config" in proc.stderr and "synthetic.ratios" in proc.stderr
     assert (out / "results.jsonl").read_bytes() == before
 
 
 @pytest.mark.parametrize("override, message", [
-    ("synthetic.ratio=1.0", "ratio=1.0"),
+    ("synthetic.ratios=[1.0]", "ratio=1.0"),
+    ("synthetic.ratios=[0.0]", "baseline"),
+    ("synthetic.ratio=0.3", "did you mean 'ratios'"),
     ("classifier.stepz=3", "did you mean 'steps'"),
-    ("generator.name=cvea", "did you mean 'cvae'"),
-    ("generator.options={latnt_dim: 4}", "latnt_dim"),
-    ("data.train_fraction=0", "train_fraction=0"),
+    ("generators.0.name=cvea", "did you mean 'cvae'"),
+    ("generators.0.options={latnt_dim: 4}", "latnt_dim"),
+    ("fractions=[0]", "fractions: 0"),
+    ("fractions=[0.1, 0.1]", "without repeats"),
+    ("datasets.0.train_fraction=0.5", "set the real training fractions in `fractions`"),
+    ("generators=[{name: cvae-tiny}, {name: cvae-tiny}]", "distinct `label`"),
     ("seeds=3", "expected a list"),
     ("synthetic.label_distribution=balancd", "balancd"),
     ("synthetic.pool_size=-5", "pool_size=-5"),
-    ("data.group_pattern='(unclosed'", "not a valid regular expression"),
-    ("generator.train.seed=3", "the run's seed"),
+    ("datasets.0.group_pattern='(unclosed'", "not a valid regular expression"),
+    ("generators.0.train.seed=3", "the cell's seed"),
 ])
 def test_bad_config_fails_before_any_work(tmp_path, data_root, override, message):
     out = tmp_path / "run"
     proc = run_bench(out, "--set", override, data_root=data_root)
-    assert proc.returncode == 2
+    assert proc.returncode == 2, proc.stderr[-2000:]
     assert message.lower() in proc.stderr.lower()
     assert not (out / "results.jsonl").exists()
 
@@ -127,7 +136,7 @@ def test_dry_run_prints_resolved_config(tmp_path, data_root):
 def _metrics(path: Path) -> dict:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     keep = ("train_items", "synthetic_items", "val", "test")
-    return {(r["seed"], r["arm"]): {k: r[k] for k in keep} for r in rows}
+    return {(r["fraction"], r["seed"], r["generator"], r["ratio"]): {k: r[k] for k in keep} for r in rows}
 
 
 def test_sigkilled_run_resumes_to_the_same_metrics(tiny_run, tmp_path, data_root):

@@ -34,11 +34,33 @@ SIZE, CHANNELS, CLASSES = 32, 3, 2
 SMALL_OPTIONS: dict[str, dict] = {
     "cvae": {"hidden_channels": (16, 32, 64), "latent_dim": 8},
     "cvae-tiny": {},
+    "dcgan": {"latent_dim": 16, "g_width": 8, "d_width": 8, "embed_dim": 4},
+    "cgan": {"latent_dim": 16, "g_width": 8, "d_width": 8, "embed_dim": 4},
+    "infogan": {"latent_dim": 16, "g_width": 8, "d_width": 8, "embed_dim": 4},
+    "fc-vae": {"hidden_units": (64, 32), "latent_dim": 8},
+    "conv-vae": {"hidden_channels": (8, 16), "latent_dim": 8, "embed_dim": 4},
+    "beta-vae": {"hidden_channels": (8, 16), "latent_dim": 8, "embed_dim": 4, "capacity_max": 5.0, "capacity_steps": 10},
+    "msssim-vae": {"hidden_channels": (8, 16), "latent_dim": 8, "embed_dim": 4},
+    "joint-vae": {"hidden_channels": (8, 16), "latent_dim": 8, "disc_dim": 3, "embed_dim": 4},
+    "vae-gan": {"hidden_channels": (8, 16), "latent_dim": 8, "embed_dim": 4, "ema_decay": 0.9, "diffaugment": "translation"},
+    "ddpm": {"base_width": 8, "channel_mults": (1, 2), "sample_steps": 2},
     # (the zoo: one line per generator)
 }
 # non-default options that must survive save / load
 OTHER_OPTIONS: dict[str, dict] = {"cvae": {"hidden_channels": (16, 32), "latent_dim": 4, "beta": 0.5},
-                                  "cvae-tiny": {"latent_dim": 4, "recon": "bce"}}
+                                  "cvae-tiny": {"latent_dim": 4, "recon": "bce"},
+                                  "dcgan": {"latent_dim": 8, "g_width": 8, "d_width": 8, "kernel_size": 6,
+                                            "d_batchnorm": False, "d_dropout": 0.2, "ema_decay": 0.0},
+                                  "cgan": {"latent_dim": 8, "g_width": 8, "d_width": 8, "conditioning": "acgan",
+                                           "conditional_bn": False, "spectral_norm": False, "loss": "ns"},
+                                  "infogan": {"latent_dim": 12, "g_width": 8, "d_width": 8, "n_categorical": 3,
+                                              "n_continuous": 1, "continuous_loss": "mse", "diffaugment": ""},
+                                  "fc-vae": {"hidden_units": (32, 16), "latent_dim": 4, "per_class": True,
+                                             "init": "kaiming", "lr_halving": True, "lr_floor": 0.1},
+                                  "joint-vae": {"hidden_channels": (8, 16), "latent_dim": 4, "disc_dim": 5,
+                                                "temperature": 0.5, "disc_capacity_max": 1.0, "recon": "mse"},
+                                  "vae-gan": {"hidden_channels": (8, 16), "disc_channels": (8, 8, 16), "latent_dim": 4,
+                                              "gamma": 0.5, "ema_decay": 0.99, "diffaugment": "color,cutout"}}
 PRESETS = Path(__file__).resolve().parents[1] / "configs" / "generators"
 
 

@@ -46,26 +46,33 @@ class GeneratorTrainConfig:
 
 
 class EpochBatchSampler(Sampler[list[int]]):
-    """Batches of one epoch in a seeded order (a permutation per ``(seed, epoch)``), sharded by rank.
+    """Batches of one epoch in a seeded order (a permutation per ``(seed, epoch)``), split across processes.
 
     The order depends only on the seed and the epoch, so training resumed at any step sees exactly
-    the batches an uninterrupted run would (``start_batch`` skips the ones already used).
+    the batches an uninterrupted run would (``start_batch`` skips the ones already used). Each global
+    batch of ``batch_size`` items is split into equal contiguous slices, one per process, so a step
+    uses the same items whatever the number of processes.
     """
 
     def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int = 0, start_batch: int = 0,
                  rank: int = 0, world_size: int = 1) -> None:
-        self.n, self.batch_size, self.seed = n, batch_size, seed
+        if batch_size % world_size:
+            raise ValueError(f"generator training: batch_size={batch_size} must be divisible by the number of "
+                             f"processes ({world_size})")
+        self.n, self.seed = n, seed
         self.epoch, self.start_batch, self.rank, self.world_size = epoch, start_batch, rank, world_size
-        self.batch_size = min(batch_size, max(1, n // world_size))
+        self.batch_size = max(world_size, min(batch_size, n) // world_size * world_size)  # the global batch
+        self.per_process = self.batch_size // world_size
 
     def batches_per_epoch(self) -> int:
-        return max(1, (self.n // self.world_size) // self.batch_size)
+        return max(1, self.n // self.batch_size)
 
     def __iter__(self):
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch))
-        shard = order[self.rank::self.world_size].tolist()
+        order = order.tolist()
         for b in range(self.start_batch, self.batches_per_epoch()):
-            yield shard[b * self.batch_size:(b + 1) * self.batch_size]
+            start = b * self.batch_size + self.rank * self.per_process
+            yield order[start:start + self.per_process]
 
     def __len__(self) -> int:
         return self.batches_per_epoch() - self.start_batch
@@ -125,6 +132,7 @@ def train_generator(
     accelerator: Any = None,
     desc: str | None = None,
     resume: bool = False,
+    parallel: str = "data",
 ) -> Generator:
     """Train ``gen`` on ``dataset`` (items ``(uint8 image, label)``) for ``config.steps`` optimizer steps.
 
@@ -134,7 +142,15 @@ def train_generator(
     ``samples.png``. With ``resume=True`` training continues from ``resume/`` and ends with the same
     weights, bit for bit on CPU, as an uninterrupted run. A NaN / inf loss or gradient stops training with
     ``NonFiniteLossError``; the files on disk stay those of the last good checkpoint.
+
+    Under several processes, ``parallel="data"`` splits every batch across them and averages gradients
+    (each process draws its own random numbers: the result matches a single process statistically);
+    ``parallel="replicate"`` has every process train the whole model on whole batches, exactly as one
+    process would (no speed-up, results identical to a single-process run). Randomness is re-seeded
+    from ``(seed, step, rank)`` at every step.
     """
+    if parallel not in ("data", "replicate"):
+        raise ValueError(f"train_generator: parallel={parallel!r}: use 'data' or 'replicate'")
     from accelerate import Accelerator
 
     config = config or GeneratorTrainConfig()
@@ -156,7 +172,8 @@ def train_generator(
     if state is not None:
         saved = {"config": state.get("config"), "data": state.get("data"), "generator": state.get("generator")}
         now = {"config": asdict(config), "data": fingerprint, "generator": dict(gen.generator_options)}
-        now = json.loads(json.dumps(now))  # tuples -> lists, as stored
+        now = json.loads(json.dumps(now))  # tuples -> lists
+        saved = json.loads(json.dumps(saved))  # the state may keep tuples as tuples
         if saved != now:
             diff = sorted(k for k in now if saved.get(k) != now[k])
             raise ValueError(f"{out / 'resume'} was saved by a training with another {' and '.join(diff)} "
@@ -174,7 +191,8 @@ def train_generator(
         if out is not None and accelerator.is_main_process:
             _truncate_log(out / "log.jsonl", first_step)
     raw = gen
-    world = accelerator.num_processes
+    world = accelerator.num_processes if parallel == "data" else 1
+    rank = accelerator.process_index if parallel == "data" else 0
     if world > 1:  # every process starts from rank 0's weights; gradients are averaged in step()
         import torch.distributed as dist
 
@@ -185,8 +203,8 @@ def train_generator(
         out.mkdir(parents=True, exist_ok=True)
 
     raw.train()
-    batches = _batches(dataset, config, first_step, accelerator.process_index, world)
-    per_epoch = EpochBatchSampler(len(dataset), config.batch_size, seed=config.seed, rank=accelerator.process_index,
+    batches = _batches(dataset, config, first_step, rank, world)
+    per_epoch = EpochBatchSampler(len(dataset), config.batch_size, seed=config.seed, rank=rank,
                                   world_size=world).batches_per_epoch()
     bar = tqdm(range(first_step + 1, config.steps + 1), desc=desc or f"train {raw.generator_name}",
                disable=not main or None, mininterval=1.0, dynamic_ncols=True, initial=first_step, total=config.steps)
@@ -197,7 +215,10 @@ def train_generator(
         for opt in optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * scale
-        stepper = OptimizerStep(raw.generator_name or type(raw).__name__, accelerator, step, config.lr, out)
+        # the step's random numbers (noise, dropout, augmentation) from (seed, step, rank): resumable, and
+        # distinct across the processes that share a batch
+        torch.manual_seed((config.seed * 1_000_003 + step) * 1009 + rank)
+        stepper = OptimizerStep(raw.generator_name or type(raw).__name__, accelerator, step, config.lr, out, world=world)
         losses = raw.training_step(images, labels.to(accelerator.device).long(), optimizers, stepper)
         values = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in losses.items()}
         if not all(math.isfinite(v) for v in values.values()):
@@ -233,8 +254,10 @@ class OptimizerStep:
     processes, checks that they are finite, and steps. Raises ``NonFiniteLossError`` before any update."""
 
     def __init__(self, model_name: str = "generator", accelerator: Any = None, step: int = 0, lr: float | None = None,
-                 out: Path | None = None) -> None:
+                 out: Path | None = None, world: int | None = None) -> None:
         self.model_name, self.accelerator, self.step, self.lr, self.out = model_name, accelerator, step, lr, out
+        # processes whose gradients are averaged (default: all of the accelerator's)
+        self.world = world if world is not None else (accelerator.num_processes if accelerator is not None else 1)
         self.calls = 0
 
     def __call__(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str = "loss") -> None:
@@ -249,7 +272,7 @@ class OptimizerStep:
         else:
             loss.backward()
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        world = self.accelerator.num_processes if self.accelerator is not None else 1
+        world = self.world
         if world > 1:
             import torch.distributed as dist
 

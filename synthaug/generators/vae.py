@@ -11,6 +11,17 @@ from .functional import gaussian_kl, reconstruction_loss, reparameterize
 
 
 DEFAULT_WIDTHS = (32, 64, 128, 256)
+NORMS = ("batch", "group", "none")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """``"batch"`` (BatchNorm2d), ``"group"`` (GroupNorm, per image: the same result whatever the batch is
+    split into, e.g. across processes) or ``"none"``."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    return nn.Identity()
 
 
 def default_hidden_channels(image_size: int) -> list[int]:
@@ -41,6 +52,7 @@ class ConditionalVAE(Generator):
 
     ``hidden_channels``: one stride-2 convolution level per width (None: chosen from the image size,
     see ``default_hidden_channels``). ``recon``: ``"mse"`` or ``"bce"`` (both summed over pixels).
+    ``norm``: ``"batch"``, ``"group"`` or ``"none"`` after each convolution.
     """
 
     def __init__(
@@ -54,8 +66,11 @@ class ConditionalVAE(Generator):
         embed_dim: int = 16,
         beta: float = 1.0,
         recon: str = "mse",
+        norm: str = "batch",
     ) -> None:
         super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, latent_dim=latent_dim)
+        if norm not in NORMS:
+            raise ValueError(f"cvae: norm={norm!r}: use one of {list(NORMS)}")
         if recon not in ("mse", "bce"):
             raise ValueError(f"cvae: recon={recon!r}: use 'mse' or 'bce'")
         if not beta >= 0:
@@ -73,7 +88,7 @@ class ConditionalVAE(Generator):
         enc: list[nn.Module] = []
         in_ch = channels + embed_dim
         for h in hidden:
-            enc += [nn.Conv2d(in_ch, h, 4, 2, 1), nn.BatchNorm2d(h), nn.LeakyReLU(0.2)]
+            enc += [nn.Conv2d(in_ch, h, 4, 2, 1), norm_layer(norm, h), nn.LeakyReLU(0.2)]
             in_ch = h
         self.encoder = nn.Sequential(*enc, nn.Flatten())
         flat = hidden[-1] * self.bottom * self.bottom
@@ -83,7 +98,7 @@ class ConditionalVAE(Generator):
         dec: list[nn.Module] = []
         rev = hidden[::-1]
         for h_in, h_out in zip(rev, rev[1:]):
-            dec += [nn.ConvTranspose2d(h_in, h_out, 4, 2, 1), nn.BatchNorm2d(h_out), nn.ReLU()]
+            dec += [nn.ConvTranspose2d(h_in, h_out, 4, 2, 1), norm_layer(norm, h_out), nn.ReLU()]
         dec += [nn.ConvTranspose2d(rev[-1], channels, 4, 2, 1), nn.Sigmoid()]
         self.decoder = nn.Sequential(*dec)
         self._hidden_last = hidden[-1]
@@ -113,7 +128,7 @@ class ConditionalVAE(Generator):
 
 @register_generator("cvae-tiny")
 def cvae_tiny(*, num_classes: int, image_size: int, channels: int, latent_dim: int = 8, beta: float = 1.0,
-              recon: str = "mse") -> ConditionalVAE:
+              recon: str = "mse", norm: str = "batch") -> ConditionalVAE:
     """A very small cvae for tests and smoke runs."""
     return ConditionalVAE(num_classes=num_classes, image_size=image_size, channels=channels, latent_dim=latent_dim,
-                          hidden_channels=(8, 16), embed_dim=4, beta=beta, recon=recon)
+                          hidden_channels=(8, 16), embed_dim=4, beta=beta, recon=recon, norm=norm)
