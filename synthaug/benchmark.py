@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .classifier import METRICS, StandardAugment, compute_metrics, create_classifier, predict, train_classifier
+from .classifier import METRICS, StandardAugment, single_process, compute_metrics, create_classifier, predict, train_classifier
 from .config import ConfigError, to_dict
 from .data import load_dataset
 from .generators import GeneratorTrainConfig, create_generator, load_generator, train_generator
@@ -148,6 +148,34 @@ class SyntheticConfig:
 
 
 @dataclass
+class QualityConfig:
+    """Sample quality of every generator the grid trains (``synthaug.metrics.evaluate_generator``): FID, KID,
+    precision/recall, memorization audit and CAS, in feature space of a classifier trained on all training
+    patients of the seed (never val or test), cached in ``<run>/extractors``."""
+
+    enabled: bool = True
+    n: int = 500                      # synthetic images compared with as many real training images
+    cas: bool = True                  # train on synthetic only, test on the real test patients
+    cas_images: int | None = 2000     # synthetic images CAS trains on (null: as many as real training images)
+    seeds: list[int] | None = None    # evaluate generators of these seeds only (null: every seed)
+    fractions: list[float] | None = None  # ... and of these fractions only (null: every fraction)
+    extractor_model: str = "test_resnet"
+    extractor_steps: int = 300
+
+    def __post_init__(self) -> None:
+        if self.n < 2:
+            raise ValueError(f"quality.n={self.n!r}: compare at least 2 synthetic images (e.g. 500)")
+        if self.cas_images is not None and self.cas_images < 1:
+            raise ValueError(f"quality.cas_images={self.cas_images!r}: must be >= 1, or null")
+        if self.extractor_steps < 1:
+            raise ValueError(f"quality.extractor_steps={self.extractor_steps!r}: must be >= 1")
+
+    def wanted(self, fraction: float, seed: int) -> bool:
+        return (self.enabled and (self.seeds is None or seed in self.seeds)
+                and (self.fractions is None or any(abs(fraction - f) < 1e-12 for f in self.fractions)))
+
+
+@dataclass
 class BenchConfig:
     name: str = "bench"
     datasets: list[DataConfig] = field(default_factory=lambda: [DataConfig()])
@@ -156,6 +184,7 @@ class BenchConfig:
     generators: list[GeneratorSpec] = field(default_factory=lambda: [GeneratorSpec()])
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     positive_class: str | dict[str, str] | None = None  # binary metrics; a mapping gives one per data set name
     primary_metric: str = "balanced_accuracy"
     # several processes: "replicate" trains each generator whole in every process (results identical to one
@@ -189,6 +218,11 @@ class BenchConfig:
             raise ValueError(f"generators: {labels} repeat a name; give each entry a distinct `label`")
         if "real" in labels:
             raise ValueError("generators: 'real' names the baseline; choose another label")
+        for name, chosen in (("seeds", self.quality.seeds), ("fractions", self.quality.fractions)):
+            missing = [v for v in chosen or [] if v not in getattr(self, name)]
+            if missing:
+                raise ValueError(f"quality.{name}={chosen}: {missing} are not in the grid's {name} "
+                                 f"{getattr(self, name)}")
 
 
 # --------------------------------------------------------------------------- cells
@@ -291,6 +325,47 @@ def _generator_for(spec: GeneratorSpec, splits, cell: Cell, out_dir: Path, accel
     return gen
 
 
+def quality_dir(out_dir: Path, dataset: str, fraction: float, seed: int, label: str) -> Path:
+    return Path(out_dir) / "quality" / dataset / f"frac{fraction:g}" / f"seed{seed}" / label
+
+
+def _quality_for(cfg: BenchConfig, data: DataConfig, splits, gen: Any, cell: Cell, spec: GeneratorSpec,
+                 positive: int, out_dir: Path, device: Any = "cpu") -> dict:
+    """FID/KID/precision/recall/memorization/CAS of one trained generator (skipped when already written).
+
+    Features: a classifier trained on *all* training patients of this seed (a superset of this fraction's
+    training patients; never a validation or test patient), cached per data set and seed in
+    ``<run>/extractors``. The memorization audit compares with the images this generator trained on; CAS
+    trains on synthetic images only and is compared with a classifier trained on this fraction's real images.
+    """
+    import warnings
+
+    from .metrics import evaluate_generator, get_feature_extractor
+
+    folder = quality_dir(out_dir, cell.dataset, cell.fraction, cell.seed, spec.key)
+    if (folder / "quality.json").is_file():
+        return json.loads((folder / "quality.json").read_text())
+    q = cfg.quality
+    recipe = {"model": q.extractor_model, "steps": q.extractor_steps}
+    full = splits if cell.fraction == 1.0 else data.load(cell.seed, 1.0)
+    if not set(splits.info["train_groups"]) <= set(full.info["train_groups"]):
+        raise RuntimeError(f"{cell}: the fraction's training patients are not within the seed's training patients")
+    # the main process alone (the others wait): its classifiers must not wait for the other processes
+    with single_process(device), warnings.catch_warnings():
+        # "extractor not trained on this split's items": it is, on a superset of them (asserted above)
+        warnings.filterwarnings("ignore", message="the feature extractor was not trained on this split")
+        extractor = get_feature_extractor(full, dataset_key=cell.dataset, seed=cell.seed,
+                                          cache_dir=out_dir / "extractors", verbose=False, **recipe)
+        result = evaluate_generator(gen, splits, n=q.n, seed=cell.seed, extractor=extractor, cas=q.cas,
+                                    cas_images=q.cas_images, out_dir=folder, dataset_key=cell.dataset, recipe=recipe,
+                                    positive=positive)
+    result["extractor"]["trained_on"] = f"all {len(full.train)} training images of seed {cell.seed} (fraction 1)"
+    from .utils import atomic_write_text
+
+    atomic_write_text(folder / "quality.json", json.dumps(result, indent=2))
+    return result
+
+
 def _train_and_evaluate(cfg: BenchConfig, splits, train_set, cell: Cell, positive: int, accelerator) -> dict:
     from accelerate.utils import set_seed
 
@@ -356,6 +431,7 @@ def run_benchmark(cfg: BenchConfig, out_dir: str | Path, *, accelerator: Any = N
     """
     from accelerate import Accelerator
 
+    started = time.time()
     accelerator = accelerator or Accelerator()
     out_dir = Path(out_dir)
     main = accelerator.is_main_process
@@ -401,6 +477,10 @@ def run_benchmark(cfg: BenchConfig, out_dir: str | Path, *, accelerator: Any = N
                     samples = out_dir / "samples" / f"{dkey}-frac{fraction:g}-{spec.key}.png"
                     if main and not samples.is_file():
                         write_samples_png(generators[spec.key], splits, samples, seed=seed)
+                    if main and cfg.quality.wanted(fraction, seed):
+                        _quality_for(cfg, data, splits, generators[spec.key], cell, spec, positive, out_dir,
+                                     accelerator.device)
+                    accelerator.wait_for_everyone()
                 train_set = SyntheticDataset(generators[spec.key], cell.ratio, real=real, seed=seed,
                                              label_distribution=cfg.synthetic.label_distribution,
                                              pool_size=cfg.synthetic.pool_size)
@@ -420,6 +500,11 @@ def run_benchmark(cfg: BenchConfig, out_dir: str | Path, *, accelerator: Any = N
     bar.close()
     rows = read_jsonl(results_path)
     if main:
+        ran = sum(len([c for c in g if c.key() not in done]) for g in groups.values())
+        append_jsonl(out_dir / "runs.jsonl", {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+                                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                              "seconds": round(time.time() - started, 1), "cells_run": ran,
+                                              "processes": accelerator.num_processes})
         analysis = analyze(rows, cfg)
         atomic_write_text(out_dir / "summary.json", json.dumps(_no_nan(analysis), indent=1))
         atomic_write_text(out_dir / "summary.md", summarize(rows, cfg, analysis=analysis))

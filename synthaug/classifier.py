@@ -12,6 +12,59 @@ METRICS = ("accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "speci
 AUGMENTATIONS = ("none", "flip-rot90")
 
 
+class LocalAccelerator:
+    """The part of ``accelerate.Accelerator`` that ``train_classifier`` and ``predict`` use, for one process
+    alone: no wrapping, no gathering. For work that only the main process of a multi-process run does
+    (sample-quality metrics), where a distributed ``prepare`` would wait for the other processes forever."""
+
+    process_index, num_processes, is_main_process = 0, 1, True
+
+    def __init__(self, device: Any = "cpu") -> None:
+        self.device = torch.device(device)
+
+    def prepare(self, *objects: Any) -> Any:
+        out = tuple(o.to(self.device) if isinstance(o, torch.nn.Module) else o for o in objects)
+        return out[0] if len(out) == 1 else out
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def unwrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def gather_for_metrics(self, data: Any) -> Any:
+        return data
+
+    def free_memory(self, *objects: Any) -> None:
+        return None
+
+
+_LOCAL_DEVICE: list[Any] = []  # set by single_process(): the default accelerator is then a LocalAccelerator
+
+
+def default_accelerator() -> Any:
+    """``accelerate.Accelerator()``, or a ``LocalAccelerator`` inside ``with single_process(device):``."""
+    if _LOCAL_DEVICE:
+        return LocalAccelerator(_LOCAL_DEVICE[-1])
+    from accelerate import Accelerator
+
+    return Accelerator()
+
+
+class single_process:
+    """``with single_process(device):`` classifiers trained and evaluated inside use this process only."""
+
+    def __init__(self, device: Any = "cpu") -> None:
+        self.device = device
+
+    def __enter__(self) -> "single_process":
+        _LOCAL_DEVICE.append(self.device)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _LOCAL_DEVICE.pop()
+
+
 class StandardAugment:
     """Random horizontal / vertical flip and 90° rotation of a uint8 C x H x W tensor.
 
@@ -130,9 +183,7 @@ def train_classifier(
     global batch from ``(seed, step)``. The items, their augmentation and the learning rate of every step
     are thus the same for 1 or N processes (BatchNorm statistics are per process, as in any data-parallel run).
     """
-    from accelerate import Accelerator
-
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or default_accelerator()
     if len(dataset) == 0:
         raise ValueError("cannot train a classifier on an empty data set")
     sampler = GlobalBatchSampler(len(dataset), batch_size, steps=steps, seed=seed, rank=accelerator.process_index,
@@ -178,9 +229,7 @@ def train_classifier(
 def predict(model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 256, accelerator: Any = None,
             num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Class probabilities (N, C) and targets (N,) over the whole data set, gathered across processes."""
-    from accelerate import Accelerator
-
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or default_accelerator()
     loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers))
     model = accelerator.prepare(model)
     model.eval()

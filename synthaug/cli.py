@@ -177,6 +177,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    md, page = build_report(args.run_dir, args.out)
+    print(f"wrote {md} and {page} (pictures in {md.parent / 'report_files'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="synthaug", description="Synthetic data augmentation for medical images.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -232,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--classifier", help="timm model of the feature extractor and CAS (default: test_resnet)")
     ev.add_argument("--classifier-steps", type=int, help="its training steps at batch 64 (default: 300)")
     ev.set_defaults(func=_cmd_evaluate)
+
+    rp = sub.add_parser("report", help="report.html and report.md of a benchmark run folder")
+    rp.add_argument("run_dir", help="the folder benchmarks/run.py wrote, e.g. runs/malaria-quick")
+    rp.add_argument("--out", help="write the report here (default: the run folder)")
+    rp.set_defaults(func=_cmd_report)
 
     ls = sub.add_parser("list", help="list registered generators")
     ls.add_argument("pattern", nargs="?", default="*")

@@ -75,3 +75,50 @@ def malaria32(data_root, malaria_dir):
 @pytest.fixture(scope="session")
 def breastmnist28(data_root, breastmnist_npz):
     return synthaug.load_dataset("medmnist:breastmnist", root=data_root, image_size=28)
+
+
+# --------------------------------------------------------------------------- headless Chromium
+def _install_chromium() -> str | None:
+    """Make Debian's ``chromium`` and ``chromedriver`` available; return why not when that is impossible."""
+    import shutil
+    import subprocess
+
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        return None
+    apt = shutil.which("apt-get")
+    if apt is None:
+        return "no chromium/chromedriver and no apt-get to install them (install Debian's chromium and chromium-driver)"
+    prefix = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if prefix is None:
+        return "chromium is missing and this user cannot install it (not root, no sudo)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in ([*prefix, apt, "update", "-q"], [*prefix, apt, "install", "-y", "-q", "chromium", "chromium-driver"]):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0 and "install" in cmd:
+            return f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-300:]}"
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        return "apt-get installed chromium but chromium/chromedriver are still not on PATH"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by selenium (Debian's chromium + chromium-driver, installed when missing)."""
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the dev extras: pip install -e .[dev]")
+    from selenium.webdriver.chrome.service import Service
+
+    why = _install_chromium()
+    if why:
+        pytest.skip(why)
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-extensions", "--no-first-run",
+                "--window-size=1280,1600"):
+        options.add_argument(arg)
+    options.binary_location = shutil.which("chromium")
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()

@@ -94,6 +94,8 @@ GRID = [
     "--set", "generators=[{name: cvae-tiny, options: {norm: group}, train: {steps: 4, batch_size: 16}}]",
     "--set", "datasets.0.image_size=16",
     "--set", "fractions=[0.03]",
+    # quality on the main process alone while the other waits: must not hang, and must match 1 process
+    "--set", "quality={n: 30, cas_images: 32, extractor_steps: 2}",
 ]
 
 
@@ -117,7 +119,11 @@ def test_two_processes_give_the_metrics_of_one(tmp_path, data_root, malaria32):
         rows = [json.loads(line) for line in (tmp_path / f"p{n}" / "results.jsonl").read_text().splitlines()]
         assert len(rows) == 2 and all(r["processes"] == n for r in rows)  # written once, by the main process
         runs[n] = {(r["generator"], r["ratio"]): r for r in rows}
+        quality = tmp_path / f"p{n}" / "quality" / "malaria-16px" / "frac0.03" / "seed0" / "cvae-tiny" / "quality.json"
+        runs[n]["quality"] = json.loads(quality.read_text())
     assert runs[1].keys() == runs[2].keys()
+    q1, q2 = runs[1].pop("quality"), runs[2].pop("quality")
+    assert q1["fidelity"]["overall"]["fid"] == pytest.approx(q2["fidelity"]["overall"]["fid"], rel=1e-4)
     for key, one in runs[1].items():
         two = runs[2][key]
         assert one["train_items"] == two["train_items"] and one["synthetic_items"] == two["synthetic_items"]
