@@ -185,6 +185,42 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from .explore import Explorer, make_server
+    from .generators import load_generator
+
+    gen = load_generator(args.checkpoint)
+    images = labels = classes = None
+    if args.data:
+        import numpy as np
+        import torch
+
+        from .data import load_dataset
+
+        # the training patients only (the split of --seed), as many per class as --images allows
+        splits = load_dataset(args.data, root=args.root, image_size=gen.image_size, seed=args.seed)
+        if splits.num_classes != gen.num_classes or splits.channels != gen.channels:
+            raise ValueError(f"--data {args.data}: {splits.num_classes} classes, {splits.channels} channels; the "
+                             f"checkpoint has {gen.num_classes} classes, {gen.channels} channels")
+        rng = np.random.default_rng(args.seed)
+        pick = rng.choice(len(splits.train), size=min(args.images, len(splits.train)), replace=False)
+        subset = splits.train.subset(np.sort(pick))
+        images, labels = subset.images_tensor(), torch.as_tensor(subset.targets).long()
+        classes = splits.classes
+    explorer = Explorer(gen, classes=classes, images=images, labels=labels, n=args.n)
+    server = make_server(explorer, host=args.host, port=args.port)
+    host, port = server.server_address[:2]
+    print(f"synthaug explore: {gen.generator_name} with {len(explorer.directions)} directions at "
+          f"http://{'[' + host + ']' if ':' in host else host}:{port}/  (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="synthaug", description="Synthetic data augmentation for medical images.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -240,6 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--classifier", help="timm model of the feature extractor and CAS (default: test_resnet)")
     ev.add_argument("--classifier-steps", type=int, help="its training steps at batch 64 (default: 300)")
     ev.set_defaults(func=_cmd_evaluate)
+
+    ex = sub.add_parser("explore", help="a local page with sliders over a generator's latent directions")
+    ex.add_argument("--checkpoint", required=True, help="folder with config.json and model.safetensors")
+    ex.add_argument("--data", help="data set whose training images give a VAE its principal and concept directions, "
+                                   "e.g. malaria")
+    ex.add_argument("--root", help="data root (default: $SYNTHAUG_DATA)")
+    ex.add_argument("--seed", type=int, default=0, help="split seed of --data (use the generator's)")
+    ex.add_argument("--images", type=int, default=512, help="training images used for the directions")
+    ex.add_argument("--n", type=int, default=8, help="samples shown at once")
+    ex.add_argument("--host", default="127.0.0.1", help="loopback only: 127.0.0.1, localhost or ::1")
+    ex.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    ex.set_defaults(func=_cmd_explore)
 
     rp = sub.add_parser("report", help="report.html and report.md of a benchmark run folder")
     rp.add_argument("run_dir", help="the folder benchmarks/run.py wrote, e.g. runs/malaria-quick")
