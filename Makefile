@@ -26,6 +26,7 @@ NPROC := $(shell nproc 2>/dev/null || echo 1)
 demo: install
 	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 		--num_cpu_threads_per_process $(NPROC) benchmarks/run.py --config configs/bench/malaria-quick.yaml
+	$(BIN)/synthaug report runs/malaria-quick
 
 test: install
 	$(BIN)/python -m pytest tests

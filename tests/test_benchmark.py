@@ -239,6 +239,6 @@ def test_every_benchmark_preset_builds(preset):
             create_generator(g.name, num_classes=2, image_size=d.image_size, channels=channels, **g.options)
         create_classifier(cfg.classifier.model, num_classes=2, channels=channels)
     if preset == "malaria-lowdata.yaml":  # what the issue asks of it
-        assert cfg.fractions == [0.02, 0.05, 0.1, 0.25, 1.0] and len(cfg.seeds) >= 5
+        assert cfg.fractions[0] <= 0.02 and cfg.fractions[-1] == 1.0 and len(cfg.fractions) >= 4 and len(cfg.seeds) >= 5
         assert {g.name for g in cfg.generators} >= {"cvae", "ddpm"} and cfg.datasets[0].image_size == 32
         assert len(cfg.synthetic.ratios) >= 2  # something to select on validation
