@@ -26,7 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .classifier import METRICS, StandardAugment, single_process, compute_metrics, create_classifier, predict, train_classifier
+from .classifier import (METRICS, StandardAugment, compute_metrics, create_classifier, predict, single_process,
+                         train_classifier)
 from .config import ConfigError, to_dict
 from .data import load_dataset
 from .generators import GeneratorTrainConfig, create_generator, load_generator, train_generator

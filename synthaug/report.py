@@ -162,8 +162,9 @@ def plot_fraction(analysis: dict, dataset: str, path: Path) -> Path:
         lo = np.array([_nan(s["lo"]) for s in stats])
         hi = np.array([_nan(s["hi"]) for s in stats])
         style = {"color": "black", "lw": 2.2} if i == 0 else {"lw": 1.6}
-        line, = ax.plot(xs, mean, marker="o", label=label, **style)
-        if np.isfinite(lo).any():
+        err = np.nan_to_num(np.stack([mean - lo, hi - mean]))
+        line = ax.errorbar(xs, mean, yerr=err, marker="o", capsize=3, label=label, **style)[0]
+        if np.isfinite(lo).any() and len(xs) > 1:
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
     fractions = sorted({b["fraction"] for b in base})
     if len(fractions) > 1 and fractions[-1] / fractions[0] >= 4:

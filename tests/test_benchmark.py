@@ -117,6 +117,9 @@ def test_different_config_into_same_folder_is_refused(tiny_run, data_root):
     ("synthetic.pool_size=-5", "pool_size=-5"),
     ("datasets.0.group_pattern='(unclosed'", "not a valid regular expression"),
     ("generators.0.train.seed=3", "the cell's seed"),
+    ("quality.seeds=[7]", "not in the grid's seeds"),
+    ("quality.n=1", "quality.n=1"),
+    ("quality.extractor_stepz=3", "did you mean 'extractor_steps'"),
 ])
 def test_bad_config_fails_before_any_work(tmp_path, data_root, override, message):
     out = tmp_path / "run"
