@@ -39,9 +39,14 @@ def main(argv=None) -> int:
     if args.dry_run:
         print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir)}, indent=2))
         return 0
-    from accelerate import Accelerator
+    from datetime import timedelta
 
-    accelerator = Accelerator()
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    # the other processes wait while the main one measures sample quality (minutes to hours for big pools):
+    # a long collective timeout instead of torch's default
+    accelerator = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
     try:
         run_benchmark(cfg, out_dir, accelerator=accelerator)
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:

@@ -440,6 +440,9 @@ def run_benchmark(cfg: BenchConfig, out_dir: str | Path, *, accelerator: Any = N
         _validate_models(cfg)
     if main:
         prepare_run_dir(cfg, out_dir)
+        # a start record: an invocation killed before its end record shows in the report as interrupted
+        append_jsonl(out_dir / "runs.jsonl", {"started": _stamp(started), "status": "started",
+                                              "processes": accelerator.num_processes})
     accelerator.wait_for_everyone()
     results_path = out_dir / "results.jsonl"
     done = {Cell.of_row(r).key() for r in read_jsonl(results_path)}
@@ -479,8 +482,15 @@ def run_benchmark(cfg: BenchConfig, out_dir: str | Path, *, accelerator: Any = N
                     if main and not samples.is_file():
                         write_samples_png(generators[spec.key], splits, samples, seed=seed)
                     if main and cfg.quality.wanted(fraction, seed):
-                        _quality_for(cfg, data, splits, generators[spec.key], cell, spec, positive, out_dir,
-                                     accelerator.device)
+                        try:
+                            _quality_for(cfg, data, splits, generators[spec.key], cell, spec, positive, out_dir,
+                                         accelerator.device)
+                        except Exception as err:  # noqa: BLE001 - quality is a side measurement: record, go on
+                            folder = quality_dir(out_dir, cell.dataset, cell.fraction, cell.seed, spec.key)
+                            atomic_write_text(folder / "error.txt", f"{type(err).__name__}: {err}\n")
+                            print(f"warning: sample quality of {spec.key} ({dkey}, fraction {fraction:g}, seed {seed}) "
+                                  f"failed: {type(err).__name__}: {err}; written to {folder / 'error.txt'}; the grid "
+                                  "goes on", flush=True)
                     accelerator.wait_for_everyone()
                 train_set = SyntheticDataset(generators[spec.key], cell.ratio, real=real, seed=seed,
                                              label_distribution=cfg.synthetic.label_distribution,
@@ -502,14 +512,17 @@ def run_benchmark(cfg: BenchConfig, out_dir: str | Path, *, accelerator: Any = N
     rows = read_jsonl(results_path)
     if main:
         ran = sum(len([c for c in g if c.key() not in done]) for g in groups.values())
-        append_jsonl(out_dir / "runs.jsonl", {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-                                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                              "seconds": round(time.time() - started, 1), "cells_run": ran,
-                                              "processes": accelerator.num_processes})
+        append_jsonl(out_dir / "runs.jsonl", {"started": _stamp(started), "status": "finished",
+                                              "finished": _stamp(time.time()), "seconds": round(time.time() - started, 1),
+                                              "cells_run": ran, "processes": accelerator.num_processes})
         analysis = analyze(rows, cfg)
         atomic_write_text(out_dir / "summary.json", json.dumps(_no_nan(analysis), indent=1))
         atomic_write_text(out_dir / "summary.md", summarize(rows, cfg, analysis=analysis))
     return rows
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
 
 
 def write_samples_png(gen: Any, splits, path: Path, *, seed: int, per_class: int = 12) -> Path:

@@ -235,6 +235,7 @@ def predict(model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 256, 
     model.eval()
     probs, targets = [], []
     for images, labels in loader:
+        images, labels = images.to(accelerator.device), labels.to(accelerator.device)
         p = model(normalize(images)).float().softmax(dim=1)
         p, labels = accelerator.gather_for_metrics((p, labels))
         probs.append(p.cpu())

@@ -189,6 +189,8 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     from .explore import Explorer, make_server
     from .generators import load_generator
 
+    if args.images < 2:
+        raise ValueError(f"--images {args.images}: the directions need at least 2 training images (e.g. 512)")
     gen = load_generator(args.checkpoint)
     images = labels = classes = None
     if args.data:

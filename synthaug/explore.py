@@ -169,9 +169,12 @@ function query() {
   if (info.categories && $("category").value !== "") p.set("category", $("category").value);
   return p.toString();
 }
+const latest = {};  // per image: the newest request; older answers arriving late are dropped
 function show(img, url) {
+  const ticket = (latest[img.id] || 0) + 1; latest[img.id] = ticket;
   fetch(url).then(r => r.ok ? r.blob() : r.text().then(t => { throw new Error(t); }))
-    .then(b => { img.src = URL.createObjectURL(b); img.dataset.url = url; $("error").textContent = ""; })
+    .then(b => { if (latest[img.id] !== ticket) return;
+                 img.src = URL.createObjectURL(b); img.dataset.url = url; $("error").textContent = ""; })
     .catch(e => { $("error").textContent = e.message; });
 }
 function update() { clearTimeout(timer); timer = setTimeout(() => show($("samples"), "/api/sample?" + query()), 120); }
@@ -182,8 +185,11 @@ fetch("/api/info").then(r => r.json()).then(i => {
     for (let k = 0; k < i.categories; k++) $("category").add(new Option(String(k), k)); }
   for (const d of i.directions) {
     const row = document.createElement("div"); row.className = "row";
-    row.innerHTML = `<label for="dir-${d.key}">${d.label}</label><input type="range" id="dir-${d.key}"
-      min="${d.low}" max="${d.high}" step="0.1" value="0"><output id="out-${d.key}">0</output>`;
+    const label = document.createElement("label"); label.htmlFor = "dir-" + d.key; label.textContent = d.label;
+    const input = Object.assign(document.createElement("input"), {type: "range", id: "dir-" + d.key, min: d.low,
+      max: d.high, step: 0.1, value: 0});
+    const out = Object.assign(document.createElement("output"), {id: "out-" + d.key, textContent: "0"});
+    row.append(label, input, out);
     $("sliders").appendChild(row);
     $("dir-" + d.key).addEventListener("input", e => { $("out-" + d.key).textContent = e.target.value; update(); });
   }
@@ -215,6 +221,11 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def do_GET(self) -> None:  # noqa: N802 - the http.server name
+            # DNS rebinding: a page of another site that resolves its name to 127.0.0.1 sends its own Host
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
+            if host not in LOOPBACK:
+                return self._send(HTTPStatus.FORBIDDEN, b"explore answers requests for localhost only",
+                                  "text/plain")
             url = urlparse(self.path)
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
             try:
@@ -253,5 +264,10 @@ def make_server(explorer: Explorer, *, host: str = "127.0.0.1", port: int = 0) -
 
         server_cls = V6
     server = server_cls((host, port), make_handler(explorer))
+    import ipaddress
+
+    if not ipaddress.ip_address(server.server_address[0]).is_loopback:  # e.g. a hosts file mapping localhost away
+        server.server_close()
+        raise ValueError(f"--host {host!r} resolved to {server.server_address[0]}, not a loopback address")
     server.daemon_threads = True
     return server

@@ -97,8 +97,7 @@ _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;ma
 padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f1f3f5}tr:nth-child(even) td{background:#fafafa}
 figure{margin:1em 0 1.6em}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#555}
-pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.8em}code{background:#f1f3f5;padding:0 .2em}
-strong.helps{color:#1a7f37}strong.hurts{color:#cf222e}"""
+pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.8em}code{background:#f1f3f5;padding:0 .2em}"""
 
 
 def render_html(blocks: list[Any], title: str) -> str:
@@ -263,17 +262,20 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     metric = analysis["primary_metric"]
     blocks: list[Any] = [Heading(f"{cfg.name}: does synthetic data help the classifier?", 1)]
 
-    runs = read_jsonl(run_dir / "runs.jsonl")
-    wall = sum(r.get("seconds", 0.0) for r in runs)
+    records = read_jsonl(run_dir / "runs.jsonl")
+    runs = [r for r in records if r.get("seconds") is not None]  # finished invocations
+    interrupted = len({r["started"] for r in records if r.get("status") == "started"} - {r.get("started") for r in runs})
+    wall = sum(r["seconds"] for r in runs)
     expected = len(cfg.seeds) * len(cfg.fractions) * len(cfg.datasets) * (1 + len(cfg.generators) * len(cfg.synthetic.ratios))
     status = "complete" if len(rows) >= expected else f"**partial: {len(rows)} of {expected} cells**"
     gens = ", ".join(f"`{g.key}` ({g.name}, {g.train.steps} steps)" for g in cfg.generators)
     blocks += [
         Para(f"Run folder `{run_dir}`: {len(rows)} classifier trainings ({status}); wall time "
-             + (f"{wall / 60:.0f} min over {len(runs)} invocation(s) of the benchmark, {runs[-1].get('processes', 1)} "
-                f"process(es)" if runs else "not recorded") + "."),
-        Para(f"Data: {', '.join(f'`{d.name}` at {d.image_size} px' for d in cfg.datasets)}, split by patient "
-             f"{cfg.datasets[0].split} (train / val / test); real training fractions {cfg.fractions} of the training "
+             + (f"{wall / 60:.0f} min over {len(runs)} finished invocation(s) of the benchmark, "
+                f"{runs[-1].get('processes', 1)} process(es)" if runs else "not recorded")
+             + (f"; {interrupted} invocation(s) were interrupted and are not counted" if interrupted else "") + "."),
+        Para(f"Data: {', '.join(f'`{d.name}` at {d.image_size} px, split by patient {d.split}' for d in cfg.datasets)} "
+             f"(train / val / test); real training fractions {cfg.fractions} of the training "
              f"patients; seeds {cfg.seeds}. Classifier `{cfg.classifier.model}` from scratch, {cfg.classifier.steps} "
              f"steps of batch {cfg.classifier.batch_size} and augmentation `{cfg.classifier.augment}` in every arm. "
              f"Generators: {gens}, each trained on its cell's training patients only. Synthetic ratios "
@@ -362,9 +364,10 @@ def _quality_blocks(run_dir: Path, cfg: BenchConfig, files: Path) -> list[Any]:
     recipe = q0["extractor"].get("recipe") or {}
     blocks.append(Para(
         f"Features from `{recipe.get('model')}` trained {recipe.get('steps')} steps on the real training patients of "
-        f"each seed (never validation or test). {q0['n']} synthetic images per generator against as many real "
-        "training images per class; *real val* is the same comparison for real images of new patients, the scale of "
-        "a good score. *memorized*: share of samples closer to a training image than the closest "
+        f"each seed (never validation or test). Up to {q0['n']} synthetic images per generator against as many real "
+        "training images of the same classes (fewer where a fraction has fewer: the *n* column; FID and "
+        "precision / recall depend on n, so compare rows of equal n); *real val* is the same comparison for real "
+        "images of new patients, the scale of a good score. *memorized*: share of samples closer to a training image than the closest "
         f"{q0['memorization']['quantile']:.0%} of training images are to their own neighbours (real val gives "
         "about that). CAS: balanced accuracy on the real test patients of a classifier trained on synthetic images "
         "only, beside the same classifier trained on the real images. Mean ± sd over the seeds evaluated."))
@@ -374,7 +377,8 @@ def _quality_blocks(run_dir: Path, cfg: BenchConfig, files: Path) -> list[Any]:
     overall, per_class = [], []
     for (d, f, g), rs in groups.items():
         qs = [r["q"] for r in rs]
-        overall.append([d, f"{f:g}", g, str(len(rs)),
+        n_real = sorted({q["fidelity"]["overall"]["n_real"] for q in qs})
+        overall.append([d, f"{f:g}", g, str(len(rs)), _span(n_real),
                         _mean_of([q["fidelity"]["overall"]["fid"] for q in qs]),
                         _mean_of([(q.get("reference_heldout") or {}).get("overall", {}).get("fid") for q in qs]),
                         _mean_of([q["fidelity"]["overall"]["kid"] for q in qs]),
@@ -394,10 +398,14 @@ def _quality_blocks(run_dir: Path, cfg: BenchConfig, files: Path) -> list[Any]:
                                         for q in qs]),
                               _mean_of([((q.get("cas") or {}).get("real") or {}).get("per_class_recall", {}).get(c)
                                         for q in qs])])
-    blocks.append(Table(["data set", "fraction", "generator", "seeds", "FID", "FID real val", "KID", "precision",
+    blocks.append(Table(["data set", "fraction", "generator", "seeds", "n", "FID", "FID real val", "KID", "precision",
                          "recall", "memorized", "memorized real val", "CAS", "real-trained"], overall))
     blocks.append(Table(["data set", "fraction", "generator", "class", "FID", "precision", "recall", "memorized",
                          "CAS recall", "real-trained recall"], per_class))
+    errors = sorted((run_dir / "quality").rglob("error.txt"))
+    if errors:
+        blocks.append(Para("Sample quality failed for: " + "; ".join(
+            f"`{e.parent.relative_to(run_dir)}` ({e.read_text().strip()[:200]})" for e in errors)))
     blocks.append(Heading("Memorization audit: the closest synthetic / training pairs", 3))
     for (d, f, g), rs in groups.items():
         pairs = rs[0]["folder"] / "memorization_pairs.png"

@@ -177,8 +177,16 @@ def test_quality_metrics_for_the_evaluated_seed_only(tiny_run):
     assert q["n"] == 40 and q["cas"]["synthetic_images"] == 64
     assert set(q["fidelity"]["per_class"]) == {"Parasitized", "Uninfected"}
     assert q["fidelity"]["overall"]["fid"] > 0 and 0 <= q["memorization"]["overall"]["share"] <= 1
-    # the extractor learned from the seed's training patients only (all of them), never val or test
-    assert q["extractor"]["trained_on"].startswith("all ") and "seed 0" in q["extractor"]["trained_on"]
+    # the extractor learned from the seed's training patients (all of them: not only the fraction's), never val or test
+    from synthaug.data import load_dataset
+    from synthaug.metrics import EXTRACTOR_META, _fingerprint
+
+    (meta,) = list((out / "extractors").glob(f"*/{EXTRACTOR_META}"))
+    key = json.loads(meta.read_text())["key"]
+    full = load_dataset("malaria", image_size=16, seed=0)
+    part = load_dataset("malaria", image_size=16, seed=0, train_fraction=0.03)
+    assert key["train"] == json.loads(json.dumps(_fingerprint(full.train))) != json.loads(json.dumps(_fingerprint(part.train)))
+    assert q["data"]["train_items"] == len(part.train)  # the audit compares with the generator's own training images
     assert (out / "quality" / DKEY / "frac0.03" / "seed0" / "cvae-tiny" / "memorization_pairs.png").is_file()
     assert not (out / "quality" / DKEY / "frac0.03" / "seed1").exists()  # quality.seeds=[0]
 
@@ -245,3 +253,29 @@ def test_every_benchmark_preset_builds(preset):
         assert cfg.fractions[0] <= 0.02 and cfg.fractions[-1] == 1.0 and len(cfg.fractions) >= 4 and len(cfg.seeds) >= 5
         assert {g.name for g in cfg.generators} >= {"cvae", "ddpm"} and cfg.datasets[0].image_size == 32
         assert len(cfg.synthetic.ratios) >= 2  # something to select on validation
+
+
+def test_report_of_a_partial_grid_with_one_seed_and_no_quality(tmp_path):
+    """Several fractions (log axis), a single seed (no interval), no quality folder, cells missing."""
+    from synthaug.benchmark import BenchConfig, prepare_run_dir
+    from synthaug.config import from_dict
+    from synthaug.report import build_report
+    from synthaug.utils import append_jsonl
+
+    cfg = from_dict(BenchConfig, {"name": "partial", "seeds": [0, 1], "fractions": [0.02, 0.25, 1.0],
+                                  "generators": [{"name": "cvae-tiny"}], "synthetic": {"ratios": [0.25, 0.5]},
+                                  "quality": {"enabled": False}})
+    run = tmp_path / "run"
+    prepare_run_dir(cfg, run)
+    metrics = {m: 0.7 for m in ("accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "specificity")}
+    for f in (0.02, 0.25, 1.0):
+        for gen, ratio in ((None, 0.0), ("cvae-tiny", 0.25), ("cvae-tiny", 0.5)):
+            append_jsonl(run / "results.jsonl", {"dataset": "malaria-32px", "fraction": f, "seed": 0, "generator": gen,
+                                                 "ratio": ratio, "train_items": 100, "train_patients": 3,
+                                                 "val": metrics, "test": metrics})
+    md, page = build_report(run)
+    text = md.read_text()
+    assert "partial: 9 of 18 cells" in text and "too few seeds to tell" in text and "(1 of 2 seeds)" in text
+    assert "No sample-quality metrics in this run" in text and "wall time not recorded" in text
+    assert (run / "report_files" / "fraction-malaria-32px.png").stat().st_size > 1000
+    assert page.read_text().count("data:image/png;base64,") == 2  # the fraction and gain plots
