@@ -34,9 +34,11 @@ def _timed_steps(step, warmup: int, steps: int) -> float:
 
 
 # --------------------------------------------------------------------------- generators
-def generator_throughput(sizes: list[int], batch_size: int, steps: int, names: list[str] | None = None) -> list[dict]:
+def generator_throughput(sizes: list[int], batch_size: int, steps: int, names: list[str] | None = None, *,
+                         warmup: int = 2, sample_batches: int | None = None) -> list[dict]:
     """Training images/s (``training_step``: every optimizer of the model, as in ``train_generator``) and
-    sampling images/s (``sample``) of each generator with its default options, at each size."""
+    sampling images/s (``sample``, ``sample_batches`` timed batches after one warm-up batch; default ``steps``)
+    of each generator with its default options, at each size."""
     rows = []
     for name in names or list_generators():
         if name.endswith("-tiny"):
@@ -52,15 +54,16 @@ def generator_throughput(sizes: list[int], batch_size: int, steps: int, names: l
             def train_step():
                 gen.training_step(x, y, optimizers, stepper)
 
-            train_s = _timed_steps(train_step, 2, steps)
+            train_s = _timed_steps(train_step, warmup, steps)
             n = batch_size * steps
-            sample_s = _timed_steps(lambda: gen.sample(batch_size), 1, steps)
+            batches = sample_batches or steps
+            sample_s = _timed_steps(lambda: gen.sample(batch_size), 1, batches)
             rows.append({"generator": name, "image_size": size, "batch_size": batch_size,
                          "parameters": sum(p.numel() for p in gen.parameters()),
                          "train_images_per_s": n / train_s, "train_step_s": train_s / steps,
-                         "sample_images_per_s": n / sample_s})
+                         "sample_images_per_s": batch_size * batches / sample_s})
             print(f"{name:12s} {size:3d}px  train {n / train_s:8.0f} img/s ({train_s / steps:6.3f} s/step)   "
-                  f"sample {n / sample_s:8.0f} img/s", flush=True)
+                  f"sample {batch_size * batches / sample_s:8.0f} img/s", flush=True)
     return rows
 
 
@@ -167,7 +170,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2, help="--plugin: DataLoader workers")
     p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=5, help="untimed training steps first")
+    p.add_argument("--sample-batches", type=int, help="timed sampling batches per generator (default: --steps); "
+                   "ddpm samples slowly: 1-2 is enough")
     p.add_argument("--repeats", type=int, default=3, help="--plugin: interleaved repeats per arm")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
@@ -179,9 +184,10 @@ def main(argv=None) -> int:
                                               repeats=args.repeats)}
     else:
         names = [n.strip() for n in args.generators.split(",")] if args.generators else None
-        rows = generator_throughput([int(s) for s in args.sizes.split(",")], args.batch_size, args.steps, names)
-        print(f"\ngenerators: default options, batch {args.batch_size}, {args.steps} timed steps, "
-              f"{torch.get_num_threads()} threads\n")
+        rows = generator_throughput([int(s) for s in args.sizes.split(",")], args.batch_size, args.steps, names,
+                                    warmup=args.warmup, sample_batches=args.sample_batches)
+        print(f"\ngenerators: default options, batch {args.batch_size}, {args.steps} timed training steps, "
+              f"{args.sample_batches or args.steps} timed sampling batches, {torch.get_num_threads()} threads\n")
         print("| generator | size | parameters | train images/s | s/step | sample images/s |\n|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['generator']} | {r['image_size']} | {r['parameters'] / 1e6:.2f} M | {r['train_images_per_s']:.0f} "

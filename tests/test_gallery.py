@@ -69,3 +69,15 @@ models:
     assert bad.returncode == 2 and "trained for 6 steps" in bad.stderr and "Traceback" not in bad.stderr
     unknown = subprocess.run(cmd + ["--models", "nope"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "nope" in unknown.stderr
+
+
+def test_throughput_writes_a_row_per_generator_and_size(tmp_path):
+    out = tmp_path / "t.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--generators", "fc-vae,dcgan",
+                           "--sizes", "32", "--batch-size", "4", "--steps", "2", "--warmup", "0", "--sample-batches", "1",
+                           "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["generators"]
+    assert [(r["generator"], r["image_size"]) for r in rows] == [("fc-vae", 32), ("dcgan", 32)]
+    assert all(r["train_images_per_s"] > 0 and r["sample_images_per_s"] > 0 and r["parameters"] > 0 for r in rows)
+    assert "| fc-vae | 32 |" in proc.stdout and "| dcgan | 32 |" in proc.stdout
