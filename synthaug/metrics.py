@@ -278,7 +278,8 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float | None:
 
     if not _check_features(real, fake, 2, "frechet_distance"):
         return None
-    metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
+    # every feature is here, in this process: no syncing with other processes (which may be doing other work)
+    metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]), sync_on_compute=False)
     metric.update(real.float(), real=True)
     metric.update(fake.float(), real=False)
     value = float(metric.compute())
@@ -302,7 +303,7 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, *, subset_size: int 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         metric = KernelInceptionDistance(feature=_Precomputed(real.shape[1]), subsets=1 if whole else int(subsets),
-                                         subset_size=size)
+                                         subset_size=size, sync_on_compute=False)
     metric.update(real.float(), real=True)
     metric.update(fake.float(), real=False)
     with torch.random.fork_rng(devices=[]):
