@@ -199,7 +199,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
 
         from .data import load_dataset
 
-        # the training patients only (the split of --seed), as many per class as --images allows
+        # training patients only (the split of --seed): --images cells drawn at random from them
         splits = load_dataset(args.data, root=args.root, image_size=gen.image_size, seed=args.seed)
         if splits.num_classes != gen.num_classes or splits.channels != gen.channels:
             raise ValueError(f"--data {args.data}: {splits.num_classes} classes, {splits.channels} channels; the "
