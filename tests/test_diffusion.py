@@ -210,7 +210,9 @@ def test_eta_adds_reproducible_noise_independent_of_chunking():
     assert torch.equal(a, gen.sample(7, generator=seeded(0)))
     assert not torch.equal(a, gen.sample(7, generator=seeded(0), eta=0.0))
     gen.sample_batch_size = 3
-    assert torch.equal(a, gen.sample(7, generator=seeded(0)))
+    # the noise is drawn per sample, not per chunk; the convolutions of other batch sizes may round differently
+    # in float, which can move a pixel by one grey level
+    assert (a.int() - gen.sample(7, generator=seeded(0)).int()).abs().max() <= 1
 
 
 def test_guidance_changes_the_samples():
