@@ -2,10 +2,13 @@
 
     accelerate launch benchmarks/run.py --config configs/bench/malaria-quick.yaml
     python benchmarks/run.py --config configs/bench/malaria-quick.yaml --set seeds=[0] --dry-run
+    accelerate launch benchmarks/run.py --config configs/bench/malaria-lowdata.yaml --shard 0/4   # 1 of 4 machines
 
 Writes into the run folder (``out_dir`` of the config, or ``--out``): ``config.json`` (resolved
 config and versions), ``results.jsonl`` (one row per seed and arm), ``summary.md`` and
-``samples.png``. A rerun with the same config skips the finished (seed, arm) cells.
+``samples.png``. A rerun with the same config skips the finished (seed, arm) cells. With ``--shard i/N``
+the invocation runs its share of the cells only and writes ``results.shard-i-of-N.jsonl`` (and its own
+config and runs records) into the same folder; ``synthaug report`` merges the shards.
 """
 from __future__ import annotations
 
@@ -14,7 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-from synthaug.benchmark import BenchConfig, run_benchmark
+from synthaug.bench import BenchConfig, run_benchmark
+from synthaug.bench.config import plan
+from synthaug.bench.paths import Shard, results_path
+from synthaug.bench.runner import shard_cells
 from synthaug.config import ConfigError, load_config, to_dict
 
 
@@ -25,6 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="override a config entry, e.g. --set classifier.steps=100 (repeatable)")
     p.add_argument("--out", help="run folder (default: out_dir of the config)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--shard", metavar="I/N", help="run shard I of N (counted from 0) of the grid's cells, e.g. "
+                   "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; every shard into the same --out folder")
     return p.parse_args(argv)
 
 
@@ -32,12 +40,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_config(BenchConfig, args.config, args.set)
-    except ConfigError as err:
+        shard = Shard.parse(args.shard) if args.shard is not None else None
+    except ValueError as err:  # ConfigError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
     out_dir = Path(args.out or cfg.out_dir.format(name=cfg.name))
     if args.dry_run:
-        print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir)}, indent=2))
+        extra = {} if shard is None else {"shard": str(shard), "shard_cells": len(shard_cells(plan(cfg), cfg, shard)),
+                                          "grid_cells": len(plan(cfg))}
+        print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir), **extra}, indent=2))
         return 0
     from datetime import timedelta
 
@@ -48,13 +59,13 @@ def main(argv=None) -> int:
     # a long collective timeout instead of torch's default
     accelerator = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
     try:
-        run_benchmark(cfg, out_dir, accelerator=accelerator)
+        run_benchmark(cfg, out_dir, accelerator=accelerator, shard=shard)
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if accelerator.is_main_process:
         print((out_dir / "summary.md").read_text())
-        print(f"run folder: {out_dir} (results.jsonl, summary.md, samples.png, generators/)")
+        print(f"run folder: {out_dir} ({results_path(out_dir, shard).name}, summary.md, samples/, generators/)")
     return 0
 
 

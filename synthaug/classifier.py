@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
+
+from .checks import check_choice, check_int, did_you_mean
+from .mixing import IndexStream, permutation_seed
 
 METRICS = ("accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "specificity")
 AUGMENTATIONS = ("none", "flip-rot90")
+BN_MODES = ("recompute", "keep")  # BatchNorm statistics after training: from real images, or as trained
 
 
 class LocalAccelerator:
@@ -73,9 +79,7 @@ class StandardAugment:
     """
 
     def __init__(self, kind: str = "flip-rot90") -> None:
-        if kind not in AUGMENTATIONS:
-            raise ValueError(f"augmentation {kind!r}: use one of {AUGMENTATIONS}")
-        self.kind = kind
+        self.kind = check_choice(kind, "augmentation", "StandardAugment", AUGMENTATIONS)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         if self.kind == "none":
@@ -122,9 +126,7 @@ def create_classifier(model: str, *, num_classes: int, channels: int) -> torch.n
     import timm
 
     if model not in timm.list_models():
-        from .utils import did_you_mean
-
-        raise ValueError(f"unknown timm model {model!r}.{did_you_mean(model, timm.list_models())}")
+        raise ValueError(f"unknown timm model {model!r}{did_you_mean(model, timm.list_models())}")
     net = timm.create_model(model, pretrained=False, num_classes=num_classes, in_chans=channels)
     return net.to(memory_format=torch.channels_last)
 
@@ -133,32 +135,242 @@ class GlobalBatchSampler:
     """This process's share of each global batch, for ``steps`` steps.
 
     The global batches are consecutive ``batch_size`` slices of a stream of seeded permutations of the
-    data set (one per pass), so every step sees ``batch_size`` items even when the data set is smaller,
-    and the items of a step are the same whatever the number of processes: process ``rank`` of
+    data set (one per pass, ``IndexStream``), so every step sees ``batch_size`` items even when the data set
+    is smaller, and the items of a step are the same whatever the number of processes: process ``rank`` of
     ``world`` takes its contiguous ``batch_size / world`` slice.
+
+    Additive mixing: with ``extra_per_batch`` > 0, each batch also gets that many items of an extra data set
+    of ``extra`` items, drawn from a second, independent stream of the same seed and indexed after the
+    ``n`` items (as in ``ConcatDataset([data, extra])``). The first items of every batch are exactly those
+    of a sampler without extras, so the real draws of an additive arm are the baseline's.
     """
 
-    def __init__(self, n: int, batch_size: int, *, steps: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, n: int, batch_size: int, *, steps: int, seed: int, rank: int = 0, world: int = 1,
+                 extra: int = 0, extra_per_batch: int = 0) -> None:
         if n < 1:
             raise ValueError("cannot sample batches from an empty data set")
         if batch_size % world:
             raise ValueError(f"batch_size={batch_size} must be divisible by the number of processes ({world}): each "
                              "process takes an equal share of every batch")
+        if extra_per_batch % world:
+            raise ValueError(f"{extra_per_batch} extra items per batch must be divisible by the number of processes "
+                             f"({world}): each process takes an equal share of them; choose another ratio or batch size")
+        if extra_per_batch and extra < 1:
+            raise ValueError("extra items per batch need a non-empty extra data set")
         self.n, self.batch_size, self.steps, self.seed, self.rank, self.world = n, batch_size, steps, seed, rank, world
-        self.per_process = batch_size // world
+        self.extra, self.extra_per_batch = extra, extra_per_batch
+        self.per_process, self.extra_per_process = batch_size // world, extra_per_batch // world
 
     def __iter__(self):
-        epoch, stream = 0, torch.empty(0, dtype=torch.long)
-        for step in range(self.steps):
-            while len(stream) < self.batch_size:
-                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
-                stream = torch.cat([stream, perm])
-                epoch += 1
-            batch, stream = stream[: self.batch_size], stream[self.batch_size:]
-            yield batch[self.rank * self.per_process:(self.rank + 1) * self.per_process].tolist()
+        real = IndexStream(self.n, seed=self.seed)
+        extra = IndexStream(self.extra, seed=self.seed, stream=1) if self.extra_per_batch else None
+        lo, hi = self.rank * self.per_process, (self.rank + 1) * self.per_process
+        elo, ehi = self.rank * self.extra_per_process, (self.rank + 1) * self.extra_per_process
+        for _ in range(self.steps):
+            batch = real.take(self.batch_size)[lo:hi]
+            if extra is not None:
+                batch = torch.cat([batch, extra.take(self.extra_per_batch)[elo:ehi] + self.n])
+            yield batch.tolist()
 
     def __len__(self) -> int:
         return self.steps
+
+
+_BN_STREAM = 3  # the IndexStream of the images BatchNorm statistics are recomputed on
+
+
+@torch.no_grad()
+def recompute_bn(model: torch.nn.Module, real: Dataset, *, batches: int, batch_size: int, seed: int,
+                 device: Any = "cpu") -> int:
+    """Set the running mean and variance of every BatchNorm layer to their average over ``batches`` batches
+    of ``real`` images (unaugmented; a seeded draw without repeats; all images when there are fewer).
+
+    Why: a BatchNorm layer normalises test images with running statistics accumulated during training, so
+    images that only trained the model (synthetic ones) would shape how real test images are normalised.
+    Like ``torch.optim.swa_utils.update_bn``, but deterministic for a seed and weighted by batch size.
+    Returns the number of images used (0 when the model has no BatchNorm with running statistics).
+    """
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+              and m.track_running_stats]
+    if not layers or len(real) == 0:
+        return 0
+    order = IndexStream(len(real), seed=seed, stream=_BN_STREAM).take(min(len(real), batches * batch_size))
+    momenta, was_training = [m.momentum for m in layers], model.training
+    model.train()  # BatchNorm updates its running statistics in training mode only
+    seen = 0
+    try:
+        for images, _ in DataLoader(Subset(real, order.tolist()), batch_size=batch_size, shuffle=False):
+            for m in layers:  # running = seen/(seen+b) * running + b/(seen+b) * batch: the mean over all images
+                m.momentum = len(images) / (seen + len(images))
+            model(normalize(images.to(device)))
+            seen += len(images)
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return seen
+
+
+@dataclass
+class Fit:
+    """What ``fit_classifier`` did."""
+
+    model: torch.nn.Module      # the weights of the best validation step (the last without validation)
+    steps: int                  # optimizer steps run
+    best_step: int              # the step whose weights ``model`` holds
+    curve: list[list[float]]    # [step, validation score] at every evaluation
+    draws: int                  # items of the data set drawn, over all processes
+    extra_draws: int            # items of the extra data set drawn (additive mixing)
+    bn_images: int              # real images the returned BatchNorm statistics come from (0: kept from training)
+
+
+class _BestWeights:
+    """Validation every ``every`` steps and at the last step; the weights of the best score, in memory."""
+
+    def __init__(self, validate: Callable[[torch.nn.Module], float] | None, every: int | None, steps: int,
+                 prepare: Callable[[torch.nn.Module], int]) -> None:
+        self.validate, self.every, self.steps, self.prepare = validate, every, steps, prepare
+        self.curve: list[list[float]] = []
+        self.best_step, self.best_score, self.bn_images = steps, -math.inf, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def due(self, step: int) -> bool:
+        return self.validate is not None and (step == self.steps or bool(self.every and step % self.every == 0))
+
+    def evaluate(self, net: torch.nn.Module, step: int) -> float:
+        images = self.prepare(net)  # the statistics the score is measured with are the ones kept
+        score = float(self.validate(net))
+        net.train()
+        self.curve.append([step, score])
+        key = -math.inf if math.isnan(score) else score
+        if self.best_state is None or key > self.best_score:  # ties keep the earlier step
+            self.best_score, self.best_step, self.bn_images = key, step, images
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+        return score
+
+    def finish(self, net: torch.nn.Module) -> None:
+        if self.best_state is None:
+            self.bn_images = self.prepare(net)
+        else:
+            net.load_state_dict(self.best_state)
+
+
+def _schedule(steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup_fraction`` of the steps, then cosine to 0."""
+    warmup = max(1, int(steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return factor
+
+
+def _augment(augment: StandardAugment | None, images: torch.Tensor, sampler: GlobalBatchSampler, *, seed: int,
+             step: int) -> torch.Tensor:
+    """Augment the items of the data set with the draws of ``(seed, step)`` for the global batch, and the extra
+    items with draws of their own stream: the data set's items get the same augmentation with or without extras."""
+    if augment is None:
+        return images
+    g = torch.Generator().manual_seed(permutation_seed(seed, step))
+    k = sampler.per_process
+    out = augment.batch(images[:k], generator=g, offset=sampler.rank * k, total=sampler.batch_size)
+    if len(images) == k:
+        return out
+    g_extra = torch.Generator().manual_seed(permutation_seed(seed, step, stream=1))
+    more = augment.batch(images[k:], generator=g_extra, offset=sampler.rank * sampler.extra_per_process,
+                         total=sampler.extra_per_batch)
+    return torch.cat([out, more])
+
+
+def fit_classifier(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 0.05,
+    warmup_fraction: float = 0.05,
+    seed: int = 0,
+    num_workers: int = 0,
+    accelerator: Any = None,
+    augment: StandardAugment | None = None,
+    extra: Dataset | None = None,
+    extra_per_batch: int = 0,
+    validate: Callable[[torch.nn.Module], float] | None = None,
+    eval_every: int | None = None,
+    bn: str = "keep",
+    bn_data: Dataset | None = None,
+    bn_batches: int = 16,
+    desc: str = "classifier",
+) -> Fit:
+    """Train for exactly ``steps`` optimizer steps (AdamW, linear warm-up then cosine); keep the best weights.
+
+    Batches: ``batch_size`` items of ``dataset`` per step (the global batch: under several processes each
+    takes an equal slice, ``GlobalBatchSampler``), plus, with ``extra``, ``extra_per_batch`` items of
+    ``extra`` appended (additive mixing: the items of ``dataset``, their order and their augmentation are
+    exactly those of the same call without ``extra``). ``augment`` is drawn per batch from ``(seed, step)``,
+    so items, augmentation and learning rate are the same for 1 or N processes.
+
+    ``validate(model) -> score`` (higher is better; run by every process on the unwrapped model) is called
+    every ``eval_every`` steps and at the last step; the weights of the best score are kept in memory and
+    returned (ties: the earlier step). Without ``validate``, the last weights.
+
+    ``bn="recompute"``: before every validation and on the returned weights, BatchNorm statistics come from
+    ``bn_batches`` batches of ``bn_data`` (default ``dataset``; give the real images when ``dataset`` mixes in
+    synthetic ones), unaugmented (``recompute_bn``). ``"keep"``: the running statistics of training.
+    """
+    accelerator = accelerator or default_accelerator()
+    check_choice(bn, "bn", "fit_classifier", BN_MODES)
+    if len(dataset) == 0:
+        raise ValueError("cannot train a classifier on an empty data set")
+    if eval_every is not None:
+        check_int(eval_every, "eval_every", "fit_classifier", minimum=1, hint="or None: validate at the last step only")
+    sampler = GlobalBatchSampler(len(dataset), batch_size, steps=steps, seed=seed, rank=accelerator.process_index,
+                                 world=accelerator.num_processes, extra=0 if extra is None else len(extra),
+                                 extra_per_batch=extra_per_batch if extra is not None else 0)
+    data = dataset if extra is None else ConcatDataset([dataset, extra])
+    loader = DataLoader(data, batch_sampler=sampler, num_workers=num_workers)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # stepped by hand, once per optimizer step: a scheduler given to accelerator.prepare() steps once per
+    # process, so the schedule would depend on the number of processes
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                                                  _schedule(steps, warmup_fraction))
+    bn_source = dataset if bn_data is None else bn_data
+
+    def prepare(net: torch.nn.Module) -> int:
+        if bn == "keep":
+            return 0
+        return recompute_bn(net, bn_source, batches=bn_batches, batch_size=batch_size, seed=seed,
+                            device=accelerator.device)
+
+    best = _BestWeights(validate, eval_every, steps, prepare)
+    model.train()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    bar = tqdm(loader, total=steps, desc=desc, disable=not accelerator.is_main_process or None, mininterval=1.0,
+               dynamic_ncols=True, leave=False)
+    for step, (images, labels) in enumerate(bar):
+        images, labels = images.to(accelerator.device), labels.to(accelerator.device)
+        images = _augment(augment, images, sampler, seed=seed, step=step)
+        loss = loss_fn(model(normalize(images)), labels)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{desc}: classifier loss is {value} at step {step + 1}; lower lr={lr}")
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        if best.due(step + 1):
+            bar.set_postfix(loss=f"{value:.3f}", val=f"{best.evaluate(accelerator.unwrap_model(model), step + 1):.3f}")
+        elif step % 20 == 0:
+            bar.set_postfix(loss=f"{value:.3f}")
+    net = accelerator.unwrap_model(model)
+    best.finish(net)
+    return Fit(model=net, steps=steps, best_step=best.best_step, curve=best.curve, draws=steps * batch_size,
+               extra_draws=steps * sampler.extra_per_batch, bn_images=best.bn_images)
 
 
 def train_classifier(
@@ -176,53 +388,11 @@ def train_classifier(
     augment: StandardAugment | None = None,
     desc: str = "classifier",
 ) -> torch.nn.Module:
-    """Train for exactly ``steps`` optimizer steps of ``batch_size`` items (AdamW, linear warm-up then cosine).
-
-    ``batch_size`` is the global batch: under several processes each takes an equal slice of it
-    (``GlobalBatchSampler``), and ``augment`` is applied per batch with parameters drawn for the whole
-    global batch from ``(seed, step)``. The items, their augmentation and the learning rate of every step
-    are thus the same for 1 or N processes (BatchNorm statistics are per process, as in any data-parallel run).
-    """
-    accelerator = accelerator or default_accelerator()
-    if len(dataset) == 0:
-        raise ValueError("cannot train a classifier on an empty data set")
-    sampler = GlobalBatchSampler(len(dataset), batch_size, steps=steps, seed=seed, rank=accelerator.process_index,
-                                 world=accelerator.num_processes)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    warmup = max(1, int(steps * warmup_fraction))
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-    model, optimizer = accelerator.prepare(model, optimizer)
-    # stepped by hand, once per optimizer step: a scheduler given to accelerator.prepare() steps once per
-    # process, so the schedule would depend on the number of processes
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
-                                                  schedule)
-    model.train()
-    loss_fn = torch.nn.CrossEntropyLoss()
-    offset = accelerator.process_index * sampler.per_process
-    bar = tqdm(loader, total=steps, desc=desc, disable=not accelerator.is_main_process or None, mininterval=1.0,
-               dynamic_ncols=True, leave=False)
-    for step, (images, labels) in enumerate(bar):
-        images, labels = images.to(accelerator.device), labels.to(accelerator.device)
-        if augment is not None:
-            g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-            images = augment.batch(images, generator=g, offset=offset, total=batch_size)
-        loss = loss_fn(model(normalize(images)), labels)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise FloatingPointError(f"{desc}: classifier loss is {value} at step {step + 1}; lower lr={lr}")
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step()
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{value:.3f}")
-    return accelerator.unwrap_model(model)
+    """Train for exactly ``steps`` optimizer steps of ``batch_size`` items and return the last weights, with
+    the BatchNorm statistics of training (``fit_classifier`` without validation, extras or recomputation)."""
+    return fit_classifier(model, dataset, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                          warmup_fraction=warmup_fraction, seed=seed, num_workers=num_workers,
+                          accelerator=accelerator, augment=augment, desc=desc).model
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .benchmark import DataConfig, GeneratorConfig
+from .bench.config import DataConfig, GeneratorConfig
 from .config import ConfigError, load_config, to_dict
 
 
@@ -44,7 +44,7 @@ def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = F
                            channels=splits.channels, **cfg.generator.options)
     accelerator = accelerator or Accelerator()
     if accelerator.is_main_process:
-        print(f"training {cfg.generator.name} on the training patients only:\n{splits.summary()}")
+        print(f"training {cfg.generator.name} on the training {splits.group_kind} only:\n{splits.summary()}")
         out_dir.mkdir(parents=True, exist_ok=True)
         if not (out_dir / "training_options.json").exists():  # a resumed run keeps the first part's record
             atomic_write_text(out_dir / "training_options.json",
@@ -53,12 +53,24 @@ def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = F
             atomic_write_text(out_dir / "skipped_files.txt", "\n".join(splits.info["skipped_files"]) + "\n")
     train_cfg = GeneratorTrainConfig(**{**to_dict(cfg.generator.train), "seed": cfg.seed})
     return train_generator(gen, splits.train, config=train_cfg, out_dir=out_dir, accelerator=accelerator,
-                           resume=resume)
+                           resume=resume, dataset_name=cfg.data.name)
+
+
+def _data_overrides(args: argparse.Namespace) -> list[str]:
+    """``--group-pattern`` / ``--channels`` as config overrides (JSON-quoted: a regex is no YAML)."""
+    out = []
+    if args.group_pattern is not None:
+        out.append(f"data.group_pattern={json.dumps(args.group_pattern)}")
+    if args.channels is not None:
+        out.append(f"data.channels={args.channels}")
+    return out
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    cfg = load_config(TrainConfig, args.config, args.set)
-    out_dir = Path(args.out or cfg.out_dir.format(generator=cfg.generator.name, data=cfg.data.name.replace(":", "-"),
+    from .data import dataset_short_name
+
+    cfg = load_config(TrainConfig, args.config, [*args.set, *_data_overrides(args)])
+    out_dir = Path(args.out or cfg.out_dir.format(generator=cfg.generator.name, data=dataset_short_name(cfg.data.name),
                                                   seed=cfg.seed))
     if args.dry_run:
         print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir)}, indent=2))
@@ -72,20 +84,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_labels(text: str | None, n: int):
+LABELS_HELP = ("class for all samples, or one per sample, by name or id: Parasitized, or Parasitized,Uninfected,0 "
+               "(names: those the checkpoint records)")
+
+
+def _label_tokens(text: str, names: list[str]) -> list[str]:
+    """``--labels`` split at commas, keeping a class name that holds commas ("normal, benign") whole."""
+    with_commas = {name.strip().casefold() for name in names if "," in name}
+    pieces, tokens, i = text.split(","), [], 0
+    while i < len(pieces):
+        # the longest run of pieces that spells such a name, else one piece
+        j = next((j for j in range(len(pieces), i + 1, -1)
+                  if ",".join(pieces[i:j]).strip().casefold() in with_commas), i + 1)
+        tokens.append(",".join(pieces[i:j]).strip())
+        i = j
+    return [t for t in tokens if t]
+
+
+def _parse_labels(text: str | None, n: int, gen):
+    """The labels of ``--labels`` (class names or ids, one for all ``n`` samples or one each) for ``gen``."""
     import torch
 
     if text is None:
         return None
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--labels {text!r}: give class ids separated by commas, e.g. 0,1") from None
+    tokens = _label_tokens(text, gen.class_names or [])
+    if not tokens:
+        raise ConfigError(f"--labels {text!r}: give class names or ids separated by commas, e.g. "
+                          f"{','.join(gen.class_names or ['0', '1'])}")
+    values = gen.class_ids(tokens, what="--labels")
     if len(values) == 1:
         values = values * n
     if len(values) != n:
         raise ConfigError(f"--labels: {len(values)} labels for --n {n}; give one label or exactly n")
     return torch.tensor(values, dtype=torch.long)
+
+
+def _class_text(gen, c: int) -> str:
+    return repr(gen.class_names[c]) if gen.class_names else f"class {c}"
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -95,7 +130,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from .viz import save_grid
 
     gen = load_generator(args.checkpoint)
-    labels = _parse_labels(args.labels, args.n)
+    labels = _parse_labels(args.labels, args.n, gen)
     if args.pool:
         from .pool import generate_pool
 
@@ -103,7 +138,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         pool = generate_pool(gen, pool_labels, seed=args.seed)
         pool.meta["checkpoint"] = str(Path(args.checkpoint).resolve())
         pool.save(args.pool)
-        counts = ", ".join(f"class {c}: {int((pool.labels == c).sum())}" for c in range(gen.num_classes))
+        counts = ", ".join(f"{_class_text(gen, c)}: {int((pool.labels == c).sum())}" for c in range(gen.num_classes))
         print(f"wrote pool {args.pool} ({args.n} images, {counts}); use it as SyntheticDataset({args.pool!r}, ...) or "
               f"SyntheticMix({args.pool!r})")
         images = torch.from_numpy(pool.images[: min(args.n, 64)])
@@ -122,6 +157,28 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .checks import check_int
+    from .export import export_image_folder
+    from .generators import load_generator
+
+    check_int(args.n, "--n", "export", hint="the number of images to write, e.g. 1000")
+    check_int(args.batch_size, "--batch-size", "export", hint="images sampled at once, e.g. 256")
+    gen = load_generator(args.checkpoint)
+    labels = _parse_labels(args.labels, args.n, gen)
+    manifest = export_image_folder(gen, args.out, n=args.n, labels=labels, seed=args.seed, batch_size=args.batch_size,
+                                   overwrite=args.overwrite, source=str(Path(args.checkpoint).resolve()))
+    counts = ", ".join(f"{folder}/: {k}" for folder, k in manifest["counts"].items())
+    print(f"wrote {args.n} PNG files into {args.out} ({counts}); read them with "
+          f"torchvision.datasets.ImageFolder({str(args.out)!r})")
+    folders = list(manifest["counts"])
+    if folders != sorted(folders) or len(folders) < gen.num_classes:
+        # ImageFolder numbers the folders it finds alphabetically, which are not always the label ids
+        print(f"note: ImageFolder numbers these folders alphabetically ({', '.join(sorted(folders))}), so its "
+              f"class ids differ from the generator's; {Path(args.out) / 'export.json'} lists the generator's order")
+    return 0
+
+
 def _cmd_data(args: argparse.Namespace) -> int:
     if args.data_cmd == "download":
         from .data import download_malaria
@@ -135,9 +192,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
     from .data import load_dataset
 
     splits = load_dataset(args.name, root=args.root, image_size=args.image_size, seed=args.seed,
-                          train_fraction=args.train_fraction)
-    print(f"{args.name}: classes {splits.classes}, {splits.channels} x {splits.image_size} x {splits.image_size}, "
-          f"split by group, seed {args.seed}")
+                          train_fraction=args.train_fraction, group_fn=args.group_pattern,
+                          **({} if args.channels is None else {"channels": args.channels}))
+    by = ("patient" if splits.grouped else "the official split (no patient groups)" if splits.info["split"] == "official"
+          else "image (no patient groups)")
+    print(f"{splits.name}: classes {splits.classes}, {splits.channels} x {splits.image_size} x {splits.image_size}, "
+          f"split by {by}, seed {args.seed}")
     print(splits.summary())
     return 0
 
@@ -161,7 +221,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     asked = {"data": args.data, "seed": args.seed, "train_fraction": args.train_fraction, "image_size": args.image_size}
     options = trained_from and check_training_options(trained_from, **asked)  # fails before the data are loaded
     splits = load_dataset(args.data, root=args.root, image_size=args.image_size, seed=args.seed,
-                          train_fraction=args.train_fraction)
+                          train_fraction=args.train_fraction, group_fn=args.group_pattern,
+                          channels=source.channels)  # the data as the generator saw them
+    _check_same_classes(source, splits.classes, f"--data {args.data}")
     if options:
         check_training_options(trained_from, **asked, splits=splits)  # and the training patients it recorded
     else:
@@ -178,11 +240,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from .bench.report import build_report
 
     md, page = build_report(args.run_dir, args.out)
     print(f"wrote {md} and {page} (pictures in {md.parent / 'report_files'})")
     return 0
+
+
+def _check_same_classes(gen, data_classes: list[str], what: str) -> list[str]:
+    """Refuse data whose class names are not the checkpoint's (label 0 would mean another class)."""
+    names = getattr(gen, "class_names", None)
+    if names and list(data_classes) != list(names):
+        raise ValueError(f"{what} has the classes {list(data_classes)}, but the checkpoint was trained on {names}; "
+                         "give the data set the generator was trained on")
+    return list(data_classes)
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
@@ -200,7 +271,8 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         from .data import load_dataset
 
         # training patients only (the split of --seed): --images cells drawn at random from them
-        splits = load_dataset(args.data, root=args.root, image_size=gen.image_size, seed=args.seed)
+        splits = load_dataset(args.data, root=args.root, image_size=gen.image_size, seed=args.seed,
+                              group_fn=args.group_pattern, channels=gen.channels)
         if splits.num_classes != gen.num_classes or splits.channels != gen.channels:
             raise ValueError(f"--data {args.data}: {splits.num_classes} classes, {splits.channels} channels; the "
                              f"checkpoint has {gen.num_classes} classes, {gen.channels} channels")
@@ -208,8 +280,8 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         pick = rng.choice(len(splits.train), size=min(args.images, len(splits.train)), replace=False)
         subset = splits.train.subset(np.sort(pick))
         images, labels = subset.images_tensor(), torch.as_tensor(subset.targets).long()
-        classes = splits.classes
-    explorer = Explorer(gen, classes=classes, images=images, labels=labels, n=args.n)
+        classes = _check_same_classes(gen, splits.classes, f"--data {args.data}")
+    explorer = Explorer(gen, classes=classes or gen.class_names, images=images, labels=labels, n=args.n)
     server = make_server(explorer, host=args.host, port=args.port)
     host, port = server.server_address[:2]
     print(f"synthaug explore: {gen.generator_name} with {len(explorer.directions)} directions at "
@@ -223,8 +295,44 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_options(parser: argparse.ArgumentParser, *, channels: bool = True, prefix: str = "") -> None:
+    """The options of a folder data set, wherever a command loads one."""
+    where = f" (config: {prefix}group_pattern)" if prefix else ""
+    parser.add_argument("--group-pattern", metavar="REGEX",
+                        help="folder data sets: a regex whose first group, searched in each file name, is the patient "
+                             r"id, e.g. '^(P\d+)_'; without it every image is its own patient" + where)
+    if channels:
+        parser.add_argument("--channels", type=int, choices=(1, 3),
+                            help="1 keeps grayscale folders one channel; 3 (default) converts to RGB"
+                                 + (f" (config: {prefix}channels)" if prefix else ""))
+
+
+def version() -> str:
+    """The installed distribution's version; the package's ``__version__`` when it is not installed."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("synthaug")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree (PYTHONPATH) without installing
+        from . import __version__
+
+        return __version__
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for (importlib.metadata reads the installed files)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"synthaug {version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="synthaug", description="Synthetic data augmentation for medical images.")
+    p.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train a generator on the training patients of a data set")
@@ -232,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry")
     t.add_argument("--out", help="output folder (default: out_dir of the config)")
     t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    _add_data_options(t, prefix="data.")
     t.add_argument("--resume", action="store_true",
                    help="continue the training in --out from its last checkpoint (same result as an uninterrupted run)")
     t.set_defaults(func=_cmd_train)
@@ -239,13 +348,25 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="sample from a generator checkpoint")
     s.add_argument("--checkpoint", required=True, help="folder with config.json and model.safetensors")
     s.add_argument("--n", type=int, default=64)
-    s.add_argument("--labels", help="class id for all samples, or one per sample: 0,1,1,0")
+    s.add_argument("--labels", help=LABELS_HELP)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--grid", help="write a PNG grid here")
     s.add_argument("--nrow", type=int, default=8)
     s.add_argument("--output", help="write the uint8 samples as .npy here")
     s.add_argument("--pool", help="write a pool folder here (memory-mapped by SyntheticDataset and SyntheticMix)")
     s.set_defaults(func=_cmd_sample)
+
+    x = sub.add_parser("export", help="write samples as PNG files in class folders (the ImageFolder layout)")
+    x.add_argument("--checkpoint", required=True, help="folder with config.json and model.safetensors")
+    x.add_argument("--n", type=int, required=True, help="number of images, e.g. 1000 (default: balanced classes)")
+    x.add_argument("--out", required=True, help="folder to write OUT/<class name>/<index>.png and OUT/export.json into")
+    x.add_argument("--labels", help=LABELS_HELP)
+    x.add_argument("--seed", type=int, default=0, help="same seed and batch size, same files")
+    x.add_argument("--batch-size", type=int, default=256, help="images sampled at once")
+    x.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty --out: replaces the files of a previous export there (listed in its "
+                        "export.json) and same-named files; deletes nothing else")
+    x.set_defaults(func=_cmd_export)
 
     d = sub.add_parser("data", help="data sets: download, info")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
@@ -259,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--image-size", type=int, default=32)
     info.add_argument("--seed", type=int, default=0)
     info.add_argument("--train-fraction", type=float, default=1.0)
+    _add_data_options(info)
     d.set_defaults(func=_cmd_data)
 
     ev = sub.add_parser("evaluate", help="sample quality: FID, KID, precision/recall, memorization, CAS")
@@ -270,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--image-size", type=int, default=32)
     ev.add_argument("--seed", type=int, default=0, help="the split seed the generator was trained with")
     ev.add_argument("--train-fraction", type=float, default=1.0)
+    _add_data_options(ev, channels=False)  # channels: the generator's
     ev.add_argument("--n", type=int, default=1000, help="synthetic images for FID, KID, precision/recall, memorization")
     ev.add_argument("--out", required=True, help="folder for quality.json, memorization_pairs.png, nearest_train.csv")
     ev.add_argument("--no-cas", action="store_true", help="skip CAS (it trains a classifier on synthetic images)")
@@ -285,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "e.g. malaria")
     ex.add_argument("--root", help="data root (default: $SYNTHAUG_DATA)")
     ex.add_argument("--seed", type=int, default=0, help="split seed of --data (use the generator's)")
+    _add_data_options(ex, channels=False)  # channels: the generator's
     ex.add_argument("--images", type=int, default=512, help="training images used for the directions")
     ex.add_argument("--n", type=int, default=8, help="samples shown at once")
     ex.add_argument("--host", default="127.0.0.1", help="loopback only: 127.0.0.1, localhost or ::1")

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .utils import did_you_mean
+from .checks import did_you_mean, is_int
 
 T = TypeVar("T")
 
@@ -61,11 +61,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_int(value):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not (is_int(value) or isinstance(value, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
@@ -84,7 +84,7 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            raise ConfigError(f"{where or 'top level'}: unknown key {key!r}.{did_you_mean(str(key), names)} "
+            raise ConfigError(f"{where or 'top level'}: unknown key {key!r}{did_you_mean(str(key), names)}. "
                               f"Known keys: {names}")
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}" if where else str(key))
     try:

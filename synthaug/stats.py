@@ -1,10 +1,21 @@
-"""Statistics over seeds: t-intervals, paired differences, verdicts. Pure functions."""
+"""Statistics over seeds: t-intervals, paired differences, Holm's correction, verdicts. Pure functions."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+HELPS = "helps"
+HURTS = "hurts"
+NO_DIFFERENCE = "no significant difference"
+TOO_FEW_SEEDS = "too few seeds to tell"
+TOO_FEW_DISTINCT = "too few distinct values"
+NO_SYNTHETIC = "validation chose no synthetic"
+
+# Paired differences closer than this count as one value: metrics of one test set differ by multiples of
+# 1/n, so a gap this small is float rounding (0.8 - 0.7 != 0.9 - 0.8 in binary), not a second value.
+DISTINCT_TOLERANCE = 1e-9
 
 
 def t_quantile(confidence: float, dof: int) -> float:
@@ -14,7 +25,10 @@ def t_quantile(confidence: float, dof: int) -> float:
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and two-sided t confidence interval over ``values`` (one per seed). NaN CI for n < 2."""
+    """Mean and two-sided t confidence interval over ``values`` (one per seed). NaN CI for n < 2.
+
+    The interval is not clipped to a metric's range: with few seeds it can pass 0 or 1, and a reader
+    should see that rather than a bound that looks measured."""
     x = np.asarray(values, dtype=np.float64)
     x = x[~np.isnan(x)]
     if len(x) == 0:
@@ -26,35 +40,79 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, mean - half, mean + half
 
 
+def distinct_values(values: Sequence[float], tolerance: float = DISTINCT_TOLERANCE) -> int:
+    """How many different values ``values`` holds, values within ``tolerance`` of their neighbour counted once."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    return 0 if len(x) == 0 else 1 + int(np.count_nonzero(np.diff(x) > tolerance))
+
+
 def paired_difference(treated: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
-    """Mean of ``treated - baseline`` (paired by seed), its t-interval, and the paired t-test p-value."""
+    """Mean of ``treated - baseline`` (paired by seed), its t-interval, the paired t-test p-value, the
+    number of pairs ``n`` and of ``distinct`` differences.
+
+    When every paired difference is the same value (``distinct == 1`` with ``n >= 2``) the spread is 0:
+    the t statistic is undefined, and a zero-width interval would claim certainty that a handful of
+    seeds cannot give. Interval and p are then NaN, and ``verdict_of`` says "too few distinct values".
+    """
     a, b = np.asarray(treated, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired difference needs equal lengths, got {a.shape} and {b.shape}")
     d = a - b
     d = d[~np.isnan(d)]
+    n, distinct = len(d), distinct_values(d)
     mean, lo, hi = mean_ci(d, confidence)
-    n = len(d)
-    if n < 2:
-        p = math.nan
-    else:
-        sd = float(d.std(ddof=1))
-        if sd == 0:
-            p = 1.0 if mean == 0 else 0.0
-        else:
-            from scipy import stats
+    p = math.nan
+    if n >= 2 and distinct == 1:
+        lo = hi = math.nan
+    elif n >= 2:
+        from scipy import stats
 
-            t = mean / (sd / math.sqrt(n))
-            p = float(2 * stats.t.sf(abs(t), n - 1))
-    return {"mean": mean, "lo": lo, "hi": hi, "p": p, "n": n}
+        t = mean / (float(d.std(ddof=1)) / math.sqrt(n))
+        p = float(2 * stats.t.sf(abs(t), n - 1))
+    return {"mean": mean, "lo": lo, "hi": hi, "p": p, "n": n, "distinct": distinct}
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given.
+
+    The k-th smallest of the m p-values is multiplied by (m - k + 1), capped at 1, and made monotone
+    (never below the adjusted value of a smaller p). NaN entries (no test: too few seeds, constant
+    differences, validation chose no synthetic) stay NaN and are not counted in m.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, math.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    m = len(tested)
+    running = 0.0
+    for rank, i in enumerate(tested[np.argsort(p[tested], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * float(p[i])))
+        out[i] = running
+    return [float(v) for v in out]
 
 
 def verdict(lo: float, hi: float) -> str:
     """"helps" when the whole CI of the difference is above 0, "hurts" when below, else no significant difference."""
     if math.isnan(lo) or math.isnan(hi):
-        return "too few seeds to tell"
+        return TOO_FEW_SEEDS
     if lo > 0:
-        return "helps"
+        return HELPS
     if hi < 0:
-        return "hurts"
-    return "no significant difference"
+        return HURTS
+    return NO_DIFFERENCE
+
+
+def verdict_of(diff: Mapping[str, float], *, p: float | None = None, alpha: float = 0.05) -> str:
+    """The verdict of a ``paired_difference``: "too few seeds to tell" under 2 pairs, "too few distinct
+    values" when the differences are constant; else, with ``p`` (e.g. Holm-adjusted) given, "helps" /
+    "hurts" by the sign of the mean when ``p < alpha``; without ``p``, by the interval (raw p < 0.05)."""
+    if diff.get("n", 0) < 2:
+        return TOO_FEW_SEEDS
+    if diff.get("distinct", 2) <= 1:
+        return TOO_FEW_DISTINCT
+    if p is None:
+        return verdict(diff["lo"], diff["hi"])
+    if math.isnan(p):
+        return TOO_FEW_SEEDS
+    if p < alpha:
+        return HELPS if diff["mean"] > 0 else HURTS
+    return NO_DIFFERENCE

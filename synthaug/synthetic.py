@@ -1,22 +1,33 @@
-"""SyntheticDataset: mix generator output into a real torch data set."""
+"""SyntheticDataset: mix generator output into a real torch data set.
+
+The real data set may be any map-style torch data set of ``(image, label)`` items: images as PIL images,
+uint8 tensors ``(C, H, W)``, float tensors in [0, 1] or numpy ``(H, W, C)`` arrays; labels as Python or
+numpy integers, 0-d tensors or one-element arrays (MedMNIST's ``(1,)``). Each item is converted once, on
+read, into the one item format both kinds share, ``(uint8 tensor (C, S, S), int)`` (``synthaug.items``).
+"""
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
+from .checks import check_float, check_int, check_range, is_int
 from .data.imageio import convert_channels, resize_batch
-from .pool import SyntheticPool, generate_pool, is_pool, load_pool
+from .items import (augmenting_steps, class_id, declared, fit_image, read_targets, real_classes, real_transforms,
+                    split_item, to_uint8_image)
+from .pool import (Processes, SyntheticPool, check_device, check_progress, current_processes, generate_pool,
+                   generation_device, is_pool, labels_fingerprint, load_pool, sample_until_kept, shared_pool,
+                   weights_fingerprint)
 
+__all__ = ["SyntheticDataset", "ClassQuotas", "check_ratio", "largest_remainder", "class_weights", "open_source"]
 
 
 @dataclass(frozen=True)
@@ -36,10 +47,9 @@ QualityFilter = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def check_ratio(ratio: Any) -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not (0 <= ratio < 1) or math.isnan(ratio):
-        raise ValueError(f"ratio={ratio!r}: the synthetic share of each epoch must be in [0, 1), e.g. 0.3 "
-                         "(ratio=0 gives the real data alone)")
-    return float(ratio)
+    """The synthetic share of each epoch, a number in [0, 1)."""
+    return check_range(ratio, "ratio", "", 0, 1,
+                       hint="the synthetic share of each epoch, e.g. 0.3; ratio=0 gives the real data alone")
 
 
 def largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
@@ -73,25 +83,91 @@ def class_weights(distribution: LabelDistribution, *, num_classes: int, classes:
                     raise ValueError(f"label_distribution: unknown class {key!r}; classes are {classes}")
                 idx = classes.index(key)
             else:
-                if isinstance(key, bool) or not isinstance(key, (int, str, np.integer)):
+                if not (is_int(key) or isinstance(key, str)):
                     raise ValueError(f"label_distribution: key {key!r} must be a class id (int) or a class name")
                 idx = int(key)
                 if not 0 <= idx < num_classes:
                     raise ValueError(f"label_distribution: class id {idx} is outside [0, {num_classes})")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
-                raise ValueError(f"label_distribution: weight {value!r} of class {key!r} must be a number >= 0")
-            weights[idx] = float(value)
+            weights[idx] = check_float(value, f"label_distribution[{key!r}]", minimum=0,
+                                       hint=f"the weight of class {key!r}")
         if weights.sum() <= 0:
             raise ValueError(f"label_distribution={dict(distribution)!r}: at least one weight must be > 0")
         return weights
     raise ValueError(f"label_distribution={distribution!r}: use 'match', 'balanced' or a dict {{class: weight}}")
 
 
-def _real_targets(real: Dataset) -> np.ndarray:
-    targets = getattr(real, "targets", None)
-    if targets is None:  # a plain data set: read the labels once
-        targets = [int(real[i][1]) for i in range(len(real))]
-    return np.asarray(targets, dtype=np.int64)
+def _describe(fn: Any) -> str | None:
+    """A stable description of a quality filter for a pool's recipe: its repr, or (when that is only a memory
+    address) its name with its plain settings and a hash of any torch model it holds, e.g. a ClassifierFilter's."""
+    if fn is None:
+        return None
+    text = repr(fn)
+    if " at 0x" not in text:
+        return text
+    settings = []
+    for key, value in sorted(getattr(fn, "__dict__", {}).items()):
+        if isinstance(value, (bool, int, float, str)):
+            settings.append(f"{key}={value!r}")
+        elif isinstance(value, torch.nn.Module):
+            settings.append(f"{key}=<weights sha256 {weights_fingerprint(value)}>")
+    return f"{getattr(fn, '__qualname__', type(fn).__qualname__)}({', '.join(settings)})"
+
+
+def open_source(gen: Any, *, device: torch.device | None = None) -> tuple[SyntheticPool | None, Any]:
+    """``(pool, None)`` for a pool or pool folder, ``(None, generator)`` for a generator or checkpoint folder
+    (loaded on ``device``, default the CPU)."""
+    if isinstance(gen, SyntheticPool):
+        return gen, None
+    if isinstance(gen, (str, os.PathLike)):
+        if is_pool(gen):
+            return load_pool(gen), None
+        from .generators import load_generator
+
+        gen = load_generator(gen, device=device or "cpu")
+    if not callable(getattr(gen, "sample", None)) or not hasattr(gen, "num_classes"):
+        raise TypeError(f"gen must be a synthaug generator, a checkpoint folder or a pool, got {type(gen).__name__}")
+    return None, gen
+
+
+def _check_arguments(ratio: Any, *, quotas: ClassQuotas | None, real: Dataset | None, length: Any, pool_size: Any,
+                     batch_size: Any, refresh_every: Any, quality_filter: Any, max_filter_rounds: Any,
+                     ready_pool: bool, device: Any, pool_dir: Any) -> float | None:
+    """Refuse contradictory or malformed SyntheticDataset options; returns the ratio (None with quotas)."""
+    owner = "SyntheticDataset"
+    if quotas is not None:
+        if ratio is not None:
+            raise ValueError("with ClassQuotas the quotas set the synthetic count: pass ratio=None")
+    else:
+        ratio = check_ratio(ratio)
+    if real is None and length is None and quotas is None:
+        raise ValueError("give real=<data set> (the synthetic share follows ratio) or length=<number of synthetic items>")
+    if real is not None and length is not None:
+        raise ValueError("give either real= (the epoch length follows from ratio) or length=, not both")
+    if real is not None and not (hasattr(real, "__len__") and hasattr(real, "__getitem__")):
+        raise ValueError(f"real={type(real).__name__}: the real data set must be a map-style torch data set (with "
+                         "__len__ and __getitem__ giving (image, label)), not an iterable one")
+    if length is not None:
+        check_int(length, "length", owner, minimum=0)
+    if pool_size is not None:
+        check_int(pool_size, "pool_size", owner, minimum=1, hint="or None: one image per synthetic item")
+    if pool_size is not None and ready_pool:
+        raise ValueError("pool_size applies when generating; a ready pool is used as it is")
+    if quality_filter is not None and ready_pool:
+        raise ValueError("quality_filter applies when generating; filter a ready pool before saving it")
+    if device is not None and ready_pool:
+        raise ValueError(f"device={device!r} applies when generating; a ready pool is only read")
+    if pool_dir is not None and ready_pool:
+        raise ValueError(f"pool_dir={pool_dir!r} applies when generating; a ready pool is already on disk")
+    if pool_dir is not None and (not isinstance(pool_dir, (str, os.PathLike)) or not os.fspath(pool_dir)):
+        raise ValueError(f"{owner}: pool_dir={pool_dir!r} must be a folder path (where the pool is written once and "
+                         "read by every process and later run)")
+    check_int(batch_size, "batch_size", owner, minimum=1)
+    check_int(max_filter_rounds, "max_filter_rounds", owner, minimum=1)
+    if refresh_every is not None:
+        check_int(refresh_every, "refresh_every", owner, minimum=1, hint="a number of epochs, or None")
+    if quality_filter is not None and not callable(quality_filter):
+        raise ValueError("quality_filter must be a callable (images, labels) -> keep mask, e.g. a ClassifierFilter")
+    return ratio
 
 
 class SyntheticDataset(Dataset):
@@ -103,17 +179,32 @@ class SyntheticDataset(Dataset):
     ``"balanced"``, a dict ``{class id or name: weight}``, or ``ClassQuotas`` (exact counts; then pass
     ``ratio=None``). Without ``real``, ``length`` synthetic items (``"match"`` then means balanced).
 
+    ``real`` is any map-style torch data set of ``(image, label)`` items (see the module docstring; a
+    ``Subset`` or ``random_split`` part reads its parent's ``targets``, so nothing is decoded up front).
+    Every item, real or synthetic, is ``(image, label)`` with ``image`` a uint8 tensor ``(C, S, S)`` (then
+    ``transform(image)`` when a transform is given) and ``label`` a Python ``int``. ``C`` and ``S`` are the
+    real data's channels and size (its ``channels`` / ``image_size`` attributes, else its first image;
+    non-square real images make ``S`` the generator's size); real images of another size are letterboxed to
+    ``S``, synthetic ones resized, and 1 <-> 3 channels converted. Without ``real``: the generator's format.
+
     ``gen`` is a generator, a generator checkpoint folder, or a pool (``SyntheticPool`` or a folder made by
     ``synthaug sample --pool``, memory-mapped: nothing is generated). From a generator, images are
     generated in batches into a pool of ``pool_size`` images (default: one per synthetic item) from
     ``torch.Generator().manual_seed(seed)``, in the main process: DataLoader workers only read the pool.
-    Synthetic images come in the real items' format (uint8 ``C x H x W``, resized and channel-converted
-    when they differ) and go through the same ``transform``.
+    ``device``: where to sample (default: where the generator is; a checkpoint folder loads on the CPU).
+    ``progress``: a progress bar while sampling (None: on a terminal, once sampling takes over two seconds).
+
+    ``pool_dir``: the folder the pool is written to and read from. If it already holds the pool this data
+    set asks for (same generator weights, seed, labels and filter), it is memory-mapped and nothing is
+    sampled; a pool made for something else is refused. Under several processes (``accelerator=`` an
+    ``accelerate.Accelerator``, or an initialised ``torch.distributed``) the main process samples and writes
+    it while the others wait, then all read it: the pool is sampled once. Give a folder all processes see.
 
     ``refresh_every=N``: call ``set_epoch(epoch)`` before each epoch (as with ``DistributedSampler``);
     every N epochs the pool is regenerated (from a generator) or re-drawn (from a larger pool), with a
     seed derived from ``seed`` and the epoch, so long trainings do not reuse the same images and runs stay
-    reproducible. Use non-persistent DataLoader workers with refresh (they are re-forked each epoch).
+    reproducible. Use non-persistent DataLoader workers with refresh (they are re-forked each epoch). With
+    ``pool_dir`` each refreshed pool is kept in ``pool_dir/refresh-NNNN``.
 
     ``quality_filter``: a callable ``(images, labels) -> keep mask`` or a ``ClassifierFilter``; rejected
     images are replaced by new ones (same seed, same result) and ``filter_report`` gives the rejection rate.
@@ -134,82 +225,88 @@ class SyntheticDataset(Dataset):
         refresh_every: int | None = None,
         quality_filter: QualityFilter | None = None,
         max_filter_rounds: int = 20,
+        device: str | torch.device | None = None,
+        pool_dir: str | os.PathLike | None = None,
+        accelerator: Any = None,
+        progress: bool | None = None,
     ) -> None:
-        self._source_pool: SyntheticPool | None = None
-        if isinstance(gen, SyntheticPool):
-            self._source_pool = gen
-        elif isinstance(gen, (str, os.PathLike)):
-            if is_pool(gen):
-                self._source_pool = load_pool(gen)
-            else:
-                from .generators import load_generator
-
-                gen = load_generator(gen)
-        source = self._source_pool if self._source_pool is not None else gen
-        if self._source_pool is None and (not callable(getattr(gen, "sample", None)) or not hasattr(gen, "num_classes")):
-            raise TypeError(f"gen must be a synthaug generator, a checkpoint folder or a pool, got {type(gen).__name__}")
-        self._gen = None if self._source_pool is not None else gen
+        self.device = check_device(device, "SyntheticDataset")
+        self.progress = check_progress(progress, "SyntheticDataset")
+        self._source_pool, self._gen = open_source(gen, device=self.device)
+        source = self._source_pool if self._source_pool is not None else self._gen
         quotas = label_distribution if isinstance(label_distribution, ClassQuotas) else None
-        if quotas is not None:
-            if ratio is not None:
-                raise ValueError("with ClassQuotas the quotas set the synthetic count: pass ratio=None")
-        else:
-            ratio = check_ratio(ratio)
-        if real is None and length is None and quotas is None:
-            raise ValueError("give real=<data set> (the synthetic share follows ratio) or length=<number of synthetic items>")
-        if real is not None and length is not None:
-            raise ValueError("give either real= (the epoch length follows from ratio) or length=, not both")
-        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 0):
-            raise ValueError(f"length={length!r} must be a non-negative integer")
-        if pool_size is not None and (isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1):
-            raise ValueError(f"pool_size={pool_size!r} must be a positive integer or None (one image per synthetic item)")
-        if pool_size is not None and self._source_pool is not None:
-            raise ValueError("pool_size applies when generating; a ready pool is used as it is")
-        if quality_filter is not None and self._source_pool is not None:
-            raise ValueError("quality_filter applies when generating; filter a ready pool before saving it")
-        for name, value in (("batch_size", batch_size), ("max_filter_rounds", max_filter_rounds)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
-        if refresh_every is not None and (isinstance(refresh_every, bool) or not isinstance(refresh_every, int)
-                                          or refresh_every < 1):
-            raise ValueError(f"refresh_every={refresh_every!r} must be a positive number of epochs or None")
-        if quality_filter is not None and not callable(quality_filter):
-            raise ValueError("quality_filter must be a callable (images, labels) -> keep mask, e.g. a ClassifierFilter")
-
+        ratio = _check_arguments(ratio, quotas=quotas, real=real, length=length, pool_size=pool_size,
+                                 batch_size=batch_size, refresh_every=refresh_every, quality_filter=quality_filter,
+                                 max_filter_rounds=max_filter_rounds, ready_pool=self._source_pool is not None,
+                                 device=device, pool_dir=pool_dir)
+        self.pool_dir = None if pool_dir is None else Path(pool_dir).expanduser().absolute()
+        self._processes: Processes | None = current_processes(accelerator)
+        self._identity: dict[str, Any] | None = None  # the generator's part of a pool's recipe, kept by copies
         self.real = real
         self.transform = transform
         self.seed = int(seed)
-        self.batch_size, self.refresh_every = batch_size, refresh_every
-        self.quality_filter, self.max_filter_rounds = quality_filter, max_filter_rounds
-        self.num_classes = int(source.num_classes)
-        real_classes = getattr(real, "classes", None)
-        if real is not None and real_classes is not None and len(real_classes) != self.num_classes:
-            raise ValueError(f"the generator makes {self.num_classes} classes but the real data set has "
-                             f"{len(real_classes)} ({list(real_classes)}); train a generator on this data set")
-        self.classes = list(real_classes) if real_classes is not None else [str(c) for c in range(self.num_classes)]
-        if real is not None and getattr(real, "transform", None) is not None:
-            warnings.warn("the real data set has its own transform, which synthetic items will not get; give the "
-                          "transform to SyntheticDataset(transform=...) instead so both get the same", stacklevel=2)
-
-        self.real_targets = _real_targets(real) if real is not None else None
-        if self.real_targets is not None and len(self.real_targets) and self.real_targets.max() >= self.num_classes:
-            raise ValueError(f"the real data set has label {int(self.real_targets.max())}, but the generator has only "
-                             f"{self.num_classes} classes")
-        self.num_real = 0 if real is None else len(real)
-        if quotas is not None:
-            counts = self._quota_counts(quotas)
-            weights = counts.astype(np.float64)
-        else:
-            total = length if real is None else int(round(self.num_real / (1 - ratio)))
-            weights = class_weights(label_distribution, num_classes=self.num_classes, classes=self.classes,
-                                    real_targets=self.real_targets)
-            counts = largest_remainder(total - self.num_real, weights)
+        self.batch_size, self.refresh_every = int(batch_size), refresh_every
+        self.quality_filter, self.max_filter_rounds = quality_filter, int(max_filter_rounds)
+        self._index_real(real, int(source.num_classes))
+        counts, weights = self._synthetic_counts(ratio, quotas, length, label_distribution)
         self.num_synthetic = int(counts.sum())
         self.ratio = self.num_synthetic / max(1, self.num_real + self.num_synthetic) if quotas is not None else ratio
         rng = np.random.default_rng([self.seed, 104729])
         self.synthetic_labels = rng.permutation(np.repeat(np.arange(self.num_classes), counts))
         self.channels, self.image_size = self._target_format(real, source)
         self.class_counts = counts
+        self._plan_pool(counts, weights, pool_size)
+        self.filter_report: dict[str, Any] | None = None
+        self.epoch = 0
+        self._generation = -1
+        self._refresh(0)
+
+    # ----------------------------------------------------------------- construction helpers
+    def _index_real(self, real: Dataset | None, num_classes: int) -> None:
+        """Classes, labels and size of the real data set, checked against the generator's classes."""
+        self.num_classes = num_classes
+        names = real_classes(real) if real is not None else None
+        if names is not None and len(names) != self.num_classes:
+            raise ValueError(f"the generator makes {self.num_classes} classes but the real data set has "
+                             f"{len(names)} ({names}); train a generator on this data set")
+        self.classes = names if names is not None else [str(c) for c in range(self.num_classes)]
+        if real is not None:
+            self._warn_about_real_transforms(real)
+        self.real_targets = read_targets(real) if real is not None else None
+        if self.real_targets is not None and len(self.real_targets):
+            low, high = int(self.real_targets.min()), int(self.real_targets.max())
+            if low < 0 or high >= self.num_classes:
+                raise ValueError(f"the real data set has label {low if low < 0 else high}, but the generator has "
+                                 f"only {self.num_classes} classes (0 to {self.num_classes - 1})")
+        self.num_real = 0 if real is None else len(real)
+
+    @staticmethod
+    def _warn_about_real_transforms(real: Dataset) -> None:
+        """Warn when the real data set augments or normalizes: synthetic items would not get that. Format
+        conversions (PILToTensor, ToTensor, Resize, ...) are fine, synthetic items come in that format anyway."""
+        steps = [step for transform in real_transforms(real) for step in augmenting_steps(transform)]
+        if steps:
+            # stacklevel 4: the warning points at the user's SyntheticDataset(...) call
+            warnings.warn(f"the real data set's transform applies {', '.join(dict.fromkeys(steps))}, which synthetic "
+                          "items do not get, so the classifier would see real and synthetic images prepared "
+                          "differently; give these steps to SyntheticDataset(transform=...), which real and synthetic "
+                          "items share, and keep only format conversions (PILToTensor, ToTensor, Resize, CenterCrop, "
+                          "Grayscale) on the real data set", stacklevel=4)
+
+    def _synthetic_counts(self, ratio: float | None, quotas: ClassQuotas | None, length: int | None,
+                          label_distribution: LabelDistribution) -> tuple[np.ndarray, np.ndarray]:
+        """Synthetic items per class, and the class weights a smaller pool is split by."""
+        if quotas is not None:
+            counts = self._quota_counts(quotas)
+            return counts, counts.astype(np.float64)
+        total = length if self.real is None else int(round(self.num_real / (1 - ratio)))
+        weights = class_weights(label_distribution, num_classes=self.num_classes, classes=self.classes,
+                                real_targets=self.real_targets)
+        return largest_remainder(total - self.num_real, weights), weights
+
+    def _plan_pool(self, counts: np.ndarray, weights: np.ndarray, pool_size: int | None) -> None:
+        """The labels of the pool to generate (every needed class gets at least one image), or, for a ready
+        pool, a check that it holds every needed class."""
         if self._source_pool is None:
             if pool_size is None:
                 plan = counts
@@ -217,43 +314,42 @@ class SyntheticDataset(Dataset):
                 plan = largest_remainder(pool_size, np.where(counts > 0, weights, 0.0)) if counts.sum() else counts
                 plan = np.where((counts > 0) & (plan == 0), 1, plan)
             self._plan_labels = np.repeat(np.arange(self.num_classes), plan)
-        else:
-            for c in np.flatnonzero(counts):
-                if not len(self._source_pool.indices_of(int(c))):
-                    raise ValueError(f"the pool has no image of class {c} ({self.classes[c]}), which needs {counts[c]}")
-        self.filter_report: dict[str, Any] | None = None
-        self.epoch = 0
-        self._generation = -1
-        self._refresh(0)
+            return
+        for c in np.flatnonzero(counts):
+            if not len(self._source_pool.indices_of(int(c))):
+                raise ValueError(f"the pool has no image of class {c} ({self.classes[c]}), which needs {counts[c]}")
 
-    # ----------------------------------------------------------------- construction helpers
     def _quota_counts(self, quotas: ClassQuotas) -> np.ndarray:
         counts = np.zeros(self.num_classes, dtype=np.int64)
         for key, value in quotas.counts.items():
             idx = self.classes.index(key) if isinstance(key, str) and key in self.classes else key
-            if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)) or not 0 <= idx < self.num_classes:
+            if not is_int(idx) or not 0 <= idx < self.num_classes:
                 raise ValueError(f"ClassQuotas: unknown class {key!r}; classes are {self.classes}")
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"ClassQuotas: the count of class {key!r} must be an integer >= 0, got {value!r}")
-            counts[idx] = int(value)
+            counts[idx] = check_int(value, f"counts[{key!r}]", "ClassQuotas", minimum=0)
         return counts
 
     @staticmethod
     def _target_format(real: Dataset | None, source: Any) -> tuple[int, int]:
-        channels, size = getattr(source, "channels"), getattr(source, "image_size")
+        """The items' channels and size: the real data's (declared, else its first image's), else the source's."""
+        channels, size = int(getattr(source, "channels")), int(getattr(source, "image_size"))
+        if channels not in (1, 3):
+            raise ValueError(f"the generator makes {channels}-channel images; SyntheticDataset mixes 1- or 3-channel "
+                             "images")
         if real is None:
-            return int(channels), int(size)
-        real_channels, real_size = getattr(real, "channels", None), getattr(real, "image_size", None)
-        if real_channels is None or real_size is None:
+            return channels, size
+        real_channels, real_size = declared(real, "channels"), declared(real, "image_size")
+        if not (is_int(real_channels) and real_channels in (1, 3) and is_int(real_size) and real_size > 0):
             if len(real) == 0:
-                return int(channels), int(size)
-            image = real[0][0]
-            if not (isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.ndim == 3):
-                raise ValueError("the real data set must give uint8 tensors C x H x W (to match synthetic images to); "
-                                 "move its transform to SyntheticDataset(transform=...)")
-            real_channels, real_size = image.shape[0], image.shape[-1]
-        if {int(real_channels), int(channels)} - {1, 3} and real_channels != channels:
-            raise ValueError(f"real images have {real_channels} channels, the generator makes {channels}; cannot convert")
+                return channels, size
+            image = to_uint8_image(split_item(real[0], 0)[0], where="real item 0")
+            real_channels, (height, width) = image.shape[0], image.shape[1:]
+            real_size = height
+            if height != width:
+                real_size = size
+                warnings.warn(f"the real images are not square (item 0 is {width} x {height}): every real item is "
+                              f"letterboxed to the generator's {size} x {size} (resized to fit, black padding), as "
+                              "synthaug's folder loader prepares images; to crop instead, give the real data set "
+                              f"transforms.Compose([Resize({size}), CenterCrop({size})])", stacklevel=3)
         return int(real_channels), int(real_size)
 
     def _generation_seed(self, generation: int) -> int:
@@ -269,11 +365,52 @@ class SyntheticDataset(Dataset):
             rng = np.random.default_rng([seed, 15485863])
             self._pool_index = self._assign(lambda c: rng.permutation(self._source_pool.indices_of(c)))
         else:
-            images = self._generate(self._plan_labels, seed)
-            self._images = resize_batch(convert_channels(images, self.channels), self.image_size)
+            folder = self._pool_folder(generation)
+            pool = shared_pool(lambda: self._make_pool(seed), directory=folder, labels=self._plan_labels,
+                               recipe=self._recipe(seed) if folder is not None else {},
+                               processes=self._processes or Processes())
+            if folder is None:  # in memory: convert once, reads are plain indexing
+                images = torch.from_numpy(pool.images)
+                self._images = resize_batch(convert_channels(images, self.channels), self.image_size)
+            else:  # memory-mapped from pool_dir: shared by processes and workers, converted on read
+                self._images = pool.images
+            self.filter_report = pool.meta.get("filter_report", self.filter_report)
             self.pool_labels = self._plan_labels
             self._pool_index = self._assign(lambda c: np.flatnonzero(self.pool_labels == c))
         self._generation = generation
+
+    def _pool_folder(self, generation: int) -> Path | None:
+        if self.pool_dir is None:
+            return None
+        return self.pool_dir if generation == 0 else self.pool_dir / f"refresh-{generation:04d}"
+
+    def _recipe(self, seed: int) -> dict[str, Any]:
+        """What makes a pool: a pool folder with another recipe is not this data set's pool."""
+        gen = self._gen
+        if self._identity is None and gen is not None:  # computed once, in the process that has the generator
+            self._identity = {"generator": getattr(gen, "generator_name", type(gen).__name__),
+                              "generator_options": getattr(gen, "generator_options", {}),
+                              "weights_sha256": weights_fingerprint(gen)}
+        if self._identity is None:
+            raise RuntimeError("this SyntheticDataset was copied into another process without its generator; call "
+                               "set_epoch() in the main process, before the DataLoader starts its workers")
+        return {**self._identity, "seed": int(seed), "batch_size": self.batch_size,
+                "labels_sha256": labels_fingerprint(self._plan_labels),
+                "quality_filter": _describe(self.quality_filter)}
+
+    def _make_pool(self, seed: int) -> SyntheticPool:
+        gen = self._gen
+        if gen is None:
+            raise RuntimeError("this SyntheticDataset was copied into another process without its generator; call "
+                               "set_epoch() in the main process, before the DataLoader starts its workers")
+        with generation_device(gen, self.device):
+            if self.quality_filter is None:
+                return generate_pool(gen, self._plan_labels, seed=seed, batch_size=self.batch_size,
+                                     progress=self.progress)
+            empty = torch.zeros(0, gen.channels, gen.image_size, gen.image_size, dtype=torch.uint8)
+            images = self._generate_filtered(self._plan_labels, seed, empty)
+        meta = {"seed": int(seed), "filter_report": self.filter_report}
+        return SyntheticPool(images.numpy(), self._plan_labels, self.num_classes, meta)
 
     def _assign(self, slots_of: Callable[[int], np.ndarray]) -> np.ndarray:
         """Pool row of every synthetic item: the items of class c cycle through ``slots_of(c)``."""
@@ -285,38 +422,12 @@ class SyntheticDataset(Dataset):
                 index[items] = slots[np.arange(len(items)) % len(slots)]
         return index
 
-    def _generate(self, labels: np.ndarray, seed: int) -> torch.Tensor:
-        gen = self._gen
-        if gen is None:
-            raise RuntimeError("this SyntheticDataset was copied into another process without its generator; call "
-                               "set_epoch() in the main process, before the DataLoader starts its workers")
-        if self.quality_filter is None:
-            return torch.from_numpy(generate_pool(gen, labels, seed=seed, batch_size=self.batch_size).images)
-        empty = torch.zeros(0, gen.channels, gen.image_size, gen.image_size, dtype=torch.uint8)
-        return self._generate_filtered(labels, torch.Generator().manual_seed(seed), empty)
-
-    def _generate_filtered(self, labels: np.ndarray, torch_gen: torch.Generator, empty: torch.Tensor) -> torch.Tensor:
-        """Sample until every requested label has an image the filter keeps (deterministic for a seed)."""
+    def _generate_filtered(self, labels: np.ndarray, seed: int, empty: torch.Tensor) -> torch.Tensor:
+        """Images for ``labels`` that the quality filter keeps (deterministic for a seed); sets ``filter_report``."""
         need = np.bincount(labels, minlength=self.num_classes)
-        kept: dict[int, list[torch.Tensor]] = {c: [] for c in range(self.num_classes)}
-        generated = np.zeros(self.num_classes, dtype=np.int64)
-        accepted = np.zeros(self.num_classes, dtype=np.int64)
-        for _ in range(self.max_filter_rounds):
-            missing = np.repeat(np.arange(self.num_classes), np.maximum(need - accepted, 0))
-            if not len(missing):
-                break
-            for start in range(0, len(missing), self.batch_size):
-                part = torch.from_numpy(missing[start:start + self.batch_size])
-                images = self._gen.sample(len(part), part, generator=torch_gen)
-                keep = torch.as_tensor(self.quality_filter(images, part)).bool().cpu()
-                if keep.shape != (len(part),):
-                    raise ValueError(f"quality_filter returned shape {tuple(keep.shape)}; expected ({len(part)},)")
-                for c in range(self.num_classes):
-                    mask = part == c
-                    generated[c] += int(mask.sum())
-                    chosen = images[mask & keep]
-                    kept[c].append(chosen)
-                    accepted[c] += len(chosen)
+        kept, generated, accepted = sample_until_kept(self._gen, need, self.quality_filter, seed=seed,
+                                                      batch_size=self.batch_size, max_rounds=self.max_filter_rounds,
+                                                      progress=self.progress)
         short = [self.classes[c] for c in range(self.num_classes) if accepted[c] < need[c]]
         rates = {self.classes[c]: (1 - accepted[c] / generated[c]) if generated[c] else 0.0
                  for c in range(self.num_classes)}
@@ -329,7 +440,7 @@ class SyntheticDataset(Dataset):
                              "raise max_filter_rounds, or train the generator longer")
         logging.getLogger("synthaug").info("quality filter: rejected %.1f %% of %d generated images",
                                            100 * self.filter_report["rejection_rate"], generated.sum())
-        out = [torch.cat(kept[c])[: need[c]] if need[c] else empty for c in range(self.num_classes)]
+        out = [kept[c][: need[c]] if need[c] else empty for c in range(self.num_classes)]
         by_class = {c: iter(out[c]) for c in range(self.num_classes)}
         return torch.stack([next(by_class[int(c)]) for c in labels]) if len(labels) else empty
 
@@ -339,16 +450,17 @@ class SyntheticDataset(Dataset):
 
         With ``refresh_every=N`` the pool changes every N epochs; the same epoch always gives the same pool.
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch={epoch!r} must be a non-negative integer")
-        self.epoch = epoch
+        self.epoch = check_int(epoch, "epoch", "SyntheticDataset.set_epoch", minimum=0)
         if self.refresh_every:
             self._refresh(epoch // self.refresh_every)
 
     def __getstate__(self) -> dict[str, Any]:
-        # DataLoader workers (and spawned processes) read the pool; the generator stays in this process.
+        # DataLoader workers (and spawned processes) read the pool; the generator stays in this process, and so
+        # does the process group (an accelerator is no worker's business). Nothing is sampled here: the pool was
+        # made in __init__ / set_epoch, in the main process.
         state = self.__dict__.copy()
         state["_gen"] = None
+        state["_processes"] = None
         return state
 
     # ----------------------------------------------------------------- data set protocol
@@ -376,10 +488,14 @@ class SyntheticDataset(Dataset):
             image = resize_batch(convert_channels(image[None], self.channels), self.image_size)[0]
         return image
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        """``(image, label)``: a uint8 ``(C, S, S)`` tensor (or what ``transform`` makes of it) and an ``int``,
+        for real and synthetic items alike, so any sampler's batches collate."""
         index = self._check_index(index)
         if index < self.num_real:
-            image, label = self.real[index]
+            image, label = split_item(self.real[index], index)
+            image = fit_image(to_uint8_image(image, where=f"real item {index}"), self.channels, self.image_size)
+            label = class_id(label, key=f"the label of real item {index}")
         else:
             j = index - self.num_real
             image, label = self._synthetic_image(j), int(self.synthetic_labels[j])

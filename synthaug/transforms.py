@@ -10,28 +10,39 @@ replaces the image by a synthetic image of the same class, read from a pool of p
     pipeline = A.Compose([SyntheticMix("pools/malaria-cvae", p=0.3), A.HorizontalFlip(), A.Normalize()], seed=0)
     out = pipeline(image=image, label=label)      # image: uint8 (H, W) or (H, W, C); label: class id
 
-The pool is given as a path so the pipeline serializes (``A.save`` / ``A.load`` store the path) and
-pickles cheaply to DataLoader workers: nothing is read or generated before the first call, and a
-pool folder is memory-mapped again in each worker instead of being copied into it. Which pool image
-is used comes from the transform's albumentations random generator, so ``A.Compose(..., seed=S)``
-repeats the same choices. ``A.from_dict`` / ``A.load`` find the class once ``synthaug.transforms``
-has been imported.
+The pool is given as a path so the pipeline serializes (``A.save`` / ``A.load`` store it as an absolute
+path, so a saved pipeline loads from any working directory) and pickles cheaply to DataLoader workers:
+nothing is read or generated before the first call (``prepare()`` does it on demand; pickling never
+does), and a pool folder is memory-mapped again in each worker instead of being copied into it. Which
+pool image is used comes from the transform's albumentations random generator, so
+``A.Compose(..., seed=S)`` repeats the same choices.
+
+A synthetic image has no matching mask, boxes or keypoints, so a call that passes any of them is refused:
+SyntheticMix is for classification pipelines (``image=..., label=...``). ``A.from_dict`` / ``A.load`` find the class once ``synthaug.transforms``
+has been imported (``from synthaug import SyntheticMix`` does that; a bare ``import synthaug`` does not, so
+that it stays free of albumentations and OpenCV).
 """
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from albumentations.core.transforms_interface import BaseTransformInitSchema, ImageOnlyTransform
 from pydantic import field_validator, model_validator
 
+from .checks import check_int
 from .generators.base import CONFIG_FILE, WEIGHTS_FILE
-from .pool import SyntheticPool, generate_pool, is_pool, load_pool
+from .pool import (Processes, SyntheticPool, check_device, current_processes, generate_pool, generation_device,
+                   is_pool, labels_fingerprint, load_pool, shared_pool, weights_fingerprint)
+from .items import class_id
 
 __all__ = ["SyntheticMix", "match_image_format", "luminance", "class_id", "is_checkpoint", "DEFAULT_PER_CLASS"]
+# class_id lives in synthaug.items (SyntheticDataset reads real labels with it too) and is re-exported here.
 
 #: images per class generated when ``pool`` is a generator checkpoint and ``n_per_class`` is not given
 DEFAULT_PER_CLASS = 256
@@ -41,6 +52,8 @@ _DATA_KEYS = frozenset({"image", "images", "mask", "masks", "bboxes", "keypoints
                         "mask3d", "masks3d", "applied_transforms"})
 # One label per call cannot say what to put in each image of a batch or slice of a volume.
 _BATCH_KEYS = ("images", "volume", "volumes")
+# Targets tied to the image's content: a synthetic image has none that match them.
+_PAIRED_KEYS = ("mask", "masks", "mask3d", "masks3d", "bboxes", "keypoints")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -98,23 +111,13 @@ def match_image_format(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def class_id(value: Any, *, key: str = "label") -> int:
-    """One integer class id from an int, a numpy integer, or a one-element integer array or tensor."""
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError, RuntimeError) as err:  # e.g. a CUDA tensor
-        raise ValueError(f"{key}={value!r}: cannot read a class id from it ({err})") from err
-    if arr.size != 1 or arr.dtype.kind not in "iu":
-        raise ValueError(f"{key}={value!r}: the label must be one integer class id (an int, or an integer array "
-                         f"or tensor with one element), got {type(value).__name__} of dtype {arr.dtype} and "
-                         f"shape {arr.shape}")
-    return int(arr.reshape(()))
-
-
-def _check_int(name: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}")
-    return int(value)
+def _check_pool_dir(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ValueError(f"SyntheticMix: pool_dir={value!r} must be a folder path (where the pool sampled from the "
+                         "checkpoint is written once and read by every worker, process and later run) or None")
+    return os.path.abspath(Path(os.fspath(value)).expanduser())
 
 
 def _check_pool_source(value: Any) -> str | Any:
@@ -134,7 +137,8 @@ def _check_pool_source(value: Any) -> str | Any:
             raise ValueError(f"pool={text!r} does not exist: {hint}")
         if not (is_pool(path) or is_checkpoint(path)):
             raise ValueError(f"pool={text!r} is neither a pool folder nor a generator checkpoint: {hint}")
-        return text
+        # absolute, so a pipeline saved with A.save loads from any working directory
+        return os.path.abspath(path)
     raise ValueError(f"pool must be a path to a pool folder or a generator checkpoint (or a SyntheticPool or "
                      f"generator object), got {type(value).__name__}: {value!r}")
 
@@ -155,9 +159,15 @@ class SyntheticMix(ImageOnlyTransform):
         n_per_class: images per class generated from a checkpoint (default 256); only for
             checkpoints and generators, since a pool folder's size was fixed when it was sampled.
         batch_size: generation batch size for a checkpoint.
+        device: where a checkpoint's pool is sampled ('cpu', 'cuda', ...; default: the CPU, or where a
+            generator object is).
+        pool_dir: for a checkpoint or generator: the folder the sampled pool is written to once and
+            memory-mapped from by every DataLoader worker, process and later run (a folder holding a pool
+            made from other weights, seed or size is refused).
 
     Targets: image (uint8 ``(H, W)`` or ``(H, W, C)``; the synthetic image is converted to its size
-    and channel count).
+    and channel count). Calls that pass ``mask``, ``masks``, ``bboxes`` or ``keypoints`` (or additional
+    targets of those kinds) are refused: the synthetic image has no matching annotation.
     """
 
     class InitSchema(BaseTransformInitSchema):
@@ -166,6 +176,19 @@ class SyntheticMix(ImageOnlyTransform):
         seed: Any
         n_per_class: Any
         batch_size: Any
+        device: Any
+        pool_dir: Any
+
+        @field_validator("device", mode="before")
+        @classmethod
+        def _device(cls, value: Any) -> str | None:
+            parsed = check_device(value, "SyntheticMix")
+            return None if parsed is None else str(parsed)
+
+        @field_validator("pool_dir", mode="before")
+        @classmethod
+        def _pool_dir(cls, value: Any) -> str | None:
+            return _check_pool_dir(value)
 
         @field_validator("pool", mode="before")
         @classmethod
@@ -186,26 +209,30 @@ class SyntheticMix(ImageOnlyTransform):
         @field_validator("seed", mode="before")
         @classmethod
         def _seed(cls, value: Any) -> int:
-            return _check_int("seed", value, minimum=0)
+            return check_int(value, "seed", "SyntheticMix", minimum=0)
 
         @field_validator("n_per_class", mode="before")
         @classmethod
         def _n_per_class(cls, value: Any) -> int | None:
-            return None if value is None else _check_int("n_per_class", value, minimum=1)
+            return None if value is None else check_int(value, "n_per_class", "SyntheticMix", minimum=1)
 
         @field_validator("batch_size", mode="before")
         @classmethod
         def _batch_size(cls, value: Any) -> int:
-            return _check_int("batch_size", value, minimum=1)
+            return check_int(value, "batch_size", "SyntheticMix", minimum=1)
 
         @model_validator(mode="after")
-        def _n_per_class_needs_a_generator(self) -> SyntheticMix.InitSchema:
+        def _sampling_options_need_a_generator(self) -> SyntheticMix.InitSchema:
             ready_made = isinstance(self.pool, SyntheticPool) or (isinstance(self.pool, str) and is_pool(
                 Path(self.pool).expanduser()))
+            where = self.pool if isinstance(self.pool, str) else "the given SyntheticPool"
             if ready_made and self.n_per_class is not None:
-                where = self.pool if isinstance(self.pool, str) else "the given SyntheticPool"
                 raise ValueError(f"n_per_class={self.n_per_class} only applies when pool is a generator checkpoint; "
                                  f"{where} is a ready-made pool, whose size was fixed when it was sampled")
+            for name in ("device", "pool_dir"):
+                if ready_made and getattr(self, name) is not None:
+                    raise ValueError(f"{name}={getattr(self, name)!r} only applies when pool is a generator "
+                                     f"checkpoint; {where} is a ready-made pool, which is only read")
             return self
 
         def model_dump(self, **kwargs: Any) -> dict[str, Any]:
@@ -216,16 +243,21 @@ class SyntheticMix(ImageOnlyTransform):
             return out
 
     def __init__(self, pool: str | os.PathLike | SyntheticPool | Any, p: float = 0.3, *, label_key: str = "label",
-                 seed: int = 0, n_per_class: int | None = None, batch_size: int = 256) -> None:
+                 seed: int = 0, n_per_class: int | None = None, batch_size: int = 256, device: str | None = None,
+                 pool_dir: str | os.PathLike | None = None) -> None:
         super().__init__(p=p)
         self.label_key = label_key
         # Not ``self.seed``: albumentations keeps its own random seed under that name.
         self.pool_seed = seed
         self.n_per_class = n_per_class
         self.batch_size = batch_size
-        self._source = pool  # a path string, a SyntheticPool or a generator
+        self.device = device  # a string (serializable), checked by InitSchema
+        self.pool_dir = pool_dir  # an absolute path string or None
+        self._source = pool  # an absolute path string, a SyntheticPool or a generator
         self._pool: SyntheticPool | None = pool if isinstance(pool, SyntheticPool) else None
+        self._pool_on_disk = False  # True once the pool is memory-mapped from a folder (workers re-map it)
         self._by_class: list[np.ndarray] | None = None
+        self._paired_keys: dict[str, str] = {}  # additional targets of mask / bboxes / keypoints kinds
 
     # ----------------------------------------------------------------- the pool, loaded on first use
     @property
@@ -235,27 +267,66 @@ class SyntheticMix(ImageOnlyTransform):
 
     @property
     def pool(self) -> SyntheticPool:
-        """The synthetic pool, loaded (or generated from the checkpoint) on first access."""
+        """The synthetic pool, loaded (or sampled from the checkpoint) on first access."""
         if self._pool is None:
-            self._pool = self._load()
+            self._pool = self._load(Processes())
         return self._pool
 
-    def _load(self) -> SyntheticPool:
+    def prepare(self, *, accelerator: Any = None) -> SyntheticMix:
+        """Load or sample the pool now, in this process; returns the transform.
+
+        Call it in the main process before a DataLoader starts its workers, so they receive the pool (or,
+        with ``pool_dir``, memory-map it) instead of each sampling the same one. Under several processes
+        (``accelerator=`` an ``accelerate.Accelerator``, or an initialised ``torch.distributed``) with
+        ``pool_dir``, the main process samples and writes the pool while the others wait, then all read it.
+        """
+        if self._pool is None:
+            self._pool = self._load(current_processes(accelerator, "SyntheticMix.prepare"))
+        return self
+
+    def _load(self, processes: Processes) -> SyntheticPool:
         source = self._source
-        if isinstance(source, str):
-            path = Path(source).expanduser()
-            if is_pool(path):
-                return load_pool(path)
+        if isinstance(source, str) and is_pool(Path(source)):
+            self._pool_on_disk = True
+            return load_pool(source)
+        if self._pool_on_disk and self.pool_dir is not None and is_pool(Path(self.pool_dir)):
+            return load_pool(self.pool_dir)  # a copy of a transform whose pool_dir was checked where it was made
+        if source is None:
+            raise RuntimeError("this SyntheticMix was copied to another process (a DataLoader worker?) before its "
+                               "pool was sampled, and a generator object does not travel with it: call "
+                               "mix.prepare() in the main process before the DataLoader starts, or build it from a "
+                               "checkpoint or pool folder")
+        from torch.utils.data import get_worker_info
+
+        if get_worker_info() is not None and not (self.pool_dir and is_pool(Path(self.pool_dir))):
+            warnings.warn("SyntheticMix is sampling its pool inside a DataLoader worker, so every worker samples the "
+                          "same pool; call mix.prepare() in the main process before the DataLoader starts, or give "
+                          "pool_dir= (or a pool folder made by `synthaug sample --pool`)", stacklevel=2)
+        gen = self._generator()
+        labels = np.repeat(np.arange(int(gen.num_classes), dtype=np.int64), self.n_per_class or DEFAULT_PER_CLASS)
+        recipe = {}
+        if self.pool_dir is not None:
+            recipe = {"generator": getattr(gen, "generator_name", type(gen).__name__),
+                      "generator_options": getattr(gen, "generator_options", {}),
+                      "weights_sha256": weights_fingerprint(gen), "seed": int(self.pool_seed),
+                      "batch_size": int(self.batch_size), "labels_sha256": labels_fingerprint(labels),
+                      "quality_filter": None}
+        pool = shared_pool(lambda: self._generate(gen, labels), directory=self.pool_dir, labels=labels,
+                           recipe=recipe, processes=processes)
+        self._pool_on_disk = self.pool_dir is not None
+        return pool
+
+    def _generator(self) -> Any:
+        if isinstance(self._source, str):
             from .generators import load_generator
 
-            return self._generate(load_generator(path))
-        return self._generate(source)
+            return load_generator(Path(self._source), device=self.device or "cpu")
+        return self._source
 
-    def _generate(self, gen: Any) -> SyntheticPool:
-        per_class = self.n_per_class or DEFAULT_PER_CLASS
-        labels = np.repeat(np.arange(int(gen.num_classes), dtype=np.int64), per_class)
-        return generate_pool(gen, labels, seed=self.pool_seed, batch_size=self.batch_size,
-                             desc="SyntheticMix: sampling synthetic pool")
+    def _generate(self, gen: Any, labels: np.ndarray) -> SyntheticPool:
+        with generation_device(gen, None if self.device is None else torch.device(self.device)):
+            return generate_pool(gen, labels, seed=self.pool_seed, batch_size=self.batch_size,
+                                 desc="SyntheticMix: sampling synthetic pool")
 
     def _indices_of(self, label: int) -> np.ndarray:
         if self._by_class is None:
@@ -264,18 +335,15 @@ class SyntheticMix(ImageOnlyTransform):
         return self._by_class[label]
 
     def __getstate__(self) -> dict[str, Any]:
-        # A pool folder is memory-mapped again in each worker: cheaper than pickling its images.
-        # A pool sampled from a checkpoint (or a generator) is made here, in the process that pickles the
-        # transform (the main one), so workers only read it and never run the generator.
-        if self.pool_path is not None and is_pool(Path(self.pool_path).expanduser()):
-            state = self.__dict__.copy()
-            state["_pool"] = None
-            state["_by_class"] = None
-            return state
-        self.pool  # noqa: B018  (generate now, before the copy)
+        # Never samples: copying or saving a transform must stay cheap (prepare() samples on demand).
+        # A pool on disk is memory-mapped again in each worker: cheaper than pickling its images. A pool
+        # already sampled in memory travels with the copy, so workers only read it.
         state = self.__dict__.copy()
-        if not isinstance(state["_source"], str):
-            state["_source"] = None  # the generator object stays in this process; the pool travels
+        state["_by_class"] = None
+        if self._pool_on_disk:
+            state["_pool"] = None
+        if not isinstance(state["_source"], (str, SyntheticPool)):
+            state["_source"] = None  # a generator object stays in this process
         return state
 
     # ----------------------------------------------------------------- albumentations protocol
@@ -290,11 +358,25 @@ class SyntheticMix(ImageOnlyTransform):
             self._check_data(data)
         return super().__call__(*args, force_apply=force_apply, **data)
 
+    def add_targets(self, additional_targets: dict[str, str]) -> None:
+        # Compose(additional_targets={"mask2": "mask"}) tells each transform the kinds of extra keys; an image-only
+        # transform drops the non-image ones, so remember those tied to the image, to refuse them in a call.
+        super().add_targets(additional_targets)
+        for key, kind in (additional_targets or {}).items():
+            if kind in _PAIRED_KEYS:
+                self._paired_keys[key] = kind
+
     def _check_data(self, data: dict[str, Any]) -> None:
         batch = [k for k in _BATCH_KEYS if k in data]
         if batch:
             raise ValueError(f"SyntheticMix works on one image and its label at a time (image=..., "
                              f"{self.label_key}=...), not on {batch[0]}=...")
+        paired = [k for k in data if (k in _PAIRED_KEYS or k in self._paired_keys) and data[k] is not None]
+        if paired:
+            raise ValueError(f"SyntheticMix replaces the image with a synthetic one, which has no matching "
+                             f"{'/'.join(paired)}: the real {paired[0]}= would be paired with a synthetic image. "
+                             f"SyntheticMix is for classification pipelines (image=..., {self.label_key}=...): leave "
+                             "it out of pipelines for segmentation, detection or keypoints")
         if self.label_key not in data:
             raise ValueError(f"SyntheticMix needs each image's class under label_key={self.label_key!r}: call the "
                              f"pipeline as pipeline(image=image, {self.label_key}=class_id); got keys {sorted(data)}")
@@ -334,14 +416,15 @@ class SyntheticMix(ImageOnlyTransform):
 
     # ----------------------------------------------------------------- serialization
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("pool", "label_key", "seed", "n_per_class", "batch_size")
+        return ("pool", "label_key", "seed", "n_per_class", "batch_size", "device", "pool_dir")
 
     def get_transform_init_args(self) -> dict[str, Any]:
         # Written out rather than read back by attribute name: ``seed`` and ``pool`` are taken by
         # albumentations' random state and by the loaded pool.
         pool = self.pool_path if self.pool_path is not None else f"<{type(self._source).__name__} object>"
         return {"pool": pool, "label_key": self.label_key, "seed": self.pool_seed,
-                "n_per_class": self.n_per_class, "batch_size": self.batch_size}
+                "n_per_class": self.n_per_class, "batch_size": self.batch_size, "device": self.device,
+                "pool_dir": self.pool_dir}
 
     def to_dict_private(self) -> dict[str, Any]:
         if self.pool_path is None:

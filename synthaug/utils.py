@@ -1,4 +1,4 @@
-"""Small helpers shared by the package: atomic writes, did-you-mean, JSON lines."""
+"""Small helpers shared by the package: atomic writes, JSON lines (and an older did-you-mean)."""
 from __future__ import annotations
 
 import difflib
@@ -84,5 +84,10 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` Did you mean 'a' or 'b'?`` (up to three close choices), or an empty string.
+
+    Option checks use ``synthaug.checks.did_you_mean``; this older form remains for the messages of
+    ``synthaug.generators.base`` until that module switches over.
+    """
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
     return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -3,6 +3,9 @@
 Environment:
 - ``SYNTHAUG_DATA``: the folder holding ``malaria-nih/`` and ``medmnist/`` (default: ``<repo>/../shared/data``
   when it exists; otherwise the tests that need real data are skipped).
+- ``CI=true``: nothing is skipped for want of real data, selenium or Chromium: the run fails at once when the
+  data root is missing, and a test fails when the data, the browser or its driver it needs are missing
+  (``.ci/run`` installs the browser before pytest starts; tests never install anything).
 - ``SYNTHAUG_TEST_FRESH_CACHE=1``: decode into a temporary image cache for this session (slow: about 20 s
   more for malaria); by default the user's cache is used, so a second run is fast.
 """
@@ -23,6 +26,42 @@ except ImportError:  # not installed and not run from the repo root
     import synthaug  # noqa: F401
 
 
+def under_ci() -> bool:
+    """Whether this is a CI run (``CI=true``, as GitHub Actions, GitLab and .ci/run set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test for want of ``reason``, or fail it under CI, where a skip would hide untested code."""
+    if under_ci():
+        pytest.fail(f"{reason} (CI=true: a CI run must not skip these tests)", pytrace=False)
+    pytest.skip(reason)
+
+
+def find_data_root() -> tuple[Path | None, str]:
+    """The real-data folder and "", or None and what to do about it."""
+    env = os.environ.get("SYNTHAUG_DATA")
+    if env:
+        root = Path(env).expanduser()
+        if root.is_dir():
+            return root, ""
+        return None, f"SYNTHAUG_DATA={env} is not a folder; point it at the folder holding malaria-nih/ and medmnist/"
+    default = REPO_ROOT.parent / "shared" / "data"
+    if default.is_dir():
+        return default, ""
+    return None, (f"no real data: set SYNTHAUG_DATA to the folder holding malaria-nih/ and medmnist/ "
+                  f"(or provide {default})")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Under CI a missing data root would turn about a third of the suite into skips and the run green:
+    # stop before any test runs instead.
+    if under_ci():
+        root, why = find_data_root()
+        if root is None:
+            raise pytest.UsageError(f"{why}. CI=true: the real data are required, the run stops here.")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory):
     """A throw-away ``SYNTHAUG_CACHE`` for the session, only when ``SYNTHAUG_TEST_FRESH_CACHE=1``."""
@@ -37,24 +76,17 @@ def _session_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    env = os.environ.get("SYNTHAUG_DATA")
-    if env:
-        root = Path(env).expanduser()
-        if not root.is_dir():
-            pytest.skip(f"SYNTHAUG_DATA={env} is not a folder; point it at the folder holding malaria-nih/ and medmnist/")
-        return root
-    default = REPO_ROOT.parent / "shared" / "data"
-    if default.is_dir():
-        return default
-    pytest.skip(f"no real data: set SYNTHAUG_DATA to the folder holding malaria-nih/ and medmnist/ "
-                f"(or provide {default})")
+    root, why = find_data_root()
+    if root is None:
+        unavailable(why)
+    return root
 
 
 @pytest.fixture(scope="session")
 def malaria_dir(data_root) -> Path:
     path = data_root / "malaria-nih"
     if not (path / "cell_images").is_dir():
-        pytest.skip(f"no NIH malaria data at {path}")
+        unavailable(f"no NIH malaria data at {path}")
     return path
 
 
@@ -62,7 +94,7 @@ def malaria_dir(data_root) -> Path:
 def breastmnist_npz(data_root) -> Path:
     path = data_root / "medmnist" / "breastmnist.npz"
     if not path.is_file():
-        pytest.skip(f"no BreastMNIST file at {path}")
+        unavailable(f"no BreastMNIST file at {path}")
     return path
 
 
@@ -78,40 +110,20 @@ def breastmnist28(data_root, breastmnist_npz):
 
 
 # --------------------------------------------------------------------------- headless Chromium
-def _install_chromium() -> str | None:
-    """Make Debian's ``chromium`` and ``chromedriver`` available; return why not when that is impossible."""
-    import shutil
-    import subprocess
-
-    if shutil.which("chromium") and shutil.which("chromedriver"):
-        return None
-    apt = shutil.which("apt-get")
-    if apt is None:
-        return "no chromium/chromedriver and no apt-get to install them (install Debian's chromium and chromium-driver)"
-    prefix = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
-    if prefix is None:
-        return "chromium is missing and this user cannot install it (not root, no sudo)"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in ([*prefix, apt, "update", "-q"], [*prefix, apt, "install", "-y", "-q", "chromium", "chromium-driver"]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0 and "install" in cmd:
-            return f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-300:]}"
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        return "apt-get installed chromium but chromium/chromedriver are still not on PATH"
-    return None
-
-
 @pytest.fixture(scope="session")
 def browser():
-    """A headless Chromium driven by selenium (Debian's chromium + chromium-driver, installed when missing)."""
+    """A headless Chromium driven by selenium (Debian's chromium + chromium-driver; .ci/run installs them)."""
     import shutil
 
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the dev extras: pip install -e .[dev]")
-    from selenium.webdriver.chrome.service import Service
-
-    why = _install_chromium()
-    if why:
-        pytest.skip(why)
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        unavailable("selenium is missing: it is in the dev extras, pip install -e .[dev]")
+    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
+    if missing:
+        unavailable(f"{' and '.join(missing)} not on PATH: install Debian's chromium and chromium-driver "
+                    "(sudo apt-get install chromium chromium-driver; .ci/run does this before pytest starts)")
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-extensions", "--no-first-run",

@@ -97,3 +97,55 @@ def test_missing_data_root_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.delenv("SYNTHAUG_DATA", raising=False)
     with pytest.raises(FileNotFoundError, match=r"SYNTHAUG_DATA"):
         synthaug.load_dataset("malaria")
+
+
+# --------------------------------------------------------------------------- CI=true: no silent skips
+NEEDS_DATA_AND_BROWSER = '''
+def test_needs_data(data_root):
+    pass
+
+
+def test_needs_a_browser(browser):
+    pass
+'''
+
+
+def _pytest_with_this_conftest(tmp_path, env):
+    """Run two tests that need the data root and the browser, with tests/conftest.py, in a fresh pytest."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    shutil.copy(Path(__file__).with_name("conftest.py"), suite / "conftest.py")
+    (suite / "test_needs.py").write_text(NEEDS_DATA_AND_BROWSER)
+    # no data root, and a PATH without chromium: both missing whatever this machine has
+    base = {k: v for k, v in os.environ.items() if k not in ("CI", "SYNTHAUG_DATA")}
+    run_env = {**base, "SYNTHAUG_DATA": str(tmp_path / "no-data"), "PATH": str(tmp_path / "empty-bin"), **env}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(suite)],
+                          cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=300)
+
+
+def test_missing_data_and_browser_skip_locally_with_what_to_do(tmp_path):
+    proc = _pytest_with_this_conftest(tmp_path, {})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 skipped" in proc.stdout
+    assert "no-data is not a folder" in proc.stdout and "chromium and chromedriver not on PATH" in proc.stdout
+
+
+def test_under_ci_a_missing_data_root_fails_the_run(tmp_path):
+    proc = _pytest_with_this_conftest(tmp_path, {"CI": "true"})
+    assert proc.returncode != 0
+    assert "CI=true" in proc.stderr and "no-data is not a folder" in proc.stderr
+    assert "passed" not in proc.stdout and "skipped" not in proc.stdout
+
+
+def test_under_ci_a_missing_browser_fails_the_test(tmp_path):
+    (tmp_path / "data").mkdir()  # a data root exists, so the run starts; chromium is still missing
+    proc = _pytest_with_this_conftest(tmp_path, {"CI": "true", "SYNTHAUG_DATA": str(tmp_path / "data")})
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "1 passed, 1 error" in proc.stdout and "skipped" not in proc.stdout  # a fixture failure is an error
+    assert "chromium and chromedriver not on PATH" in proc.stdout

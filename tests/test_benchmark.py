@@ -84,6 +84,38 @@ def test_generator_and_classifier_saw_only_training_patients(tiny_run):
     assert s0["test_groups"] != s1["test_groups"]
 
 
+def test_generator_fingerprint_names_the_cells_training_items_of_training_patients_only(tiny_run, data_root):
+    """What the generator recorded it trained on (done.json) equals a fingerprint the test computes itself
+    from the cell's training items (load_dataset at the cell's fraction and seed), and those items' patients
+    are none of the validation or test patients; the classifier's rows and split record name the same."""
+    import hashlib
+
+    from synthaug.data import load_dataset
+
+    out, _ = tiny_run
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    recorded = set()
+    for seed in (0, 1):
+        splits = load_dataset("malaria", root=data_root, image_size=16, seed=seed, train_fraction=0.03)
+        files = sorted(map(str, splits.train.files))
+        assert len(set(files)) == len(files)
+        expected = hashlib.sha256("\n".join(files).encode()).hexdigest()
+        done = json.loads((out / "generators" / DKEY / "frac0.03" / f"seed{seed}" / "cvae-tiny" / "done.json").read_text())
+        assert done["items_sha256"] == expected and done["train_items"] == len(files)
+        recorded.add(done["items_sha256"])
+        patients = set(map(str, splits.train.groups))
+        val, test = set(map(str, splits.val.groups)), set(map(str, splits.test.groups))
+        assert patients and not (patients & val) and not (patients & test)
+        assert not set(files) & (set(map(str, splits.val.files)) | set(map(str, splits.test.files)))
+        # the classifier trained on the same items: the split the run recorded names the same patients
+        info = json.loads((out / "splits" / DKEY / "frac0.03" / f"seed{seed}.json").read_text())
+        assert set(info["train_groups"]) == patients and info["train_items"] == len(files)
+        assert {(r["train_items"], r["train_patients"]) for r in rows if r["seed"] == seed} == {(len(files), len(patients))}
+    full = load_dataset("malaria", root=data_root, image_size=16, seed=0)
+    everything = hashlib.sha256("\n".join(sorted(map(str, full.train.files))).encode()).hexdigest()
+    assert len(recorded) == 2 and everything not in recorded  # the fingerprint tells item sets apart
+
+
 def test_rerun_skips_finished_cells_and_keeps_results(tiny_run, data_root):
     out, _ = tiny_run
     before = (out / "results.jsonl").read_bytes()
@@ -179,13 +211,14 @@ def test_quality_metrics_for_the_evaluated_seed_only(tiny_run):
     assert q["fidelity"]["overall"]["fid"] > 0 and 0 <= q["memorization"]["overall"]["share"] <= 1
     # the extractor learned from the seed's training patients (all of them: not only the fraction's), never val or test
     from synthaug.data import load_dataset
-    from synthaug.metrics import EXTRACTOR_META, _fingerprint
+    from synthaug.quality import EXTRACTOR_META, training_fingerprint
 
     (meta,) = list((out / "extractors").glob(f"*/{EXTRACTOR_META}"))
     key = json.loads(meta.read_text())["key"]
     full = load_dataset("malaria", image_size=16, seed=0)
     part = load_dataset("malaria", image_size=16, seed=0, train_fraction=0.03)
-    assert key["train"] == json.loads(json.dumps(_fingerprint(full.train))) != json.loads(json.dumps(_fingerprint(part.train)))
+    assert key["train"] == json.loads(json.dumps(training_fingerprint(full.train))) != json.loads(json.dumps(
+        training_fingerprint(part.train)))
     assert q["data"]["train_items"] == len(part.train)  # the audit compares with the generator's own training images
     assert (out / "quality" / DKEY / "frac0.03" / "seed0" / "cvae-tiny" / "memorization_pairs.png").is_file()
     assert not (out / "quality" / DKEY / "frac0.03" / "seed1").exists()  # quality.seeds=[0]
@@ -210,8 +243,44 @@ def test_report_markdown_and_self_contained_html(tiny_run, tmp_path):
     assert "src=\"http" not in page and "report_files/" not in page
 
 
+def _tables(markdown: str) -> list[str]:
+    """The Markdown tables of a page, each as its block of lines."""
+    blocks, current = [], []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            blocks.append("\n".join(current))
+            current = []
+    return blocks
+
+
+def test_summary_and_report_show_the_same_tables(tiny_run, tmp_path):
+    """One builder: every table of summary.md is in the report as it is, and the report adds the quality
+    tables and the invocations."""
+    from synthaug.bench import build_report
+
+    out, _ = tiny_run
+    md, _ = build_report(out, tmp_path / "rep")
+    summary, report = _tables((out / "summary.md").read_text()), _tables(md.read_text())
+    assert len(summary) == 3  # verdicts, every setting, all metrics of the one selected setting
+    assert all(table in report for table in summary)
+    assert len(report) == len(summary) + 3  # quality overall and per class, the invocations
+
+
+def test_old_import_paths_still_work():
+    import synthaug.bench as bench
+    from synthaug.benchmark import BenchConfig, analyze, plan, prepare_run_dir, run_benchmark, summarize
+    from synthaug.report import build_report, render_html, render_markdown
+
+    assert (BenchConfig, analyze, plan, prepare_run_dir, run_benchmark, summarize, build_report) == (
+        bench.BenchConfig, bench.analyze, bench.plan, bench.prepare_run_dir, bench.run_benchmark, bench.summarize,
+        bench.build_report)
+    assert callable(render_html) and callable(render_markdown)
+
+
 def test_report_renders_in_headless_chromium(tiny_run, tmp_path, browser):
-    from synthaug.report import build_report
+    from synthaug.bench import build_report
 
     out, _ = tiny_run
     _, page = build_report(out, tmp_path / "rep")
@@ -237,7 +306,7 @@ def test_report_of_a_folder_that_is_no_run(tmp_path):
 @pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "configs" / "bench").glob("*.yaml")))
 def test_every_benchmark_preset_builds(preset):
     """Each preset parses, and its generators and classifier build at its image size (no data needed)."""
-    from synthaug.benchmark import BenchConfig
+    from synthaug.bench import BenchConfig
     from synthaug.classifier import create_classifier
     from synthaug.config import load_config
     from synthaug.generators import create_generator
@@ -257,9 +326,9 @@ def test_every_benchmark_preset_builds(preset):
 
 def test_report_of_a_partial_grid_with_one_seed_and_no_quality(tmp_path):
     """Several fractions (log axis), a single seed (no interval), no quality folder, cells missing."""
-    from synthaug.benchmark import BenchConfig, prepare_run_dir
+    from synthaug.bench import BenchConfig, prepare_run_dir
     from synthaug.config import from_dict
-    from synthaug.report import build_report
+    from synthaug.bench import build_report
     from synthaug.utils import append_jsonl
 
     cfg = from_dict(BenchConfig, {"name": "partial", "seeds": [0, 1], "fractions": [0.02, 0.25, 1.0],

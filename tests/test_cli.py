@@ -53,6 +53,13 @@ def test_train_command_runs_a_tiny_config(tmp_path, data_root, capsys):
     assert (out / "checkpoint" / "model.safetensors").is_file() and (out / "samples.png").is_file()
     options = json.loads((out / "training_options.json").read_text())
     assert not set(options["splits"]["train_groups"]) & set(options["splits"]["test_groups"])
+    # the checkpoint knows its classes and what it was trained on
+    config = json.loads((out / "checkpoint" / "config.json").read_text())
+    assert config["class_names"] == ["Parasitized", "Uninfected"]
+    record = config["training"]
+    assert record["dataset"] == "malaria" and record["steps"] == 3 and record["image_size"] == 16
+    assert record["groups"] == len(options["splits"]["train_groups"])
+    assert main(["sample", "--checkpoint", str(out / "checkpoint"), "--n", "2", "--labels", "Parasitized"]) == 0
     assert main(["train", "--config", str(cfg), "--set", "generator.train.stepz=1", "--dry-run"]) == 2
     assert "did you mean 'steps'" in capsys.readouterr().err.lower()
 

@@ -1,4 +1,4 @@
-"""The GAN family (synthaug.generators.gan): DiffAugment, EMA, losses, tricks, spectral norm, projection /
+"""The GAN family (synthaug.generators: gan, infogan, blocks, losses): DiffAugment, EMA, losses, tricks, spectral norm, projection /
 ACGAN conditioning, InfoGAN codes, and a short real training of each GAN on malaria cells."""
 from __future__ import annotations
 
@@ -7,18 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from synthaug.generators import GeneratorTrainConfig, OptimizerStep, create_generator, load_generator, train_generator
-from synthaug.generators.common import DIFFAUGMENT_OPS, diff_augment, parse_policy, to_unit
-from synthaug.generators.gan import (
-    GAN,
-    discriminator_loss,
-    generator_loss,
-    has_spectral_norm,
-    level_widths,
-    mutual_information_loss,
-)
+from synthaug.generators.blocks import DIFFAUGMENT_OPS, diff_augment, has_spectral_norm, level_widths, parse_policy, to_unit
+from synthaug.generators.gan import GAN
+from synthaug.generators.losses import discriminator_loss, generator_loss, mutual_information_loss
 
 GANS = ["dcgan", "cgan", "infogan"]
 TINY = {"latent_dim": 16, "g_width": 8, "d_width": 8, "embed_dim": 4}
@@ -57,7 +50,7 @@ def train_steps(gen: GAN, steps: int = 3, lr: float = 1e-3) -> dict:
     return losses
 
 
-# --------------------------------------------------------------------------- DiffAugment (common.py)
+# --------------------------------------------------------------------------- DiffAugment (blocks.py)
 def signed_images(n: int = 6, channels: int = 3, size: int = 32) -> torch.Tensor:
     return torch.rand(n, channels, size, size, generator=seeded(1)) * 2 - 1
 
@@ -475,7 +468,7 @@ def test_cgan_bad_options():
 
 
 def test_conditional_batchnorm_changes_the_generator():
-    from synthaug.generators.gan import ClassBatchNorm2d
+    from synthaug.generators.blocks import ClassBatchNorm2d
 
     with_cbn, without = build("cgan"), build("cgan", conditional_bn=False)
     assert any(isinstance(m, ClassBatchNorm2d) for m in with_cbn.g.modules())

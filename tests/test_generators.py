@@ -22,9 +22,11 @@ from synthaug.generators import (
     generator_options,
     list_generators,
     load_generator,
+    options_table,
     to_uint8,
     train_generator,
 )
+from synthaug.generators.base import options_class
 from synthaug.utils import read_jsonl
 
 GENERATORS = list_generators()
@@ -304,11 +306,28 @@ def test_load_missing_folder(tmp_path):
         load_generator(tmp_path / "nothing-here")
 
 
+# cvae-tiny is a factory function over cvae's class; the others are registered classes
+@pytest.mark.parametrize("name", [n for n in GENERATORS if n != "cvae-tiny"])
+def test_a_registered_class_built_directly_saves_and_loads(name, tmp_path):
+    """Options are recorded at construction: no create_generator needed to save a model."""
+    torch.manual_seed(0)
+    options = options_class(name)(**SMALL_OPTIONS.get(name, {}))
+    gen = type(build(name))(num_classes=CLASSES, image_size=SIZE, channels=CHANNELS, options=options)
+    assert gen.generator_name == name
+    loaded = synthaug.generators.Generator.from_pretrained(gen.save_pretrained(tmp_path / "ckpt"))
+    assert type(loaded) is type(gen)
+    assert torch.equal(gen.sample(4, generator=seeded(3)), loaded.sample(4, generator=seeded(3)))
+
+
 def test_save_needs_a_registered_generator(tmp_path):
+    from synthaug.generators.options import CVAEOptions
     from synthaug.generators.vae import ConditionalVAE
 
-    gen = ConditionalVAE(num_classes=2, image_size=32, channels=3, hidden_channels=(8, 16))
-    with pytest.raises(ValueError, match="create_generator"):
+    class Unregistered(ConditionalVAE):
+        pass
+
+    gen = Unregistered(num_classes=2, image_size=32, channels=3, options=CVAEOptions(hidden_channels=(8, 16)))
+    with pytest.raises(ValueError, match="register_generator"):
         gen.save(tmp_path / "ckpt")
     assert not (tmp_path / "ckpt" / "model.safetensors").exists()
 
@@ -381,6 +400,59 @@ def test_cvae_bad_options():
         build("cvae", beta=-1.0)
     with pytest.raises(ValueError, match="hidden_channels"):
         build("cvae", hidden_channels=())
+
+
+# --------------------------------------------------------------------------- options: declared once
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "generators.md"
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_docs_show_the_options_table_the_code_generates(name):
+    table = options_table(name)
+    assert all(f"| `{option}` |" in table for option in generator_options(name))
+    assert table in DOCS.read_text(), (f"docs/generators.md is out of step with the options of {name!r}: replace "
+                                       f"the table under '### `{name}` options' with\n{table}")
+
+
+@pytest.mark.parametrize("name, option", [(n, o) for n in GENERATORS for o in generator_options(n)])
+def test_every_option_refuses_a_value_of_the_wrong_kind(name, option):
+    with pytest.raises(ValueError, match=rf"^{name}: {option}=\{{'wrong': 1\}}"):
+        build(name, **{option: {"wrong": 1}})
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_the_declared_defaults_are_the_defaults(name):
+    """Passing every default explicitly builds the very model that passing none does."""
+    torch.manual_seed(0)
+    implicit = create_generator(name, num_classes=2, image_size=28, channels=1)
+    torch.manual_seed(0)
+    explicit = create_generator(name, num_classes=2, image_size=28, channels=1, **generator_options(name))
+    assert implicit.generator_options == {"num_classes": 2, "image_size": 28, "channels": 1}
+    for (k, v), (k2, v2) in zip(implicit.state_dict().items(), explicit.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2), k
+
+
+def test_a_misspelt_choice_gets_a_did_you_mean():
+    with pytest.raises(ValueError, match=r"cvae: recon='mes': use one of \['mse', 'bce'\].*did you mean 'mse'"):
+        build("cvae", recon="mes")
+    with pytest.raises(ValueError, match=r"ddpm: schedule='cosin'.*did you mean 'cosine'"):
+        build("ddpm", schedule="cosin")
+
+
+def test_register_refuses_options_it_cannot_check_or_document():
+    from dataclasses import dataclass
+
+    from synthaug.generators import GeneratorOptions, register_generator
+
+    @dataclass
+    class Undeclared(GeneratorOptions):
+        width: int = 3
+
+    with pytest.raises(TypeError, match=r"Undeclared\.width .*option\(default, help"):
+        register_generator("undeclared", options=Undeclared)
+    with pytest.raises(TypeError, match="GeneratorOptions"):
+        register_generator("not-a-dataclass", options=dict)
+    assert "undeclared" not in list_generators()
 
 
 def test_to_uint8():

@@ -1,7 +1,9 @@
-"""The benchmark grid: planning, validation-selected ratios, verdicts, and 2 processes == 1 process."""
+"""The benchmark grid: planning, validation-selected ratios, verdicts (Holm-adjusted, against the stronger
+real-only control), learning curves, and 2 processes == 1 process."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -10,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from synthaug.benchmark import BenchConfig, Cell, analyze, plan, summarize
+from synthaug.bench import BenchConfig, Cell, analyze, plan, summarize
+from synthaug.bench.tables import fmt_interval
 from synthaug.classifier import METRICS
+from synthaug.stats import holm, verdict_of
 from synthaug.config import from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,11 +38,11 @@ def test_plan_covers_the_grid_once_baseline_first():
     assert Cell.of_row({"dataset": "malaria-32px", "fraction": 1, "seed": 2, "generator": "big", "ratio": 0.5}) in cells
 
 
-def _row(fraction, seed, generator, ratio, val, test):
+def _row(fraction, seed, generator, ratio, val, test, **extra):
     return {"dataset": "malaria-32px", "fraction": fraction, "seed": seed, "generator": generator, "ratio": ratio,
             "arm": "real" if generator is None else "synthetic", "train_items": 100, "train_patients": 3,
             "positive_class": "Parasitized",
-            "val": {m: val for m in METRICS}, "test": {m: test for m in METRICS}}
+            "val": {m: val for m in METRICS}, "test": {m: test for m in METRICS}, **extra}
 
 
 def test_the_ratio_is_selected_on_validation_never_on_test():
@@ -57,7 +61,7 @@ def test_the_ratio_is_selected_on_validation_never_on_test():
     assert selected == [(0.1, True), (0.5, False)]
     md = summarize(rows, cfg, analysis=a)
     assert "| malaria-32px | 0.1 | 3 | cvae-tiny | 0.1 |" in md and "**hurts**" in md
-    assert "| malaria-32px | 0.1 | cvae-tiny | 0.5 |  |" in md  # listed, not selected
+    assert "| malaria-32px | 0.1 | cvae-tiny | 0.5 | replace |  |" in md  # listed, not selected
 
 
 @pytest.mark.parametrize("deltas, expected", [
@@ -82,6 +86,165 @@ def test_partial_results_are_marked():
     (v,) = a["verdicts"]
     assert v["seeds"] == [0] and not v["complete"] and v["verdict"] == "too few seeds to tell"
     assert "(1 of 3 seeds)" in summarize(rows, cfg, analysis=a)
+
+
+# --------------------------------------------------------------------------- statistics of a run (issue 12, item 6)
+def test_the_verdicts_of_a_run_are_holm_adjusted_together():
+    """Three verdicts each significant alone (raw p 0.044, 0.044, 0.013): Holm keeps only the strongest."""
+    deltas = {0.1: [0.02, 0.04, 0.045], 0.5: [0.01, 0.02, 0.012], 1.0: [0.05, 0.06, 0.04]}
+    cfg = config(fractions=list(deltas), generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    rows = []
+    for f, ds in deltas.items():
+        for s, d in enumerate(ds):
+            base = 0.6 + 0.1 * s
+            rows += [_row(f, s, None, 0.0, base, base), _row(f, s, "cvae-tiny", 0.3, base + d, base + d)]
+    a = analyze(rows, cfg)
+    raw = [v["p"] for v in a["verdicts"]]
+    assert all(p < 0.05 for p in raw) and all(verdict_of(v["diff"]) == "helps" for v in a["verdicts"])  # uncorrected
+    assert [v["p_holm"] for v in a["verdicts"]] == pytest.approx(holm(raw))
+    assert [v["verdict"] for v in a["verdicts"]] == ["no significant difference", "no significant difference", "helps"]
+    assert a["verdicts"][2]["p_holm"] == pytest.approx(3 * raw[2])
+    md = summarize(rows, cfg, analysis=a)
+    assert "| p (raw) | p (Holm) | verdict |" in md and "Holm across the 3 verdict rows tested" in md
+    assert f"| {raw[0]:.3f} | {a['verdicts'][0]['p_holm']:.3f} | **no significant difference** |" in md
+
+
+def test_constant_differences_give_no_verdict_and_leave_the_family():
+    cfg = config(fractions=[0.1, 1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    rows = []
+    for s in range(3):
+        base = 0.6 + 0.1 * s
+        rows += [_row(0.1, s, None, 0.0, base, base), _row(0.1, s, "cvae-tiny", 0.3, base, base + 0.05),  # constant
+                 _row(1.0, s, None, 0.0, base, base), _row(1.0, s, "cvae-tiny", 0.3, base, base + [0.05, 0.06, 0.04][s])]
+    a = analyze(rows, cfg)
+    const, tested = a["verdicts"]
+    assert const["verdict"] == "too few distinct values" and math.isnan(const["p"]) and math.isnan(const["p_holm"])
+    assert tested["p_holm"] == pytest.approx(tested["p"])  # a family of one: the constant row is not counted
+    assert "**too few distinct values**" in summarize(rows, cfg, analysis=a)
+
+
+def test_the_baseline_column_is_over_the_paired_seeds_only():
+    cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    rows = [_row(1.0, s, None, 0.0, b, b) for s, b in enumerate([0.6, 0.7, 0.95])]
+    rows += [_row(1.0, s, "cvae-tiny", 0.3, b + 0.01, b + 0.01) for s, b in enumerate([0.6, 0.7])]  # seed 2 missing
+    (v,) = analyze(rows, cfg)["verdicts"]
+    assert v["seeds"] == [0, 1] and v["baseline"]["mean"] == pytest.approx(0.65)  # not 0.75 over all three seeds
+
+
+def test_intervals_are_not_clipped_and_the_tables_say_so():
+    assert fmt_interval(0.95, 0.85, 1.05) == "0.950 [0.850, 1.050]"
+    assert fmt_interval(-0.5, -1.2, 0.2, signed=True) == "-0.500 [-1.200, +0.200]"
+    cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    rows = []
+    for s, b in enumerate([0.80, 1.0, 0.99]):
+        rows += [_row(1.0, s, None, 0.0, b, b), _row(1.0, s, "cvae-tiny", 0.3, b, b)]
+    a = analyze(rows, cfg)
+    assert a["verdicts"][0]["baseline"]["hi"] > 1
+    md = summarize(rows, cfg, analysis=a)
+    assert f"{a['verdicts'][0]['baseline']['hi']:.3f}]" in md and "not clipped" in md
+
+
+def _additive(matched_gain: float, synth_gain: float) -> list[dict]:
+    """Three seeds: the baseline, a real-matched control and an additive arm at ratio 0.3, by their gain."""
+    rows = []
+    for s in range(3):
+        base = 0.6 + 0.1 * s
+        rows += [_row(1.0, s, None, 0.0, base, base),
+                 _row(1.0, s, None, 0.3, base + matched_gain, base + matched_gain + [0.0, 0.004, -0.003][s],
+                      arm="real-matched"),
+                 _row(1.0, s, "cvae-tiny", 0.3, base + synth_gain, base + synth_gain + [0.001, -0.002, 0.002][s],
+                      mix="additive")]
+    return rows
+
+
+def test_helps_is_read_against_the_stronger_real_only_control():
+    cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    rows = _additive(matched_gain=0.05, synth_gain=0.05)  # synthetic beats the baseline, not the matched control
+    a = analyze(rows, cfg)
+    (v,) = a["verdicts"]
+    assert v["mix"] == "additive" and v["reference"] == "real-matched"
+    assert verdict_of(v["diff_baseline"]) == "helps" and v["verdict"] == "no significant difference"
+    assert v["matched"]["mean"] == pytest.approx(0.7 + 0.05 + 0.001 / 3)  # over the paired seeds
+    md = summarize(rows, cfg, analysis=a)
+    assert "| real-matched |" in md and "| additive |" in md and "as many draws as the additive arm" in md
+    (v,) = analyze(_additive(matched_gain=-0.02, synth_gain=0.05), cfg)["verdicts"]  # a weaker control
+    assert v["reference"] == "real only" and v["verdict"] == "helps"
+
+
+def test_replace_arms_have_no_matched_control():
+    cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    rows = [r for r in _additive(matched_gain=0.05, synth_gain=0.05)]
+    rows += [{**r, "mix": "replace"} for r in rows if r["arm"] == "synthetic"]
+    by_mix = {v["mix"]: v for v in analyze(rows, cfg)["verdicts"]}
+    assert by_mix["replace"]["reference"] == "real only" and by_mix["replace"]["matched"] is None
+    assert by_mix["additive"]["reference"] == "real-matched"
+
+
+def test_validation_choosing_ratio_0_says_so():
+    cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    rows = []
+    for s in range(3):
+        base = 0.6 + 0.1 * s
+        rows += [_row(1.0, s, None, 0.0, base, base), _row(1.0, s, "cvae-tiny", 0.0, base, base),
+                 _row(1.0, s, "cvae-tiny", 0.3, base - 0.02, base + [0.05, 0.06, 0.04][s])]  # worse on val
+    a = analyze(rows, cfg)
+    (v,) = a["verdicts"]
+    assert v["ratio"] == 0 and v["verdict"] == "validation chose no synthetic" and math.isnan(v["p_holm"])
+    assert "**validation chose no synthetic**" in summarize(rows, cfg, analysis=a)
+
+
+def test_the_baseline_stands_in_for_ratio_0_when_no_row_holds_it():
+    cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    cfg.synthetic.ratios = [0.0, 0.3]  # as a grid with ratio 0 that does not run it as a cell of its own
+    rows = []
+    for s in range(3):
+        base = 0.6 + 0.1 * s
+        rows += [_row(1.0, s, None, 0.0, base, base), _row(1.0, s, "cvae-tiny", 0.3, base - 0.01, base + 0.05)]
+    a = analyze(rows, cfg)
+    zero = [e for e in a["settings"] if e["ratio"] == 0]
+    assert len(zero) == 1 and zero[0]["from_baseline"] and zero[0]["selected"]
+    (v,) = a["verdicts"]
+    assert v["verdict"] == "validation chose no synthetic" and v["ratios_tried"] == [0.0, 0.3]
+    assert "| 0 (real only) |" in summarize(rows, cfg, analysis=a)
+
+
+def _curve(peak_step: int, last: int = 400) -> list[list[float]]:
+    return [[step, 0.9 - abs(step - peak_step) / 1000] for step in range(100, last + 1, 100)]
+
+
+def test_learning_curves_give_the_best_step_per_arm():
+    cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    rows = []
+    for s in range(3):
+        rows += [_row(1.0, s, None, 0.0, 0.7, 0.7, curve=_curve(400), best_step=400),       # still rising
+                 _row(1.0, s, "cvae-tiny", 0.3, 0.7, 0.7 + 0.01 * s, curve=_curve(200 + 100 * (s == 2)))]
+    a = analyze(rows, cfg)
+    base, synth = a["curves"]
+    assert base["arm"] == "real only" and base["best_steps"] == [400] * 3 and base["at_last"] == 3
+    assert synth["arm"] == "cvae-tiny replace @ 0.3" and synth["best_steps"] == [200, 200, 300]  # argmax of the curve
+    assert synth["steps"] == [100, 200, 300, 400] and synth["mean"][1] == pytest.approx((0.9 + 0.9 + 0.8) / 3)
+    md = summarize(rows, cfg, analysis=a)
+    assert "| malaria-32px | 1 | real only | 3 | 400 | 400 | 3 of 3 |" in md
+    assert "| cvae-tiny replace @ 0.3 | 3 | 200 (200-300) |" in md and "Still rising at the end" in md
+    assert "Learning curves" not in summarize([{k: v for k, v in r.items() if k not in ("curve", "best_step")}
+                                               for r in rows], cfg)  # old rows: no section
+
+
+def test_report_draws_the_learning_curves(tmp_path):
+    from synthaug.bench import build_report, prepare_run_dir
+    from synthaug.utils import append_jsonl
+
+    cfg = config(seeds=[0, 1], fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]},
+                 quality={"enabled": False})
+    prepare_run_dir(cfg, tmp_path)
+    for s in range(2):
+        append_jsonl(tmp_path / "results.jsonl", _row(1.0, s, None, 0.0, 0.7, 0.7, curve=_curve(300)))
+        append_jsonl(tmp_path / "results.jsonl", _row(1.0, s, "cvae-tiny", 0.3, 0.7, 0.7 + 0.01 * s,
+                                                      curve=_curve(200)))
+    md, page = build_report(tmp_path)
+    picture = tmp_path / "report_files" / "curves-malaria-32px-frac1.png"
+    assert picture.stat().st_size > 1000 and "](report_files/curves-malaria-32px-frac1.png)" in md.read_text()
+    assert page.read_text().count("data:image/png;base64,") == 3  # fraction, gain and the curves
 
 
 # --------------------------------------------------------------------------- 2 processes == 1 process

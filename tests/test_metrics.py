@@ -1,4 +1,4 @@
-"""synthaug.metrics and `synthaug evaluate`: FID, KID, precision/recall, memorization, CAS, the extractor cache.
+"""synthaug.quality and `synthaug evaluate`: FID, KID, precision/recall, memorization, CAS, the extractor cache.
 
 Fast on purpose: a tiny timm model (test_resnet) trained 100 steps on a subset of the real malaria cells at
 32 px, one torch thread (on a shared 2-core machine two threads are many times slower for models this small).
@@ -16,7 +16,7 @@ from synthaug import create_generator
 from synthaug.cli import main
 from synthaug.config import ConfigError
 from synthaug.data import Splits
-from synthaug.metrics import (FeatureExtractor, check_training_options, evaluate_generator, format_report,
+from synthaug.quality import (FeatureExtractor, check_training_options, evaluate_generator, format_report,
                               frechet_distance, get_feature_extractor, kernel_distance, memorization_audit,
                               precision_recall, train_features)
 from synthaug.pool import SyntheticPool
@@ -145,12 +145,12 @@ def test_fid_and_precision_on_real_cells_react_to_shifts_and_noise(extractor, sm
 
 
 def test_extractor_is_cached_and_a_new_training_set_gives_a_new_entry(extractor, small, cache, monkeypatch):
-    import synthaug.metrics as metrics
+    import synthaug.quality.recipe as recipe
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again although the extractor is cached")
 
-    monkeypatch.setattr(metrics, "train_classifier", no_training)
+    monkeypatch.setattr(recipe, "train_classifier", no_training)
     again = get_feature_extractor(small, dataset_key="malaria", seed=0, cache_dir=cache, verbose=False, **TINY)
     assert again.info["cache_hit"] and again.info["path"] == extractor.info["path"]
     images = small.val.images_tensor()[:8]
@@ -197,26 +197,59 @@ def test_evaluate_a_copying_pool_memorizes_and_its_cas_matches_real(extractor, s
     assert fid["overall"]["precision"] > 0.9 and set(fid["per_class"]) == set(small.classes)
     assert mem["overall"]["share"] == 1.0 and mem["overall"]["heldout_share"] < 0.15
     assert mem["closest_pairs"][0]["distance"] == pytest.approx(0.0, abs=1e-3) and len(mem["closest_pairs"]) == 16
-    assert cas["real_model"].startswith("the feature extractor")
-    assert cas["synthetic_images"] == len(small.train)
-    assert abs(cas["cas"] - cas["real_score"]) < 0.1, cas  # only the order of the batches differs
+    # CAS trains to convergence (10 epochs of 1000 images at batch 32, above the recipe's 100 steps), 3 seeds a side;
+    # the extractor (100 steps) is not that classifier, so the real side is trained here too
+    assert cas["synthetic_images"] == len(small.train) and cas["steps"] == cas["real_steps"] == 313
+    assert cas["seeds"] == [0, 1, 2] and [s["seed"] for s in cas["per_seed"]] == [0, 1, 2]
+    assert cas["real_model"] == "trained here"
+    assert cas["cas"] == pytest.approx(np.mean([s["cas"] for s in cas["per_seed"]]))
+    assert cas["cas_ci"][0] <= cas["cas"] <= cas["cas_ci"][1]
+    assert cas["real_ci"][0] <= cas["real_score"] <= cas["real_ci"][1]
+    assert cas["difference"] == pytest.approx(cas["cas"] - cas["real_score"])
+    # The same images as the real training set in another order: CAS and the real score differ by the batch order
+    # alone. Measured over 6 orders x 3 seed triples (this data, tiny recipe): mean difference -0.001, sd 0.0044,
+    # largest 0.009 (100 steps and one seed gave sd 0.054, largest 0.115). 0.03 is about 7 sd.
+    assert abs(cas["cas"] - cas["real_score"]) < 0.03, cas
     assert set(cas["synthetic"]["per_class_recall"]) == set(small.classes)
     saved = json.loads((tmp_path / "quality.json").read_text())
     assert saved == result
     assert (tmp_path / "memorization_pairs.png").stat().st_size > 1000
     assert len((tmp_path / "nearest_train.csv").read_text().splitlines()) == result["n"] + 1
     report = format_report(result)
-    assert "CAS" in report and "real val (reference)" in report
+    assert "CAS" in report and "real val (reference)" in report and "per seed" in report
 
 
 def test_evaluate_noise_scores_chance_cas_and_no_precision(extractor, small):
     n = len(small.train)
     noise = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    result = evaluate_generator(_pool(noise, small.train.targets), small, n=200, extractor=extractor, recipe=TINY)
+    result = evaluate_generator(_pool(noise, small.train.targets), small, n=200, extractor=extractor, recipe=TINY,
+                                cas_seeds=1)
     assert result["fidelity"]["overall"]["precision"] < 0.1
     assert result["fidelity"]["overall"]["fid"] > 10 * result["reference_heldout"]["overall"]["fid"]
     assert result["memorization"]["overall"]["share"] < 0.05
-    assert abs(result["cas"]["cas"] - 0.5) < 0.1 and result["cas"]["real_score"] > 0.7
+    cas = result["cas"]
+    assert abs(cas["cas"] - 0.5) < 0.1 and cas["real_score"] > 0.7
+    assert cas["cas_ci"] is None and cas["cas_std"] is None and len(cas["per_seed"]) == 1  # one seed: no interval
+    # the real-trained scores depend on the split only: kept beside the extractor for the next generator
+    assert list((Path(extractor.info["path"]) / "cas-real").glob("real-seed0-*.json"))
+
+
+def test_cas_budget_is_epochs_with_the_recipe_steps_as_floor():
+    from synthaug.quality.recipe import budget_steps, classifier_recipe
+
+    recipe = classifier_recipe(**TINY)
+    assert budget_steps(recipe, 1000, epochs=10) == 313  # ceil(10 * 1000 / 32)
+    assert budget_steps(recipe, 100, epochs=10) == 100  # the floor: the recipe's steps
+    assert budget_steps(recipe, 10**6, epochs=None) == 100  # None: the recipe's steps alone
+
+
+def test_the_old_import_path_still_works():
+    import synthaug.metrics as old
+    import synthaug.quality as new
+
+    for name in old.__all__:
+        assert getattr(old, name) is getattr(new, name, getattr(old, name))
+    assert old.evaluate_generator is new.evaluate_generator and old.check_training_options is new.check_training_options
 
 
 def test_evaluate_a_generator_without_cas_and_bad_arguments(extractor, small, tmp_path):
@@ -235,7 +268,8 @@ def test_evaluate_a_generator_without_cas_and_bad_arguments(extractor, small, tm
                            extractor=extractor, cas=False)
     # options are checked before anything is trained (no extractor given: it would train one)
     for bad, message in (({"quantile": 0}, "quantile=0"), ({"k": 0}, "k=0"), ({"pairs": -1}, "pairs=-1"),
-                         ({"calibration_size": 1}, "calibration_size=1"), ({"recipe": {"steps": 0}}, "steps=0")):
+                         ({"calibration_size": 1}, "calibration_size=1"), ({"recipe": {"steps": 0}}, "steps=0"),
+                         ({"cas_seeds": 0}, "cas_seeds=0"), ({"cas_epochs": 0}, "cas_epochs=0")):
         with pytest.raises(ValueError, match=message):
             evaluate_generator(gen, small, n=20, cas=False, cache_dir=tmp_path / "never", **bad)
     assert not (tmp_path / "never").exists()

@@ -1,8 +1,12 @@
 """SyntheticMix: the albumentations transform that swaps an image for a synthetic one of its class."""
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
+import subprocess
+import sys
+import textwrap
 
 import albumentations as A
 import cv2
@@ -160,7 +164,9 @@ def test_to_dict_stores_the_path_and_from_dict_rebuilds(pool_dir):
     assert isinstance(back, SyntheticMix)
     assert back.pool_path == str(pool_dir) and back.label_key == "y" and back.pool_seed == 4 and back.p == 0.7
     assert back.batch_size == 8 and back.n_per_class is None
-    assert set(t.get_transform_init_args_names()) == {"pool", "label_key", "seed", "n_per_class", "batch_size"}
+    assert back.device is None and back.pool_dir is None
+    assert set(t.get_transform_init_args_names()) == {"pool", "label_key", "seed", "n_per_class", "batch_size",
+                                                      "device", "pool_dir"}
 
     original, rebuilt = pipeline_for(pool_dir), A.from_dict(A.to_dict(pipeline_for(pool_dir)))
     rebuilt.set_random_seed(3)  # Compose does not serialize its seed
@@ -469,3 +475,45 @@ def test_dataloader_workers_match_the_main_process(pool, pool_dir):
             assert (match_index(image, candidates) is not None
                     or match_index(np.ascontiguousarray(image[:, ::-1]), candidates) is not None)
     assert 0 < replaced < len(LABELS)
+
+
+# --------------------------------------------------------------------------- lazy imports, in fresh processes
+HEAVY = ("albumentations", "cv2", "matplotlib", "selenium")
+
+
+def run_fresh(code: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_import_synthaug_leaves_the_heavy_optional_libraries_out():
+    out = run_fresh(f"""
+        import json, sys
+        import synthaug
+        before = [m for m in {HEAVY!r} if m in sys.modules]
+        mix = synthaug.SyntheticMix  # the first touch imports albumentations
+        import synthaug.transforms
+        print(json.dumps([before, "albumentations" in sys.modules, mix is synthaug.transforms.SyntheticMix,
+                          "SyntheticMix" in dir(synthaug)]))
+    """)
+    assert json.loads(out) == [[], True, True, True]
+
+
+def test_a_saved_pipeline_loads_in_a_fresh_process_the_documented_way(tmp_path, pool_dir):
+    path = tmp_path / "pipeline.json"
+    A.save(pipeline_for(pool_dir), str(path))
+    expected = [hashlib.md5(image.tobytes()).hexdigest() for image in run_y(pipeline_for(pool_dir), LABELS)]
+    out = run_fresh(f"""
+        import hashlib, json
+        import albumentations as A
+        import numpy as np
+        from synthaug import SyntheticMix  # registers the class with albumentations (docs/plugin.md)
+
+        pipeline = A.load({str(path)!r})
+        assert isinstance(pipeline.transforms[1], SyntheticMix)
+        pipeline.set_random_seed(3)
+        images = [pipeline(image=np.full((16, 16, 3), {GRAY}, np.uint8), y=y)["image"] for y in {LABELS!r}]
+        print(json.dumps([hashlib.md5(image.tobytes()).hexdigest() for image in images]))
+    """)
+    assert json.loads(out) == expected

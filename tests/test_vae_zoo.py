@@ -1,4 +1,4 @@
-"""The VAE family of the zoo (synthaug/generators/vae_zoo.py): losses, options, and what each model adds.
+"""The VAE family of the zoo (synthaug/generators/vae.py, losses.py): losses, options, and what each model adds.
 
 The contract every generator follows (sampling, checkpoints, one optimizer step, 28 / 64 px) is tested
 for these models by tests/test_generators.py from its SMALL_OPTIONS entries.
@@ -22,13 +22,14 @@ from synthaug.generators import (
     load_generator,
     train_generator,
 )
-from synthaug.generators.functional import gaussian_kl, reconstruction_loss
-from synthaug.generators.vae_zoo import (
+from synthaug.generators.losses import (
     MSSSIM_WEIGHTS,
     capacity,
     categorical_kl,
+    gaussian_kl,
     ms_ssim,
     msssim_config,
+    reconstruction_loss,
 )
 from synthaug.utils import read_jsonl
 
@@ -185,9 +186,9 @@ def test_fc_vae_per_class_training_skips_classes_with_one_image():
 def test_fc_vae_per_class_under_several_processes_gives_every_model_a_gradient(monkeypatch):
     """Gradients are all-reduced per tensor: every process must give the same tensors a gradient, so
     there a skipped class's model gets a zero one (alone, a skipped model gets none)."""
-    import synthaug.generators.vae_zoo as zoo
+    import synthaug.generators.vae as vae
 
-    monkeypatch.setattr(zoo, "_distributed", lambda: True)
+    monkeypatch.setattr(vae, "is_distributed", lambda: True)
     gen = build("fc-vae", per_class=True, classes=3)
     gen.train()
     x, _ = batch(5)

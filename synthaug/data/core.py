@@ -125,10 +125,35 @@ class Splits:
     def image_size(self) -> int:
         return self.train.image_size
 
+    @property
+    def name(self) -> str:
+        """The data set's short name (``malaria``, ``medmnist-breastmnist``, a folder's base name)."""
+        return str(self.info.get("short_name") or self.info.get("name") or "data")
+
+    @property
+    def grouped(self) -> bool:
+        """Whether items carry real group (patient) ids; False when every image is its own group
+        (a folder without a group pattern, MedMNIST). Reports then count images, not patients."""
+        if "grouped" in self.info:
+            return bool(self.info["grouped"])
+        # splits built by hand: grouped when some group holds more than one item
+        groups = np.concatenate([self.train.groups, self.val.groups, self.test.groups])
+        return len(set(groups.tolist())) < len(groups)
+
+    @property
+    def group_kind(self) -> str:
+        """``"patients"`` when the splits are by patient (``grouped``), else ``"images"``: the word to count with."""
+        return "patients" if self.grouped else "images"
+
     def summary(self) -> str:
+        """One line per split: images, patients (only when there are groups) and images per class."""
         lines = []
         for name in ("train", "val", "test"):
             ds = getattr(self, name)
             counts = ", ".join(f"{c}: {n}" for c, n in zip(ds.classes, ds.class_counts().tolist()))
-            lines.append(f"{name:5s} {len(ds):6d} items, {len(set(ds.groups.tolist())):4d} groups ({counts})")
+            n = len(set(ds.groups.tolist()))
+            patients = f" of {n:4d} patient{'' if n == 1 else 's'}" if self.grouped else ""
+            lines.append(f"{name:5s} {len(ds):6d} images{patients} ({counts})")
+        if not self.grouped:
+            lines.append("no patient groups: every image counts as its own patient")
         return "\n".join(lines)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..checks import check_float
+
 
 class LeakageError(AssertionError):
     """A group (patient) appears in more than one split."""
@@ -42,13 +44,15 @@ def split_by_group(
     split: Sequence[float] = (0.7, 0.1, 0.2),
     seed: int = 0,
     num_classes: int | None = None,
+    classes: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split item indices into train / val / test so that no group is on two sides.
 
     Groups are stratified by the set of classes they contain (for malaria: patients with
     parasitized cells, and patients with uninfected cells only), each stratum is shuffled with
     ``seed`` and cut by ``split`` (fractions of groups, not of items). Every split must hold every
-    class; otherwise a ``ValueError`` says how many groups there were.
+    class; otherwise a ``ValueError`` names the split, the class (by its name in ``classes`` when
+    given) and how many groups and items of it there are in each split.
     """
     targets = np.asarray(targets)
     groups = np.asarray(groups).astype(str)
@@ -76,18 +80,45 @@ def split_by_group(
 
     part_of_item = np.array([assignment[g] for g in groups.tolist()], dtype=np.int64)
     parts = tuple(np.flatnonzero(part_of_item == p) for p in range(3))
-    names = ("train", "val", "test")
-    for name, idx in zip(names, parts):
-        present = set(np.unique(targets[idx]).tolist())
-        missing = sorted(set(range(num_classes)) - present)
-        if missing:
-            raise ValueError(
-                f"the {name} split has no item of class(es) {missing}: only {len(signatures)} groups "
-                f"(patients) in all, split {fractions}. Use more groups, or a split with larger "
-                "val/test fractions."
-            )
+    check_every_class(targets, groups, parts, num_classes=num_classes, classes=classes, split=fractions)
     assert_disjoint_groups(groups, *parts)
     return parts
+
+
+def check_every_class(
+    targets: np.ndarray,
+    groups: np.ndarray,
+    parts: Sequence[np.ndarray],
+    *,
+    num_classes: int,
+    classes: Sequence[str] | None = None,
+    split: Sequence[float] | None = None,
+    names: Sequence[str] = ("train", "val", "test"),
+) -> None:
+    """Raise a ``ValueError`` when one of ``parts`` has no item of some class.
+
+    A generator cannot learn a class it never sees and a metric cannot score a class absent from
+    its split, so this is refused before anything trains. The message gives, for the first class
+    missing somewhere, its groups and items per split, and says what to change.
+    """
+    targets, groups = np.asarray(targets), np.asarray(groups).astype(str)
+    for name, idx in zip(names, parts):
+        missing = sorted(set(range(num_classes)) - set(np.unique(targets[idx]).tolist()))
+        if not missing:
+            continue
+        label = missing[0]
+        shown = repr(classes[label]) if classes is not None and label < len(classes) else str(label)
+        counts = []
+        for other, other_idx in zip(names, parts):
+            of_class = np.asarray(other_idx, dtype=np.int64)[targets[other_idx] == label]
+            counts.append(f"{other} {len(set(groups[of_class].tolist()))} group(s) / {len(of_class)} item(s)")
+        more = f" (and {len(missing) - 1} more class(es))" if len(missing) > 1 else ""
+        how = f"split {tuple(split)}" if split is not None else "this split"
+        raise ValueError(
+            f"the {name} split has no item of class {shown}{more}: with {how} it has "
+            f"{', '.join(counts)}. Every split needs every class: add images from more patients (groups) of "
+            "that class, remove its folder, or give larger val/test fractions."
+        )
 
 
 def assert_disjoint_groups(groups: np.ndarray, *parts: np.ndarray, names: Sequence[str] = ("train", "val", "test")) -> None:
@@ -114,8 +145,8 @@ def subsample_groups(
     Groups are taken in one seeded order, so a smaller fraction keeps a subset of the groups a
     larger one keeps (nested), except where a group is added to cover a missing class.
     """
-    if not isinstance(fraction, (int, float)) or not (0 < fraction <= 1):
-        raise ValueError(f"train_fraction={fraction!r}: must be in (0, 1] (a fraction of the training patients)")
+    check_float(fraction, "train_fraction", minimum=0, min_inclusive=False, maximum=1,
+                hint="a fraction of the training patients")
     indices = np.asarray(indices, dtype=np.int64)
     if fraction == 1:
         return indices

@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import is_int
 from .base import Generator, register_generator
-from .common import make_ema, to_signed, to_unit, update_ema
+from .blocks import make_ema, to_signed, to_unit, update_ema
+from .options import SCHEDULES, DDPMOptions, check_guidance, check_sample_steps, check_value
 
-SCHEDULES = ("linear", "cosine")
-PREDICTIONS = ("eps", "v")
 MAX_DOWNSAMPLES = 3
 
 
@@ -207,6 +207,24 @@ def default_channel_mults(image_size: int) -> list[int]:
     return [1, 2, 4, 4][: halvings + 1]
 
 
+def unet_levels(image_size: int, options: DDPMOptions, owner: str = "ddpm") -> tuple[list[int], list[int]]:
+    """``(channel_mults, num_res_blocks)``, one entry per UNet level, for ``image_size``: the options'
+    (or the defaults for that size), refused when the blocks do not match the levels or the image size
+    does not halve once per level but the last."""
+    mults = default_channel_mults(image_size) if options.channel_mults is None else list(options.channel_mults)
+    blocks = options.num_res_blocks
+    blocks = [blocks] * len(mults) if is_int(blocks) else list(blocks)
+    if len(blocks) != len(mults):
+        raise ValueError(f"{owner}: num_res_blocks={options.num_res_blocks!r} must be an integer >= 1 or a list of "
+                         f"one integer >= 0 per level of channel_mults={mults} (e.g. {[1] * len(mults)})")
+    halvings = len(mults) - 1
+    if image_size % (2 ** halvings) or image_size // (2 ** halvings) < 2:
+        raise ValueError(f"{owner}: image_size={image_size} cannot be halved {halvings} times (one fewer than the "
+                         f"entries of channel_mults={mults}) down to at least 2 px; use an image size divisible "
+                         f"by {2 ** halvings} (e.g. 32 or 64) or fewer channel_mults")
+    return mults, blocks
+
+
 # --------------------------------------------------------------------------- the generator
 class _SamplingSetting:
     """A sampling option of ``DDPM`` that can change after training: ``gen.<name> = value`` checks the
@@ -228,7 +246,7 @@ class _SamplingSetting:
             obj.generator_options[self.name] = value
 
 
-@register_generator("ddpm")
+@register_generator("ddpm", options=DDPMOptions)
 class DDPM(Generator):
     """Class-conditional diffusion model: a small UNet, classifier-free guidance, DDIM sampling.
 
@@ -251,102 +269,46 @@ class DDPM(Generator):
     #: above ~128 are slower per image
     sample_batch_size = 64
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        image_size: int,
-        channels: int,
-        latent_dim: int | None = None,
-        base_width: int = 16,
-        channel_mults: Sequence[int] | None = None,
-        num_res_blocks: int | Sequence[int] = 1,
-        attention: bool = True,
-        dropout: float = 0.0,
-        schedule: str = "cosine",
-        timesteps: int = 1000,
-        prediction: str = "v",
-        p_uncond: float = 0.1,
-        ema_decay: float = 0.999,
-        sample_steps: int = 50,
-        eta: float = 0.0,
-        guidance: float = 1.0,
-    ) -> None:
+    def __init__(self, *, num_classes: int, image_size: int, channels: int,
+                 options: DDPMOptions | None = None) -> None:
+        options = options or DDPMOptions()
         # invalid geometry is reported by the base class, argument by argument, before latent_dim
-        pixels = channels * image_size ** 2 if _is_int(channels) and _is_int(image_size) else 1
+        pixels = channels * image_size ** 2 if is_int(channels) and is_int(image_size) else 1
         super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, latent_dim=pixels)
-        if latent_dim is not None and latent_dim != pixels:
-            raise ValueError(f"ddpm: latent_dim={latent_dim!r}: a diffusion model's latent code is its starting "
-                             f"noise, channels * image_size**2 = {pixels} values; leave latent_dim unset (None)")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"ddpm: schedule={schedule!r}: use one of {list(SCHEDULES)}")
-        if prediction not in PREDICTIONS:
-            raise ValueError(f"ddpm: prediction={prediction!r}: use 'eps' (predict the noise) or 'v' (v-prediction)")
-        if not _is_int(timesteps) or timesteps < 2:
-            raise ValueError(f"ddpm: timesteps={timesteps!r} must be an integer >= 2 (usually 1000)")
-        if not _is_int(base_width) or base_width < 4 or base_width % 2:
-            raise ValueError(f"ddpm: base_width={base_width!r} must be an even integer >= 4 (e.g. 16)")
-        if not isinstance(p_uncond, (int, float)) or isinstance(p_uncond, bool) or not 0 <= p_uncond < 1:
-            raise ValueError(f"ddpm: p_uncond={p_uncond!r} must be in [0, 1) (0.1 is usual; 0 trains no "
-                             "unconditional model, so guidance must then be 0)")
-        if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"ddpm: dropout={dropout!r} must be in [0, 1)")
-        if not isinstance(ema_decay, (int, float)) or not 0 <= ema_decay < 1:
-            raise ValueError(f"ddpm: ema_decay={ema_decay!r} must be in [0, 1) (0 turns the EMA off; 0.999 is usual)")
-        if not isinstance(attention, bool):
-            raise ValueError(f"ddpm: attention={attention!r} must be true or false")
-        mults = default_channel_mults(image_size) if channel_mults is None else list(channel_mults)
-        if not mults or not all(_is_int(m) and m >= 1 for m in mults):
-            raise ValueError(f"ddpm: channel_mults={channel_mults!r} must list at least one positive integer "
-                             "(one UNet level per entry, e.g. [1, 2, 4])")
-        blocks = [num_res_blocks] * len(mults) if _is_int(num_res_blocks) else num_res_blocks
-        if (not isinstance(blocks, (list, tuple)) or len(blocks) != len(mults)
-                or not all(_is_int(b) and b >= 0 for b in blocks) or sum(blocks) < 1):
-            raise ValueError(f"ddpm: num_res_blocks={num_res_blocks!r} must be an integer >= 1 or a list of one "
-                             f"integer >= 0 per level of channel_mults={mults} (e.g. {[1] * len(mults)})")
-        halvings = len(mults) - 1
-        if image_size % (2 ** halvings) or image_size // (2 ** halvings) < 2:
-            raise ValueError(f"ddpm: image_size={image_size} cannot be halved {halvings} times (one fewer than the "
-                             f"entries of channel_mults={mults}) down to at least 2 px; use an image size divisible "
-                             f"by {2 ** halvings} (e.g. 32 or 64) or fewer channel_mults")
-        self.schedule, self.timesteps, self.prediction = schedule, timesteps, prediction
-        self.p_uncond, self.ema_decay = float(p_uncond), float(ema_decay)
+        if options.latent_dim is not None and options.latent_dim != pixels:
+            raise ValueError(f"ddpm: latent_dim={options.latent_dim!r}: a diffusion model's latent code is its "
+                             f"starting noise, channels * image_size**2 = {pixels} values; leave latent_dim unset "
+                             "(None)")
+        mults, blocks = unet_levels(image_size, options)
+        self.schedule, self.timesteps, self.prediction = options.schedule, options.timesteps, options.prediction
+        self.p_uncond, self.ema_decay = float(options.p_uncond), float(options.ema_decay)
         self.null_class = num_classes
 
-        self.unet = UNet(channels=channels, num_classes=num_classes, base_width=base_width, channel_mults=mults,
-                         num_res_blocks=list(blocks), attention=attention, dropout=float(dropout))
+        self.unet = UNet(channels=channels, num_classes=num_classes, base_width=options.base_width,
+                         channel_mults=mults, num_res_blocks=blocks, attention=options.attention,
+                         dropout=float(options.dropout))
         self.ema = make_ema(self.unet) if self.ema_decay > 0 else None
         # how many EMA updates so far: the decay warms up as min(ema_decay, (1 + k) / (10 + k))
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
-        betas = beta_schedule(schedule, timesteps)
+        betas = beta_schedule(self.schedule, self.timesteps)
         # derived from the options, so not stored in checkpoints (persistent=False)
         self.register_buffer("alphas_cumprod", torch.cumprod(1 - betas, 0).float(), persistent=False)
         self.register_buffer("betas", betas.float(), persistent=False)
-        self._sample_steps = self._check_sample_steps(sample_steps)
-        self._eta = self._check_eta(eta)
-        self._guidance = self._check_guidance(guidance)
+        self._sample_steps = self._check_sample_steps(options.sample_steps)
+        self._eta = self._check_eta(options.eta)
+        self._guidance = self._check_guidance(options.guidance)
 
     # ----------------------------------------------------------------- sampling settings
+    # the options' declarations check each value; the functions of options.py relate it to the model
     def _check_sample_steps(self, value: Any) -> int:
-        if not _is_int(value) or not 1 <= value <= self.timesteps:
-            raise ValueError(f"ddpm: sample_steps={value!r} must be an integer from 1 to timesteps={self.timesteps} "
-                             "(e.g. 50; sampling time grows linearly with it)")
-        return int(value)
+        return check_sample_steps(check_value(DDPMOptions, "sample_steps", value, "ddpm"), self.timesteps)
 
     @staticmethod
     def _check_eta(value: Any) -> float:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise ValueError(f"ddpm: eta={value!r} must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise)")
-        return float(value)
+        return check_value(DDPMOptions, "eta", value, "ddpm")
 
     def _check_guidance(self, value: Any) -> float:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
-            raise ValueError(f"ddpm: guidance={value!r} must be a finite number >= 0 (0: purely conditional; "
-                             "1-3: stronger class features, less diversity)")
-        if value > 0 and self.p_uncond == 0:
-            raise ValueError(f"ddpm: guidance={value!r} needs an unconditional model, but p_uncond=0 trains none; "
-                             "use guidance=0 or train with p_uncond > 0")
-        return float(value)
+        return check_guidance(check_value(DDPMOptions, "guidance", value, "ddpm"), self.p_uncond)
 
     #: the sampling settings: settable after training (validated), saved with the model's options
     sample_steps = _SamplingSetting("DDIM steps per image; sampling time grows linearly with it")
@@ -448,10 +410,6 @@ class DDPM(Generator):
                 z = torch.stack([torch.randn(x.shape[1:], generator=g) for g in step_gens]).to(x.device)
                 x = x + sigma * z
         return to_unit(x).clamp(0, 1)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _per_image_generators(noise: torch.Tensor) -> list[torch.Generator]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from ..checks import check_choice
 from ..state import load_state, save_state
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from ..viz import save_grid
@@ -123,6 +126,37 @@ def _check_fresh_or_resume(out: Path | None, resume: bool) -> dict[str, Any] | N
     return state
 
 
+@dataclass
+class _Run:
+    """What every step of one ``train_generator`` call needs besides the model and its optimizers."""
+
+    config: GeneratorTrainConfig
+    accelerator: Any
+    out: Path | None
+    fingerprint: dict[str, Any]
+    rank: int
+    world: int
+    #: the parts of the training record that do not change during the run (see ``_record_base``)
+    record: dict[str, Any]
+    #: training seconds of the runs this one resumes, and when this one started (``time.perf_counter``)
+    seconds_before: float = 0.0
+    started: float = 0.0
+
+    def training_record(self, step: int) -> dict[str, Any]:
+        """What the checkpoint of ``step`` records about its training."""
+        seconds = self.seconds_before + time.perf_counter() - self.started
+        return {**self.record, "steps": step, "seconds": round(seconds, 3)}
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run's files (the main one, when there is an output folder)."""
+        return self.out is not None and self.main
+
+
 def train_generator(
     gen: Generator,
     dataset: Dataset,
@@ -133,6 +167,7 @@ def train_generator(
     desc: str | None = None,
     resume: bool = False,
     parallel: str = "data",
+    dataset_name: str | None = None,
 ) -> Generator:
     """Train ``gen`` on ``dataset`` (items ``(uint8 image, label)``) for ``config.steps`` optimizer steps.
 
@@ -148,9 +183,13 @@ def train_generator(
     ``parallel="replicate"`` has every process train the whole model on whole batches, exactly as one
     process would (no speed-up, results identical to a single-process run). Randomness is re-seeded
     from ``(seed, step, rank)`` at every step.
+
+    The model takes its ``class_names`` from the data set (``dataset.classes``, as torchvision's and
+    synthaug's data sets have, also through a ``Subset``) and gets a ``training_record``: ``dataset_name``
+    (default: ``dataset.name`` when there is one), the items, groups (patients) and fingerprint of the
+    data, the image geometry, steps, seconds and the synthaug version. Both are saved with the weights.
     """
-    if parallel not in ("data", "replicate"):
-        raise ValueError(f"train_generator: parallel={parallel!r}: use 'data' or 'replicate'")
+    check_choice(parallel, "parallel", "train_generator", ("data", "replicate"))
     from accelerate import Accelerator
 
     config = config or GeneratorTrainConfig()
@@ -159,93 +198,130 @@ def train_generator(
         raise ValueError("cannot train a generator on an empty data set")
     out = Path(out_dir) if out_dir is not None else None
     state = _check_fresh_or_resume(out, resume)
+    _adopt_class_names(gen, dataset)
     torch.manual_seed(config.seed)
     gen.to(accelerator.device)
-    optimizers = gen.configure_optimizers(config.lr)
+    optimizers = _make_optimizers(gen, config.lr)
+    # parallel="replicate": every process trains alone, as rank 0 of a world of one
+    split = parallel == "data"
+    fingerprint = data_fingerprint(dataset)
+    run = _Run(config, accelerator, out, fingerprint, rank=accelerator.process_index if split else 0,
+               world=accelerator.num_processes if split else 1,
+               record=_record_base(gen, dataset, dataset_name, fingerprint, config),
+               seconds_before=float(state.get("seconds", 0.0)) if state is not None else 0.0,
+               started=time.perf_counter())
+    first_step = 0 if state is None else _restore(gen, optimizers, state, run)
+    if run.world > 1:  # every process starts from rank 0's weights; gradients are averaged in step()
+        _broadcast_weights(gen)
+    if run.writes:
+        out.mkdir(parents=True, exist_ok=True)
+
+    gen.train()
+    batches = _batches(dataset, config, first_step, run.rank, run.world)
+    per_epoch = EpochBatchSampler(len(dataset), config.batch_size, seed=config.seed, rank=run.rank,
+                                  world_size=run.world).batches_per_epoch()
+    bar = tqdm(range(first_step + 1, config.steps + 1), desc=desc or f"train {gen.generator_name}",
+               disable=not run.main or None, mininterval=1.0, dynamic_ncols=True, initial=first_step,
+               total=config.steps)
+    for step in bar:
+        values = _train_step(gen, next(batches), optimizers, step, per_epoch, run)
+        if step % max(1, config.log_every) == 0 or step == config.steps:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()})
+            if run.writes and config.log_every:
+                append_jsonl(out / "log.jsonl", {"step": step, **values})
+        if run.writes:
+            _save_progress(gen, optimizers, step, run)
+    gen.eval()
+    gen.training_record = run.training_record(config.steps)
+    if run.writes:
+        save_sample_grid(gen, out / "samples.png", per_class=config.samples_per_class)
+    accelerator.wait_for_everyone()
+    return gen
+
+
+def _make_optimizers(gen: Generator, lr: float) -> list[torch.optim.Optimizer]:
+    """The model's optimizers, each group remembering its initial learning rate (``lr_scale`` scales it)."""
+    optimizers = gen.configure_optimizers(lr)
     if not optimizers:
         raise ValueError(f"{gen.generator_name}: configure_optimizers() returned no optimizer")
     for opt in optimizers:
         for group in opt.param_groups:
             group.setdefault("initial_lr", group["lr"])
-    first_step = 0
-    fingerprint = data_fingerprint(dataset)
-    if state is not None:
-        saved = {"config": state.get("config"), "data": state.get("data"), "generator": state.get("generator")}
-        now = {"config": asdict(config), "data": fingerprint, "generator": dict(gen.generator_options)}
-        now = json.loads(json.dumps(now))  # tuples -> lists
-        saved = json.loads(json.dumps(saved))  # the state may keep tuples as tuples
-        if saved != now:
-            diff = sorted(k for k in now if saved.get(k) != now[k])
-            raise ValueError(f"{out / 'resume'} was saved by a training with another {' and '.join(diff)} "
-                             f"(saved {[saved[k] for k in diff]}, now {[now[k] for k in diff]}); use the same config "
-                             "and data to resume, or another output folder to start over")
-        saved_opts = state.get("optimizers")
-        if not isinstance(saved_opts, list) or len(saved_opts) != len(optimizers):
-            raise ValueError(f"{out / 'resume'} does not hold {len(optimizers)} optimizer state(s) for "
-                             f"{gen.generator_name}; it was written by another version. Start over in another folder.")
-        gen.load_state_dict(state["model"])
-        for opt, opt_state in zip(optimizers, saved_opts):
-            opt.load_state_dict(opt_state)
-        torch.set_rng_state(state["torch_rng"])
-        first_step = int(state["step"])
-        if out is not None and accelerator.is_main_process:
-            _truncate_log(out / "log.jsonl", first_step)
-    raw = gen
-    world = accelerator.num_processes if parallel == "data" else 1
-    rank = accelerator.process_index if parallel == "data" else 0
-    if world > 1:  # every process starts from rank 0's weights; gradients are averaged in step()
-        import torch.distributed as dist
+    return optimizers
 
-        for tensor in list(raw.parameters()) + list(raw.buffers()):
-            dist.broadcast(tensor.data, src=0)
-    main = accelerator.is_main_process
-    if out is not None and main:
-        out.mkdir(parents=True, exist_ok=True)
 
-    raw.train()
-    batches = _batches(dataset, config, first_step, rank, world)
-    per_epoch = EpochBatchSampler(len(dataset), config.batch_size, seed=config.seed, rank=rank,
-                                  world_size=world).batches_per_epoch()
-    bar = tqdm(range(first_step + 1, config.steps + 1), desc=desc or f"train {raw.generator_name}",
-               disable=not main or None, mininterval=1.0, dynamic_ncols=True, initial=first_step, total=config.steps)
-    for step in bar:
-        images, labels = next(batches)
-        images = images.to(accelerator.device).float().div_(255)
-        scale = float(raw.lr_scale((step - 1) // per_epoch))
-        for opt in optimizers:
-            for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * scale
-        # the step's random numbers (noise, dropout, augmentation) from (seed, step, rank): resumable, and
-        # distinct across the processes that share a batch
-        torch.manual_seed((config.seed * 1_000_003 + step) * 1009 + rank)
-        stepper = OptimizerStep(raw.generator_name or type(raw).__name__, accelerator, step, config.lr, out, world=world)
-        losses = raw.training_step(images, labels.to(accelerator.device).long(), optimizers, stepper)
-        values = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in losses.items()}
-        if not all(math.isfinite(v) for v in values.values()):
-            bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-            raise NonFiniteLossError(f"{raw.generator_name}: at step {step} the loss(es) {bad} are not finite{_kept(out)}. "
-                                     f"Try a lower learning rate (lr={config.lr}).")
-        if stepper.calls == 0:
-            raise RuntimeError(f"{raw.generator_name}.training_step() took no optimizer step; it must call step()")
-        if step % max(1, config.log_every) == 0 or step == config.steps:
-            bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()})
-            if out is not None and main and config.log_every:
-                append_jsonl(out / "log.jsonl", {"step": step, **values})
-        if out is not None and main:
-            if config.sample_every and step % config.sample_every == 0:
-                save_sample_grid(raw, out / f"samples_{step:06d}.png", per_class=config.samples_per_class)
-            if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
-                # the resume state first: a kill between the two writes leaves a state to continue from
-                save_state(out / "resume", {"step": step, "config": asdict(config), "data": fingerprint,
-                                            "generator": raw.config_dict()["options"], "model": raw.state_dict(),
-                                            "optimizers": [opt.state_dict() for opt in optimizers],
-                                            "torch_rng": torch.get_rng_state()})
-                raw.save(out / "checkpoint")
-    raw.eval()
-    if out is not None and main:
-        save_sample_grid(raw, out / "samples.png", per_class=config.samples_per_class)
-    accelerator.wait_for_everyone()
-    return raw
+def _restore(gen: Generator, optimizers: list[torch.optim.Optimizer], state: dict[str, Any], run: _Run) -> int:
+    """Load a saved training state (after checking it belongs to this config, data and model); its step."""
+    out = run.out
+    saved = {"config": state.get("config"), "data": state.get("data"), "generator": state.get("generator")}
+    now = {"config": asdict(run.config), "data": run.fingerprint, "generator": dict(gen.generator_options)}
+    now = json.loads(json.dumps(now))  # tuples -> lists
+    saved = json.loads(json.dumps(saved))  # the state may keep tuples as tuples
+    if saved != now:
+        diff = sorted(k for k in now if saved.get(k) != now[k])
+        raise ValueError(f"{out / 'resume'} was saved by a training with another {' and '.join(diff)} "
+                         f"(saved {[saved[k] for k in diff]}, now {[now[k] for k in diff]}); use the same config "
+                         "and data to resume, or another output folder to start over")
+    saved_opts = state.get("optimizers")
+    if not isinstance(saved_opts, list) or len(saved_opts) != len(optimizers):
+        raise ValueError(f"{out / 'resume'} does not hold {len(optimizers)} optimizer state(s) for "
+                         f"{gen.generator_name}; it was written by another version. Start over in another folder.")
+    gen.load_state_dict(state["model"])
+    for opt, opt_state in zip(optimizers, saved_opts):
+        opt.load_state_dict(opt_state)
+    torch.set_rng_state(state["torch_rng"])
+    first_step = int(state["step"])
+    if run.writes:
+        _truncate_log(out / "log.jsonl", first_step)
+    return first_step
+
+
+def _broadcast_weights(gen: Generator) -> None:
+    import torch.distributed as dist
+
+    for tensor in list(gen.parameters()) + list(gen.buffers()):
+        dist.broadcast(tensor.data, src=0)
+
+
+def _train_step(gen: Generator, batch: Any, optimizers: list[torch.optim.Optimizer], step: int, per_epoch: int,
+                run: _Run) -> dict[str, float]:
+    """One ``training_step`` at ``step`` (1-based): learning rates, the step's seed; the losses as floats."""
+    images, labels = batch
+    device, config = run.accelerator.device, run.config
+    images = images.to(device).float().div_(255)
+    scale = float(gen.lr_scale((step - 1) // per_epoch))
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] * scale
+    # the step's random numbers (noise, dropout, augmentation) from (seed, step, rank): resumable, and
+    # distinct across the processes that share a batch
+    torch.manual_seed((config.seed * 1_000_003 + step) * 1009 + run.rank)
+    stepper = OptimizerStep(gen.generator_name or type(gen).__name__, run.accelerator, step, config.lr, run.out,
+                            world=run.world)
+    losses = gen.training_step(images, labels.to(device).long(), optimizers, stepper)
+    values = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in losses.items()}
+    if not all(math.isfinite(v) for v in values.values()):
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        raise NonFiniteLossError(f"{gen.generator_name}: at step {step} the loss(es) {bad} are not finite"
+                                 f"{_kept(run.out)}. Try a lower learning rate (lr={config.lr}).")
+    if stepper.calls == 0:
+        raise RuntimeError(f"{gen.generator_name}.training_step() took no optimizer step; it must call step()")
+    return values
+
+
+def _save_progress(gen: Generator, optimizers: list[torch.optim.Optimizer], step: int, run: _Run) -> None:
+    """The sample grid and the checkpoint (with the resume state) due at ``step``."""
+    config, out = run.config, run.out
+    if config.sample_every and step % config.sample_every == 0:
+        save_sample_grid(gen, out / f"samples_{step:06d}.png", per_class=config.samples_per_class)
+    if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
+        gen.training_record = run.training_record(step)
+        # the resume state first: a kill between the two writes leaves a state to continue from
+        save_state(out / "resume", {"step": step, "config": asdict(config), "data": run.fingerprint,
+                                    "generator": gen.config_dict()["options"], "model": gen.state_dict(),
+                                    "optimizers": [opt.state_dict() for opt in optimizers],
+                                    "torch_rng": torch.get_rng_state(), "seconds": gen.training_record["seconds"]})
+        gen.save(out / "checkpoint")
 
 
 class OptimizerStep:
@@ -302,6 +378,58 @@ def data_fingerprint(dataset: Dataset) -> dict[str, Any]:
         if part is not None:
             digest.update("\n".join(map(str, list(part))).encode())
     return {"items": len(dataset), "sha256": digest.hexdigest()[:16]}
+
+
+def dataset_classes(dataset: Any) -> list[str] | None:
+    """The class names a data set carries, or None: ``.classes`` (torchvision's and synthaug's data sets),
+    MedMNIST's ``info["label"]``, looked up through ``Subset`` / ``random_split`` wrappers."""
+    while dataset is not None:
+        classes = getattr(dataset, "classes", None)
+        if isinstance(classes, (list, tuple)):
+            return [str(c) for c in classes]
+        info = getattr(dataset, "info", None)
+        labels = info.get("label") if isinstance(info, dict) else None
+        if isinstance(labels, dict) and all(str(k).isdigit() for k in labels):
+            return [str(labels[k]) for k in sorted(labels, key=int)]
+        dataset = getattr(dataset, "dataset", None)  # a Subset keeps its data set's classes
+    return None
+
+
+def _adopt_class_names(gen: Generator, dataset: Dataset) -> None:
+    """Give ``gen`` the class names of its training data (the labels it learns mean those classes)."""
+    names = dataset_classes(dataset)
+    if names is None:
+        return
+    owner = gen.generator_name or type(gen).__name__
+    if len(names) != gen.num_classes:
+        warnings.warn(f"{owner}: the training data name {len(names)} classes {names} but the generator has "
+                      f"num_classes={gen.num_classes}; its checkpoint will not record class names", stacklevel=3)
+        return
+    if gen.class_names is not None and gen.class_names != names:
+        warnings.warn(f"{owner}: the generator's classes {gen.class_names} are called {names} by the training data; "
+                      "it takes the data's names", stacklevel=3)
+    try:
+        gen.class_names = names
+    except ValueError as err:
+        warnings.warn(f"{owner}: the training data's class names cannot be recorded ({err})", stacklevel=3)
+
+
+def _record_base(gen: Generator, dataset: Dataset, name: str | None, fingerprint: dict[str, Any],
+                 config: GeneratorTrainConfig) -> dict[str, Any]:
+    """The training record's parts that are fixed for a run: what data, what geometry, what settings."""
+    from .. import __version__
+
+    if name is None and isinstance(getattr(dataset, "name", None), str):
+        name = dataset.name
+    targets, groups = getattr(dataset, "targets", None), getattr(dataset, "groups", None)
+    known = targets is not None or groups is not None
+    return {"dataset": name, "items": len(dataset),
+            # distinct groups (patients, or images when a data set has no groups); None when unknown
+            "groups": len(set(map(str, groups))) if groups is not None else None,
+            "fingerprint": fingerprint["sha256"] if known else None,
+            "num_classes": gen.num_classes, "image_size": gen.image_size, "channels": gen.channels,
+            "planned_steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "seed": config.seed,
+            "synthaug_version": __version__}
 
 
 def _truncate_log(path: Path, step: int) -> None:

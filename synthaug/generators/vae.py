@@ -1,19 +1,50 @@
-"""Variational autoencoders. ``cvae``: class-conditional convolutional VAE."""
+"""The VAE family: cvae, cvae-tiny, fc-vae, conv-vae, beta-vae, msssim-vae, joint-vae, vae-gan.
+
+Every model is class-conditional and exposes ``encode(images01, labels) -> (mu, logvar)`` and
+``decode(z, labels) -> images01`` (what ``synthaug.latent`` uses). The convolutional ones share the
+encoder / decoder of ``cvae`` (``ConditionalVAE``) and differ in their loss:
+
+* ``cvae``: KL weight beta, MSE or BCE reconstruction, a choice of normalisation.
+* ``conv-vae``: the vanilla conditional VAE (beta = 1), BCE or MSE reconstruction.
+* ``beta-vae``: KL weight beta, or capacity annealing (Burgess et al. 2018): ``recon + gamma * |KL - C(step)|``.
+* ``msssim-vae``: reconstruction ``1 - MS-SSIM`` mixed with L1 / MSE, MS-SSIM set up for 28-64 px images.
+* ``joint-vae`` (Dupont 2018): a Gaussian latent plus a Gumbel-softmax categorical one, each with its capacity.
+* ``vae-gan`` (Larsen et al. 2016): reconstruction in a discriminator's feature space plus a GAN loss.
+
+``fc-vae`` is fully connected (BatchNorm, sigmoid output, BCE + KL) and can hold one model per class.
+Options: ``options.py``; losses: ``losses.py``; shared networks: ``blocks.py``.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .base import Generator, register_generator
-from .functional import gaussian_kl, reconstruction_loss, reparameterize
-
+from ..checks import is_int
+from .base import Generator, StepFn, register_generator
+from .blocks import FeatureDiscriminator, MLPVAE, diff_augment, init_weights, make_ema, parse_policy, to_signed, \
+    update_ema
+from .losses import capacity, categorical_kl, gaussian_kl, ms_ssim, msssim_config, reconstruction_loss, \
+    reparameterize
+from .options import (
+    BetaVAEOptions,
+    ConvVAEBaseOptions,
+    ConvVAEOptions,
+    CVAEOptions,
+    CVAETinyOptions,
+    FCVAEOptions,
+    JointVAEOptions,
+    MSSSIMVAEOptions,
+    VAEGANOptions,
+)
 
 DEFAULT_WIDTHS = (32, 64, 128, 256)
-NORMS = ("batch", "group", "none")
 
 
+# --------------------------------------------------------------------------- geometry
 def norm_layer(kind: str, channels: int) -> nn.Module:
     """``"batch"`` (BatchNorm2d), ``"group"`` (GroupNorm, per image: the same result whatever the batch is
     split into, e.g. across processes) or ``"none"``."""
@@ -35,18 +66,26 @@ def default_hidden_channels(image_size: int) -> list[int]:
     return list(DEFAULT_WIDTHS[: max(1, levels)])
 
 
-def _levels_for(image_size: int, hidden_channels: Sequence[int], name: str) -> int:
+def levels_for(image_size: int, hidden_channels: Sequence[int], owner: str) -> int:
+    """How many stride-2 levels ``hidden_channels`` asks for, if ``image_size`` halves that often to >= 2 px."""
     levels = len(hidden_channels)
     if levels < 1:
-        raise ValueError(f"{name}: hidden_channels must list at least one width, got {list(hidden_channels)}")
+        raise ValueError(f"{owner}: hidden_channels must list at least one width, got {list(hidden_channels)}")
     if image_size % (2 ** levels) or image_size // (2 ** levels) < 2:
-        raise ValueError(f"{name}: image_size={image_size} cannot be halved {levels} times (one per entry of "
+        raise ValueError(f"{owner}: image_size={image_size} cannot be halved {levels} times (one per entry of "
                          f"hidden_channels={list(hidden_channels)}) down to at least 2 px; use an image size divisible "
                          f"by {2 ** levels} (e.g. 32 or 64) or fewer hidden_channels")
     return levels
 
 
-@register_generator("cvae")
+def is_distributed() -> bool:
+    """True in a run of several processes (torch.distributed initialised with more than one)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and \
+        torch.distributed.get_world_size() > 1
+
+
+# --------------------------------------------------------------------------- cvae
+@register_generator("cvae", options=CVAEOptions)
 class ConditionalVAE(Generator):
     """Class-conditional convolutional VAE: label embedding into encoder and decoder, KL weight beta.
 
@@ -55,33 +94,21 @@ class ConditionalVAE(Generator):
     ``norm``: ``"batch"``, ``"group"`` or ``"none"`` after each convolution.
     """
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        image_size: int,
-        channels: int,
-        latent_dim: int = 32,
-        hidden_channels: Sequence[int] | None = None,
-        embed_dim: int = 16,
-        beta: float = 1.0,
-        recon: str = "mse",
-        norm: str = "batch",
-    ) -> None:
-        super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, latent_dim=latent_dim)
-        if norm not in NORMS:
-            raise ValueError(f"cvae: norm={norm!r}: use one of {list(NORMS)}")
-        if recon not in ("mse", "bce"):
-            raise ValueError(f"cvae: recon={recon!r}: use 'mse' or 'bce'")
-        if not beta >= 0:
-            raise ValueError(f"cvae: beta={beta!r} must be >= 0")
-        if hidden_channels is None:
-            hidden_channels = default_hidden_channels(image_size)
-        hidden = [int(h) for h in hidden_channels]
-        levels = _levels_for(image_size, hidden, "cvae")
-        self.beta = float(beta)
-        self.recon_kind = recon
+    #: the name in error messages (the zoo's models built on this one give theirs)
+    owner = "cvae"
+
+    def __init__(self, *, num_classes: int, image_size: int, channels: int,
+                 options: CVAEOptions | None = None) -> None:
+        options = options or CVAEOptions()
+        super().__init__(num_classes=num_classes, image_size=image_size, channels=channels,
+                         latent_dim=options.latent_dim)
+        hidden = default_hidden_channels(image_size) if options.hidden_channels is None else \
+            [int(h) for h in options.hidden_channels]
+        levels = levels_for(image_size, hidden, self.owner)
+        self.beta = float(options.beta)
+        self.recon_kind = options.recon
         self.bottom = image_size // (2 ** levels)
+        latent_dim, embed_dim, norm = options.latent_dim, options.embed_dim, options.norm
 
         self.label_embed_enc = nn.Embedding(num_classes, embed_dim)
         self.label_embed_dec = nn.Embedding(num_classes, embed_dim)
@@ -126,9 +153,437 @@ class ConditionalVAE(Generator):
         return {"loss": rec + self.beta * kl, "recon": rec, "kl": kl}
 
 
-@register_generator("cvae-tiny")
-def cvae_tiny(*, num_classes: int, image_size: int, channels: int, latent_dim: int = 8, beta: float = 1.0,
-              recon: str = "mse", norm: str = "batch") -> ConditionalVAE:
+@register_generator("cvae-tiny", options=CVAETinyOptions)
+def cvae_tiny(*, num_classes: int, image_size: int, channels: int,
+              options: CVAETinyOptions | None = None) -> ConditionalVAE:
     """A very small cvae for tests and smoke runs."""
-    return ConditionalVAE(num_classes=num_classes, image_size=image_size, channels=channels, latent_dim=latent_dim,
-                          hidden_channels=(8, 16), embed_dim=4, beta=beta, recon=recon, norm=norm)
+    options = options or CVAETinyOptions()
+    return ConditionalVAE(num_classes=num_classes, image_size=image_size, channels=channels,
+                          options=CVAEOptions(latent_dim=options.latent_dim, hidden_channels=(8, 16), embed_dim=4,
+                                              beta=options.beta, recon=options.recon, norm=options.norm))
+
+
+# --------------------------------------------------------------------------- fc-vae
+@register_generator("fc-vae", options=FCVAEOptions)
+class FullyConnectedVAE(Generator):
+    """Fully connected class-conditional VAE (BatchNorm, sigmoid output, BCE + KL); optionally one model per class.
+
+    Conditional mode: the one-hot label is concatenated to the flattened image and to the latent code.
+    ``per_class=True``: one unconditional VAE per class (``nets[c]``) trained on its class's share of
+    each batch (a class with fewer than 2 images in a batch is skipped there: BatchNorm needs 2);
+    ``encode`` / ``decode`` / ``sample`` dispatch by label. ``init``: "xavier" or "kaiming".
+    ``lr_halving``: the learning rate is halved after every epoch, never below ``lr_floor`` times the
+    initial one (``lr_scale(epoch) = max(0.5 ** epoch, lr_floor)``).
+    """
+
+    def __init__(self, *, num_classes: int, image_size: int, channels: int,
+                 options: FCVAEOptions | None = None) -> None:
+        options = options or FCVAEOptions()
+        latent_dim = options.latent_dim
+        super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, latent_dim=latent_dim)
+        hidden = [int(h) for h in options.hidden_units]
+        self.per_class = options.per_class
+        self.lr_halving = options.lr_halving
+        self.lr_floor = float(options.lr_floor)
+        features = channels * image_size * image_size
+        if self.per_class:
+            self.nets = nn.ModuleList(MLPVAE(features, 0, hidden, latent_dim) for _ in range(num_classes))
+        else:
+            self.nets = nn.ModuleList([MLPVAE(features, num_classes, hidden, latent_dim)])
+        init_weights(self, options.init, "fc-vae")
+
+    def lr_scale(self, epoch: int) -> float:
+        return max(0.5 ** epoch, self.lr_floor) if self.lr_halving else 1.0
+
+    def _groups(self, labels: torch.Tensor, min_items: int = 1) -> Iterator[tuple[int, torch.Tensor]]:
+        """(class, indices of its items) for every class with at least ``min_items`` items in ``labels``."""
+        for c in labels.unique().tolist():
+            idx = (labels == c).nonzero(as_tuple=True)[0]
+            if len(idx) >= min_items:
+                yield c, idx
+
+    def _cond(self, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(labels, self.num_classes).to(like.dtype)
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images in [0, 1] -> (mu, logvar) of q(z | x, y) (per_class: of class y's model)."""
+        if not self.per_class:
+            return self.nets[0].encode(images, self._cond(labels, images))
+        mu = images.new_zeros(len(images), self.latent_dim)
+        logvar = images.new_zeros(len(images), self.latent_dim)
+        for c, idx in self._groups(labels):
+            mu[idx], logvar[idx] = self.nets[c].encode(images[idx], images.new_zeros(len(idx), 0))
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Latent codes -> images in [0, 1] (per_class: each by its class's model)."""
+        shape = (len(z), self.channels, self.image_size, self.image_size)
+        if not self.per_class:
+            return self.nets[0].decode(z, self._cond(labels, z)).view(shape)
+        out = z.new_zeros(len(z), shape[1] * shape[2] * shape[3])
+        for c, idx in self._groups(labels):
+            out[idx] = self.nets[c].decode(z[idx], z.new_zeros(len(idx), 0))
+        return out.view(shape)
+
+    def generate(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.decode(noise, labels)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.per_class:
+            # each class's model on its share of the batch; in training a class with < 2 items is skipped
+            parts = [(self.nets[c], images[idx], images.new_zeros(len(idx), 0))
+                     for c, idx in self._groups(labels, 2 if self.training else 1)]
+        else:
+            parts = [(self.nets[0], images, self._cond(labels, images))]
+        used = sum(len(x) for _, x, _ in parts)
+        # a skipped model gets no gradient; but when several processes average their gradients, all must
+        # give the same weights one, so there a skipped model gets a zero gradient instead
+        skipped = [net for net in self.nets if all(net is not n for n, _, _ in parts)]
+        tie = sum(p.sum() for net in skipped for p in net.parameters()) * 0.0 if skipped and is_distributed() else 0.0
+        if used == 0:  # no class has 2 images in this batch: a zero loss
+            zero = images.new_zeros((), requires_grad=True) + tie
+            return {"loss": zero, "recon": zero.detach(), "kl": zero.detach()}
+        rec = kl = images.new_zeros(())
+        for net, x, cond in parts:
+            mu, logvar = net.encode(x, cond)
+            recon = net.decode(reparameterize(mu, logvar), cond).view_as(x)
+            rec = rec + reconstruction_loss(recon, x, "bce") * len(x)
+            kl = kl + gaussian_kl(mu, logvar) * len(x)
+        rec, kl = rec / used, kl / used
+        return {"loss": rec + kl + tie, "recon": rec, "kl": kl}
+
+
+# --------------------------------------------------------------------------- convolutional VAEs of the zoo
+class _ConvVAEBase(ConditionalVAE):
+    """``cvae``'s encoder / decoder, errors named after the zoo model (``owner``), and a weight init
+    ("default", "xavier", "kaiming" or "dcgan")."""
+
+    owner = "conv-vae"
+
+    def __init__(self, *, num_classes: int, image_size: int, channels: int, options: ConvVAEBaseOptions,
+                 beta: float = 1.0, recon: str = "mse", latent_dim: int | None = None) -> None:
+        cvae = CVAEOptions(latent_dim=options.latent_dim if latent_dim is None else latent_dim,
+                           hidden_channels=options.hidden_channels, embed_dim=options.embed_dim, beta=beta, recon=recon)
+        super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, options=cvae)
+        init_weights(self, options.init, self.owner)
+
+
+class _CountsSteps:
+    """Mixin: the buffer ``train_steps`` counts training steps (a buffer, so it is checkpointed and
+    restored on resume); ``training_step`` advances it after the optimizer step."""
+
+    train_steps: torch.Tensor
+
+    def _register_step_counter(self) -> None:
+        self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))  # type: ignore[attr-defined]
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor, optimizers: list[torch.optim.Optimizer],
+                      step: StepFn) -> dict[str, torch.Tensor]:
+        losses = super().training_step(images, labels, optimizers, step)  # type: ignore[misc]
+        self.train_steps += 1
+        return losses
+
+
+@register_generator("conv-vae", options=ConvVAEOptions)
+class ConvVAE(_ConvVAEBase):
+    """Vanilla class-conditional convolutional VAE (beta = 1): ``recon`` "bce" (default) or "mse" + KL.
+
+    The architecture of ``cvae`` (label embeddings into encoder and decoder, one stride-2 level per
+    entry of ``hidden_channels``); ``init`` re-initialises the weights ("default" keeps PyTorch's).
+    """
+
+    owner = "conv-vae"
+
+    def __init__(self, *, num_classes: int, image_size: int, channels: int,
+                 options: ConvVAEOptions | None = None) -> None:
+        options = options or ConvVAEOptions()
+        super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, options=options,
+                         beta=1.0, recon=options.recon)
+
+
+@register_generator("beta-vae", options=BetaVAEOptions)
+class BetaVAE(_CountsSteps, _ConvVAEBase):
+    """Conditional beta-VAE: ``recon + beta * KL``, or with capacity annealing ``recon + gamma * |KL - C|``.
+
+    ``capacity_max > 0`` turns on Burgess et al. (2018): the KL is pulled towards a target ``C`` that
+    grows linearly from 0 to ``capacity_max`` nats over ``capacity_steps`` training steps (then beta is
+    not used). The step count is the buffer ``train_steps``, so a resumed run continues the schedule.
+    """
+
+    owner = "beta-vae"
+
+    def __init__(self, *, num_classes: int, image_size: int, channels: int,
+                 options: BetaVAEOptions | None = None) -> None:
+        options = options or BetaVAEOptions()
+        super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, options=options,
+                         beta=options.beta, recon=options.recon)
+        self.capacity_max = float(options.capacity_max)
+        self.capacity_steps = options.capacity_steps
+        self.gamma = float(options.gamma)
+        self._register_step_counter()
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        losses = super().forward(images, labels)  # recon + beta * KL
+        if self.capacity_max > 0:
+            target = capacity(self.train_steps, self.capacity_max, self.capacity_steps)
+            losses["loss"] = losses["recon"] + self.gamma * (losses["kl"] - target).abs()
+            losses["capacity"] = torch.tensor(target)
+        return losses
+
+
+@register_generator("msssim-vae", options=MSSSIMVAEOptions)
+class MSSSIMVAE(_ConvVAEBase):
+    """Conditional VAE whose reconstruction loss is ``1 - MS-SSIM`` mixed with an L1 / MSE pixel loss.
+
+    Per image: ``C*H*W * (alpha * (1 - MS-SSIM) + (1 - alpha) * mean pixel loss)`` (scaled to the pixel
+    count so it weighs against the KL like the summed losses of the other VAEs), plus ``beta * KL``.
+    MS-SSIM uses a 3-px window and 3 scales at 28 / 32 px, 4 at 64 px (``msssim_config``).
+    """
+
+    owner = "msssim-vae"
+
+    def __init__(self, *, num_classes: int, image_size: int, channels: int,
+                 options: MSSSIMVAEOptions | None = None) -> None:
+        options = options or MSSSIMVAEOptions()
+        super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, options=options,
+                         beta=options.beta)
+        self.alpha = float(options.alpha)
+        self.pixel_loss = options.pixel_loss
+        self.recon_kind = "msssim"
+        self.win_size, self.msssim_weights = msssim_config(image_size)
+
+    def reconstruction(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The mixed loss per image (summed-over-pixels scale), averaged over the batch."""
+        pixels = target[0].numel()
+        structural = 1 - ms_ssim(recon, target, win_size=self.win_size, weights=self.msssim_weights)
+        diff = recon - target
+        per_pixel = (diff.abs() if self.pixel_loss == "l1" else diff.pow(2)).flatten(1).mean(dim=1)
+        return (pixels * (self.alpha * structural + (1 - self.alpha) * per_pixel)).mean()
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encode(images, labels)
+        rec = self.reconstruction(self.decode(reparameterize(mu, logvar), labels), images)
+        kl = gaussian_kl(mu, logvar)
+        return {"loss": rec + self.beta * kl, "recon": rec, "kl": kl}
+
+
+@register_generator("joint-vae", options=JointVAEOptions)
+class JointVAE(_CountsSteps, _ConvVAEBase):
+    """JointVAE (Dupont 2018), conditional: a Gaussian latent plus a categorical one (Gumbel-softmax).
+
+    The code is ``latent_dim + disc_dim`` wide (``gen.latent_dim``): ``latent_dim`` Gaussian values then
+    a one-hot category of ``disc_dim``. ``sample_noise`` draws both (normal values, then a category
+    with the same torch.Generator); ``sample(..., code=k)`` / ``generate(..., code=k)`` fix the category.
+    Loss: ``recon + gamma * |KL_cont - C_cont| + gamma * |KL_disc - C_disc|``, both capacities growing
+    linearly over ``capacity_steps`` (buffer ``train_steps``), the discrete one capped at log(disc_dim).
+    """
+
+    owner = "joint-vae"
+
+    def __init__(self, *, num_classes: int, image_size: int, channels: int,
+                 options: JointVAEOptions | None = None) -> None:
+        options = options or JointVAEOptions()
+        cont, disc = options.latent_dim, options.disc_dim
+        super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, options=options,
+                         recon=options.recon, latent_dim=cont + disc)
+        self.cont_dim, self.disc_dim = cont, disc
+        self.temperature = float(options.temperature)
+        self.cont_capacity_max = float(options.cont_capacity_max)
+        self.disc_capacity_max = math.log(disc) if options.disc_capacity_max is None else \
+            float(options.disc_capacity_max)
+        self.capacity_steps = options.capacity_steps
+        self.gamma = float(options.gamma)
+        # the encoder head gives (mu, logvar) of the Gaussian part and the logits of the category
+        self.to_stats = nn.Linear(self.to_stats.in_features, 2 * cont + disc)
+        init_weights(self.to_stats, options.init, self.owner)
+        self._fixed_code: int | None = None
+        self._register_step_counter()
+
+    def encode_joint(self, images: torch.Tensor, labels: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images in [0, 1] -> (mu, logvar) of the Gaussian part and the category logits."""
+        emb = self.label_embed_enc(labels)[:, :, None, None].expand(-1, -1, *images.shape[-2:])
+        stats = self.to_stats(self.encoder(torch.cat([images, emb], dim=1)))
+        mu, logvar, logits = stats.split([self.cont_dim, self.cont_dim, self.disc_dim], dim=1)
+        return mu, logvar.clamp(-12, 8), logits
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of the whole code, ``latent_dim + disc_dim`` wide: the Gaussian part's, then the
+        mean q(c | x, y) and log variance log(q (1 - q)) of the one-hot category (so ``decode(mu)``
+        decodes the posterior mean, with the category's probabilities as a soft code)."""
+        mu, logvar, logits = self.encode_joint(images, labels)
+        q = logits.softmax(dim=1)
+        return torch.cat([mu, q], dim=1), torch.cat([logvar, (q * (1 - q)).clamp_min(1e-6).log()], dim=1)
+
+    def _check_code(self, code: int) -> int:
+        if not is_int(code) or not 0 <= code < self.disc_dim:
+            raise ValueError(f"{self.owner}: code={code!r} must be a category in [0, {self.disc_dim})")
+        return int(code)
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor, code: int | torch.Tensor | None = None) -> torch.Tensor:
+        """Codes ``(n, latent_dim + disc_dim)`` -> images in [0, 1]. ``code`` (an int, or a long tensor
+        of n categories) replaces the discrete part by that one-hot category."""
+        if code is not None:
+            if isinstance(code, torch.Tensor):
+                if code.dtype.is_floating_point or code.shape != (len(z),) or (code < 0).any() or \
+                        (code >= self.disc_dim).any():
+                    raise ValueError(f"{self.owner}: code must be an int or n={len(z)} integer categories in "
+                                     f"[0, {self.disc_dim})")
+                index = code.to(z.device).long()
+            else:
+                index = torch.full((len(z),), self._check_code(code), dtype=torch.long, device=z.device)
+            z = torch.cat([z[:, :self.cont_dim], F.one_hot(index, self.disc_dim).to(z.dtype)], dim=1)
+        return super().decode(z, labels)
+
+    def generate(self, noise: torch.Tensor, labels: torch.Tensor,
+                 code: int | torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(noise, labels, code)
+
+    def sample_noise(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normal values for the Gaussian part, then a uniformly drawn one-hot category (or the fixed one)."""
+        cont = torch.randn(n, self.cont_dim, generator=generator)
+        index = torch.randint(self.disc_dim, (n,), generator=generator)
+        if self._fixed_code is not None:
+            index.fill_(self._fixed_code)
+        return torch.cat([cont, F.one_hot(index, self.disc_dim).float()], dim=1)
+
+    @torch.no_grad()
+    def sample(self, n: int, labels: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
+               code: int | None = None) -> torch.Tensor:
+        """As ``Generator.sample``; ``code=k`` gives every image category k (same Gaussian noise as without)."""
+        if code is None:
+            return super().sample(n, labels, generator=generator)
+        self._fixed_code = self._check_code(code)
+        try:
+            return super().sample(n, labels, generator=generator)
+        finally:
+            self._fixed_code = None
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar, logits = self.encode_joint(images, labels)
+        soft = F.gumbel_softmax(logits, tau=self.temperature, hard=False)
+        recon = self.decode(torch.cat([reparameterize(mu, logvar), soft], dim=1), labels)
+        rec = reconstruction_loss(recon, images, self.recon_kind)
+        kl_cont, kl_disc = gaussian_kl(mu, logvar), categorical_kl(logits)
+        c_cont = capacity(self.train_steps, self.cont_capacity_max, self.capacity_steps)
+        c_disc = capacity(self.train_steps, self.disc_capacity_max, self.capacity_steps)
+        loss = rec + self.gamma * ((kl_cont - c_cont).abs() + (kl_disc - c_disc).abs())
+        return {"loss": loss, "recon": rec, "kl_cont": kl_cont, "kl_disc": kl_disc,
+                "capacity_cont": torch.tensor(c_cont), "capacity_disc": torch.tensor(c_disc)}
+
+
+# --------------------------------------------------------------------------- vae-gan
+@register_generator("vae-gan", options=VAEGANOptions)
+class VAEGAN(_ConvVAEBase):
+    """VAE-GAN (Larsen et al. 2016), conditional: ``cvae``'s encoder / decoder plus a discriminator whose
+    intermediate features replace the pixel reconstruction loss.
+
+    Three optimizers, stepped in this order each batch: the discriminator (real vs reconstructions and
+    prior samples), the encoder (``beta * KL + feature reconstruction``), the decoder (``gamma * feature
+    reconstruction + non-saturating GAN loss`` on reconstructions and prior samples). ``diffaugment``:
+    DiffAugment ops applied to every discriminator input of the GAN terms; ``ema_decay`` > 0 keeps an
+    EMA copy of the decoder (buffer-tracked warm-up) used for sampling and ``decode`` in eval mode.
+    """
+
+    owner = "vae-gan"
+
+    def __init__(self, *, num_classes: int, image_size: int, channels: int,
+                 options: VAEGANOptions | None = None) -> None:
+        options = options or VAEGANOptions()
+        super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, options=options,
+                         beta=options.beta)
+        widths = [m.out_channels for m in self.encoder if isinstance(m, nn.Conv2d)] \
+            if options.disc_channels is None else [int(w) for w in options.disc_channels]
+        if len(widths) < 2:
+            raise ValueError(f"{self.owner}: the discriminator needs at least 2 levels (its features are those of all "
+                             f"but the last); got disc_channels={widths}: give 2 or more widths, e.g. [32, 64]")
+        levels_for(image_size, widths, f"{self.owner} (disc_channels)")
+        self.gamma = float(options.gamma)
+        self.diffaugment = parse_policy(options.diffaugment, self.owner)
+        self.ema_decay = float(options.ema_decay)
+        self.discriminator = FeatureDiscriminator(channels, widths, image_size, num_classes)
+        self.ema_decoder = make_ema(self._decoder_parts()) if self.ema_decay > 0 else None
+        self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
+
+    def _decoder_parts(self) -> nn.ModuleDict:
+        """The decoder's modules (not registered again: a view for the optimizer and the EMA)."""
+        return nn.ModuleDict({"embed": self.label_embed_dec, "from_latent": self.from_latent, "decoder": self.decoder})
+
+    def _encoder_parts(self) -> list[nn.Module]:
+        return [self.label_embed_enc, self.encoder, self.to_stats]
+
+    def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        """Encoder, decoder, discriminator (in this order), Adam with betas (0.5, 0.999)."""
+        groups = [nn.ModuleList(self._encoder_parts()), self._decoder_parts(), self.discriminator]
+        return [torch.optim.Adam(g.parameters(), lr=lr, betas=(0.5, 0.999)) for g in groups]
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Latent codes -> images in [0, 1]; in eval mode through the EMA decoder when there is one."""
+        if self.ema_decoder is None or self.training:
+            return super().decode(z, labels)
+        parts = self.ema_decoder
+        h = parts["from_latent"](torch.cat([z, parts["embed"](labels)], dim=1))
+        return parts["decoder"](h.view(-1, self._hidden_last, self.bottom, self.bottom))
+
+    def discriminator_features(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The discriminator features of images in [0, 1] (the space the reconstruction loss is measured in)."""
+        return self.discriminator.features(to_signed(images))
+
+    def _critic(self, images01: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(diff_augment(to_signed(images01), self.diffaugment), labels)
+
+    def _feature_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Gaussian log-likelihood in feature space: 0.5 * squared distance summed over features, batch mean."""
+        return 0.5 * (self.discriminator.features(to_signed(recon)) - target).pow(2).flatten(1).sum(dim=1).mean()
+
+    def _d_loss(self, images, rec, prior, labels) -> torch.Tensor:
+        real = F.softplus(-self._critic(images, labels)).mean()
+        fake = F.softplus(self._critic(rec, labels)).mean() + F.softplus(self._critic(prior, labels)).mean()
+        return real + 0.5 * fake
+
+    def _g_gan(self, rec, prior, labels) -> torch.Tensor:
+        return F.softplus(-self._critic(rec, labels)).mean() + F.softplus(-self._critic(prior, labels)).mean()
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All losses of a batch in one graph (for evaluation; training uses ``training_step``)."""
+        mu, logvar = self.encode(images, labels)
+        rec = self.decode(reparameterize(mu, logvar), labels)
+        prior = self.decode(torch.randn_like(mu), labels)
+        target = self.discriminator.features(to_signed(images)).detach()
+        kl, feature = gaussian_kl(mu, logvar), self._feature_loss(rec, target)
+        g_gan = self._g_gan(rec, prior, labels)
+        d_loss = self._d_loss(images, rec.detach(), prior.detach(), labels)
+        enc_loss, dec_loss = self.beta * kl + feature, self.gamma * feature + g_gan
+        return {"loss": enc_loss + dec_loss, "enc_loss": enc_loss, "dec_loss": dec_loss, "d_loss": d_loss, "kl": kl,
+                "feature_recon": feature, "g_gan": g_gan}
+
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor, optimizers: list[torch.optim.Optimizer],
+                      step: StepFn) -> dict[str, torch.Tensor]:
+        opt_enc, opt_dec, opt_d = optimizers
+        z_prior = torch.randn(len(images), self.latent_dim, device=images.device)
+        # 1. discriminator: the VAE's outputs are made without a graph, so no gradient reaches it
+        with torch.no_grad():
+            mu, logvar = self.encode(images, labels)
+            rec = self.decode(reparameterize(mu, logvar), labels)
+            prior = self.decode(z_prior, labels)
+        d_loss = self._d_loss(images, rec, prior, labels)
+        step(opt_d, d_loss, "d_loss")
+        # 2. encoder: KL + feature reconstruction (only the encoder steps; the GAN loss is not in this graph)
+        with torch.no_grad():
+            target = self.discriminator.features(to_signed(images))
+        mu, logvar = self.encode(images, labels)
+        z = reparameterize(mu, logvar)
+        kl, feature = gaussian_kl(mu, logvar), self._feature_loss(self.decode(z, labels), target)
+        enc_loss = self.beta * kl + feature
+        step(opt_enc, enc_loss, "enc_loss")
+        # 3. decoder: a fresh graph from the detached codes (nothing flows back into the encoder)
+        rec = self.decode(z.detach(), labels)
+        g_gan = self._g_gan(rec, self.decode(z_prior, labels), labels)
+        dec_loss = self.gamma * self._feature_loss(rec, target) + g_gan
+        step(opt_dec, dec_loss, "dec_loss")
+        if self.ema_decoder is not None:
+            n = float(self.train_steps)
+            update_ema(self.ema_decoder, self._decoder_parts(), min(self.ema_decay, (1 + n) / (10 + n)))
+        self.train_steps += 1
+        return {"loss": enc_loss.detach() + dec_loss.detach(), "enc_loss": enc_loss, "dec_loss": dec_loss,
+                "d_loss": d_loss, "kl": kl, "feature_recon": feature, "g_gan": g_gan}

@@ -5,8 +5,9 @@ import os
 
 import torch
 
-from .classifier import load_classifier, normalize
-from .data.imageio import convert_channels, resize_batch
+from ..checks import check_float
+from ..classifier import load_classifier, normalize
+from ..data.imageio import convert_channels, resize_batch
 
 
 class ClassifierFilter:
@@ -21,8 +22,7 @@ class ClassifierFilter:
 
     def __init__(self, classifier: str | os.PathLike | tuple, *, threshold: float = 0.5, batch_size: int = 256,
                  device: str | torch.device = "cpu") -> None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-            raise ValueError(f"threshold={threshold!r} must be a probability in [0, 1]")
+        check_float(threshold, "threshold", "ClassifierFilter", minimum=0, maximum=1, hint="a probability")
         if isinstance(classifier, (str, os.PathLike)):
             model, cfg = load_classifier(classifier)
             self.image_size, self.channels = int(cfg["image_size"]), int(cfg["channels"])

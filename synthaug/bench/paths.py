@@ -1,0 +1,191 @@
+"""Where things live in a benchmark run folder, and reading its records back with the shards merged: one
+place, read by the runner, the report and the tests.
+
+    config.json                                  resolved config and versions
+    results.jsonl, runs.jsonl                    one row per finished cell; one record per invocation
+    config.shard-<i>-of-<N>.json, ...            the same three files of shard i of N (``--shard i/N``)
+    summary.md, summary.json                     the analysis (of every shard finished so far)
+    splits/<data>/frac<f>/seed<s>.json           the patient split of a cell
+    generators/<data>/frac<f>/seed<s>/<label>/   a trained generator (checkpoint/, done.json)
+    samples/<data>-frac<f>-<label>.png           real training cells beside synthetic ones
+    quality/<data>/frac<f>/seed<s>/<label>/      sample-quality metrics (quality.json)
+    extractors/                                  cached feature extractors
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+from ..utils import read_jsonl
+
+
+def _cell_dir(out_dir: Path, part: str, dataset: str, fraction: float, seed: int) -> Path:
+    return Path(out_dir) / part / dataset / f"frac{fraction:g}" / f"seed{seed}"
+
+
+def split_path(out_dir: Path, dataset: str, fraction: float, seed: int) -> Path:
+    """The JSON record of the patient split (``splits.info``) of one data set, fraction and seed."""
+    return Path(out_dir) / "splits" / dataset / f"frac{fraction:g}" / f"seed{seed}.json"
+
+
+def generator_dir(out_dir: Path, dataset: str, fraction: float, seed: int, label: str) -> Path:
+    return _cell_dir(out_dir, "generators", dataset, fraction, seed) / label
+
+
+def quality_dir(out_dir: Path, dataset: str, fraction: float, seed: int, label: str) -> Path:
+    return _cell_dir(out_dir, "quality", dataset, fraction, seed) / label
+
+
+def samples_path(out_dir: Path, dataset: str, fraction: float, label: str) -> Path:
+    return Path(out_dir) / "samples" / f"{dataset}-frac{fraction:g}-{label}.png"
+
+
+# --------------------------------------------------------------------------- shards
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (counted from 0, as SLURM array task ids of ``--array=0-<N-1>``)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not (self.count >= 1 and 0 <= self.index < self.count):
+            raise ValueError(f"--shard {self.index}/{self.count}: the index counts from 0 and must be below the "
+                             f"number of shards, e.g. 0/{max(self.count, 2)} to {max(self.count, 2) - 1}/"
+                             f"{max(self.count, 2)}")
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"i/N"`` -> ``Shard(i, N)``."""
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+        if not match:
+            raise ValueError(f"--shard {text!r}: expected i/N, shard i of N counted from 0, e.g. --shard 0/4 "
+                             "(with SLURM: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+        return cls(int(match[1]), int(match[2]))
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def suffix(self) -> str:
+        return f"shard-{self.index}-of-{self.count}"
+
+
+_SHARD_FILE = re.compile(r"(?P<stem>[\w-]+)\.shard-(?P<index>\d+)-of-(?P<count>\d+)\.(?P<ext>\w+)")
+
+
+def _record_file(out_dir: Path, stem: str, ext: str, shard: Shard | None) -> Path:
+    # one shard of one is the whole grid: the plain names, so `--shard 0/1` and no --shard share a folder
+    sharded = shard is not None and shard.count > 1
+    return Path(out_dir) / (f"{stem}.{shard.suffix}.{ext}" if sharded else f"{stem}.{ext}")
+
+
+def config_path(out_dir: Path, shard: Shard | None = None) -> Path:
+    return _record_file(out_dir, "config", "json", shard)
+
+
+def results_path(out_dir: Path, shard: Shard | None = None) -> Path:
+    return _record_file(out_dir, "results", "jsonl", shard)
+
+
+def runs_path(out_dir: Path, shard: Shard | None = None) -> Path:
+    return _record_file(out_dir, "runs", "jsonl", shard)
+
+
+def shard_of(path: Path) -> Shard | None:
+    """The shard a record file belongs to (None: the plain, unsharded name)."""
+    match = _SHARD_FILE.fullmatch(Path(path).name)
+    return Shard(int(match["index"]), int(match["count"])) if match else None
+
+
+def record_files(out_dir: Path, stem: str, ext: str) -> list[Path]:
+    """The plain file (if there) and then every shard's, in shard order: ``record_files(run, "results", "jsonl")``."""
+    out_dir = Path(out_dir)
+    plain = [out_dir / f"{stem}.{ext}"] if (out_dir / f"{stem}.{ext}").is_file() else []
+    shards = []
+    for path in out_dir.glob(f"{stem}.shard-*-of-*.{ext}"):
+        match = _SHARD_FILE.fullmatch(path.name)
+        if match and match["stem"] == stem:
+            shards.append(((int(match["count"]), int(match["index"])), path))
+    return plain + [path for _, path in sorted(shards)]
+
+
+# --------------------------------------------------------------------------- reading a run back
+def diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
+    """The dotted keys where two nested mappings differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: set[str] = set()
+        for k in set(a) | set(b):
+            out |= diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return set() if a == b else {prefix.rstrip(".")}
+
+
+def read_config_records(out_dir: Path) -> dict[Path, dict]:
+    """Every config record of a run folder (``config.json`` and each shard's), by file."""
+    records = {}
+    for path in record_files(out_dir, "config", "json"):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not a benchmark config record ({err}); was it written by benchmarks/run.py?")
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise ValueError(f"{path} is not a benchmark config record (no `config` mapping); was it written by "
+                             "benchmarks/run.py?")
+        records[path] = record
+    return records
+
+
+def shard_counts(records: dict[Path, dict]) -> dict[int, list[str]]:
+    """The numbers of shards the records were written for (an unsharded run: 1), with their file names."""
+    counts: dict[int, list[str]] = {}
+    for path in records:
+        shard = shard_of(path)
+        counts.setdefault(shard.count if shard else 1, []).append(path.name)
+    return counts
+
+
+def check_same_config(records: dict[Path, dict], out_dir: Path) -> dict:
+    """The one resolved config all records hold; a ``ConfigError`` naming the files and the differing keys
+    when they do not agree (merged results would mix two experiments), or when the records were written
+    for different numbers of shards (their cells would overlap)."""
+    (first, reference), *others = records.items()
+    for path, record in others:
+        keys = sorted(diff_keys(reference["config"], record["config"]))
+        if keys:
+            raise ConfigError(f"{out_dir}: {path.name} holds a different config than {first.name} (differs in "
+                              f"{keys[:8]}); results of different configs are never merged. Run every shard with "
+                              "the same config and overrides, or give the odd one its own --out folder.")
+    counts = shard_counts(records)
+    if len(counts) > 1:
+        raise ConfigError(f"{out_dir} mixes runs split into different numbers of shards: "
+                          + "; ".join(f"{n}: {', '.join(names)}" for n, names in sorted(counts.items()))
+                          + ". A folder holds one split of the grid; rerun with the same --shard i/N as before, or "
+                            "use another --out folder.")
+    return reference["config"]
+
+
+def row_key(row: dict) -> tuple:
+    """What makes a row one cell, broad enough for every arm and mix (older rows have neither field)."""
+    return (row["dataset"], float(row["fraction"]), int(row["seed"]), row.get("generator"),
+            float(row.get("ratio") or 0.0), row.get("arm"), row.get("mix"))
+
+
+def read_results(out_dir: Path) -> list[dict]:
+    """Every result row of a run folder: ``results.jsonl`` and each shard's file, in shard order. A cell
+    found in two files is an error naming both (shards of one split never share a cell)."""
+    rows: list[dict] = []
+    seen: dict[tuple, str] = {}
+    for path in record_files(out_dir, "results", "jsonl"):
+        for row in read_jsonl(path):
+            key = row_key(row)
+            if key in seen and seen[key] != path.name:
+                raise ValueError(f"{out_dir}: the cell {key} is in both {seen[key]} and {path.name}; shards of one "
+                                 "run never share a cell, so these files come from different runs. Move one away.")
+            seen[key] = path.name
+            rows.append(row)
+    return rows

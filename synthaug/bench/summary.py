@@ -1,0 +1,65 @@
+"""``summary.md``: what the grid ran, then the tables of ``tables.py`` rendered as Markdown."""
+from __future__ import annotations
+
+from typing import Any
+
+from .analysis import analyze
+from .config import BenchConfig
+from .document import Bullets, Heading, Para, render_markdown
+from .tables import curves_section, selected_section, settings_section, verdict_section
+
+
+def title(cfg: BenchConfig) -> str:
+    return f"{cfg.name}: does synthetic data help the classifier?"
+
+
+def classifier_budget(cfg: BenchConfig) -> str:
+    """The classifier's training budget in words, from whichever budget options the config has (a fixed
+    number of steps, or epochs of real data with a floor in steps and validation every K steps)."""
+    c = cfg.classifier
+    words = {"epochs": "{} epochs of real data", "steps": "{} steps", "min_steps": "at least {} steps",
+             "eval_every": "validation every {} steps (the best checkpoint kept)"}
+    parts = [text.format(getattr(c, name)) for name, text in words.items() if getattr(c, name, None) is not None]
+    return ", ".join(parts) + f" x batch {c.batch_size}"
+
+
+def mixes(rows: list[dict]) -> str:
+    """How the synthetic arms of a run mixed (rows without ``mix`` replaced: the only way there was)."""
+    found = sorted({r.get("mix") or "replace" for r in rows if r.get("generator") is not None})
+    return " and ".join(f"`{m}`" for m in found) or "none"
+
+
+def _setup(rows: list[dict], cfg: BenchConfig, analysis: dict) -> Bullets:
+    """What every arm shared, and how the ratio is selected and the verdict read."""
+    primary = cfg.primary_metric
+    gens = ", ".join(f"`{g.key}` ({g.name}, {g.train.steps} steps)" for g in cfg.generators) or "none"
+    positives = sorted({str(r.get("positive_class")) for r in rows})
+    controls = ("; a real-only control given as many draws as each additive arm (`real-matched`)"
+                if analysis.get("controls") else "")
+    return Bullets([
+        f"data: {', '.join(f'`{d.name}` at {d.image_size} px' for d in cfg.datasets)}; split by patient "
+        f"{cfg.datasets[0].split}; real training fractions (of the training patients) {cfg.fractions}",
+        f"classifier: `{cfg.classifier.model}` from scratch, {classifier_budget(cfg)} by the same rule in every arm, "
+        f"augmentation `{cfg.classifier.augment}` in every arm, the same initial weights per seed",
+        f"generators: {gens}; each trained per data set, fraction and seed on that cell's training patients only",
+        f"synthetic ratios {cfg.synthetic.ratios} ({cfg.synthetic.label_distribution} labels), mixed by "
+        f"{mixes(rows)}{controls}; the ratio is **selected on the validation patients** ({primary}, mean over seeds; "
+        "ties: the smaller ratio) and only the selected one is scored on test below",
+        f"seeds {cfg.seeds}; positive class for binary metrics: {', '.join(positives)}",
+        f"{analysis['interval']}; {analysis['correction']}: \"helps\" / \"hurts\" by the sign of the difference, "
+        "else \"no significant difference\"; \"too few distinct values\" when every paired difference is the same; "
+        "\"validation chose no synthetic\" when ratio 0 won on validation",
+    ])
+
+
+def summarize(rows: list[dict], cfg: BenchConfig, *, analysis: dict | None = None) -> str:
+    """Markdown: the verdict per data set, fraction, generator and mix (ratio selected on validation,
+    scored on test), the best validation step per arm (when the rows carry learning curves), every
+    setting with its validation and test differences, and all metrics of the selected settings."""
+    analysis = analysis or analyze(rows, cfg)
+    blocks: list[Any] = [Heading(title(cfg), 1)]
+    if not rows:
+        return render_markdown(blocks + [Para("No finished results yet.")])
+    blocks += [_setup(rows, cfg, analysis), *verdict_section(analysis, len(cfg.seeds)), *curves_section(analysis),
+               *settings_section(analysis), *selected_section(analysis)]
+    return render_markdown(blocks)
