@@ -284,6 +284,16 @@ def _augment(augment: StandardAugment | None, images: torch.Tensor, sampler: Glo
     return torch.cat([out, more])
 
 
+def _loader(dataset: Dataset, extra: Dataset | None, extra_per_batch: int, *, batch_size: int, steps: int, seed: int,
+            num_workers: int, accelerator: Any) -> tuple[GlobalBatchSampler, DataLoader]:
+    """This process's batches: items of ``dataset``, then (additive mixing) items of ``extra``."""
+    sampler = GlobalBatchSampler(len(dataset), batch_size, steps=steps, seed=seed, rank=accelerator.process_index,
+                                 world=accelerator.num_processes, extra=0 if extra is None else len(extra),
+                                 extra_per_batch=extra_per_batch if extra is not None else 0)
+    data = dataset if extra is None else ConcatDataset([dataset, extra])
+    return sampler, DataLoader(data, batch_sampler=sampler, num_workers=num_workers)
+
+
 def fit_classifier(
     model: torch.nn.Module,
     dataset: Dataset,
@@ -328,11 +338,8 @@ def fit_classifier(
         raise ValueError("cannot train a classifier on an empty data set")
     if eval_every is not None:
         check_int(eval_every, "eval_every", "fit_classifier", minimum=1, hint="or None: validate at the last step only")
-    sampler = GlobalBatchSampler(len(dataset), batch_size, steps=steps, seed=seed, rank=accelerator.process_index,
-                                 world=accelerator.num_processes, extra=0 if extra is None else len(extra),
-                                 extra_per_batch=extra_per_batch if extra is not None else 0)
-    data = dataset if extra is None else ConcatDataset([dataset, extra])
-    loader = DataLoader(data, batch_sampler=sampler, num_workers=num_workers)
+    sampler, loader = _loader(dataset, extra, extra_per_batch, batch_size=batch_size, steps=steps, seed=seed,
+                              num_workers=num_workers, accelerator=accelerator)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     # stepped by hand, once per optimizer step: a scheduler given to accelerator.prepare() steps once per

@@ -69,7 +69,10 @@ def _data_overrides(args: argparse.Namespace) -> list[str]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .data import dataset_short_name
 
-    cfg = load_config(TrainConfig, args.config, [*args.set, *_data_overrides(args)])
+    from .presets import config_file
+
+    path = config_file(config=args.config, preset=args.preset, kind="generators")
+    cfg = load_config(TrainConfig, path, [*args.set, *_data_overrides(args)])
     out_dir = Path(args.out or cfg.out_dir.format(generator=cfg.generator.name, data=dataset_short_name(cfg.data.name),
                                                   seed=cfg.seed))
     if args.dry_run:
@@ -216,6 +219,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import check_training_options, evaluate_generator, format_report
     from .pool import load_pool
 
+    gate = _evaluate_gate(args)  # its thresholds are checked before anything is loaded
     source = load_pool(args.pool) if args.pool else load_generator(args.checkpoint)
     trained_from = args.checkpoint or source.meta.get("checkpoint")  # a pool records the checkpoint it came from
     asked = {"data": args.data, "seed": args.seed, "train_fraction": args.train_fraction, "image_size": args.image_size}
@@ -231,12 +235,28 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
               "was trained on this split's training patients only", file=sys.stderr)
     result = evaluate_generator(source, splits, n=args.n, seed=args.seed, cas=not args.no_cas,
                                 cas_images=args.cas_images, out_dir=args.out, cache_dir=args.cache,
-                                dataset_key=args.data,
+                                dataset_key=args.data, gate=gate,
                                 recipe={k: v for k, v in (("model", args.classifier), ("steps", args.classifier_steps))
-                                        if v is not None})
-    print(format_report(result))
+                                        if v is not None},
+                                **{k: v for k, v in (("cas_seeds", args.cas_seeds), ("cas_epochs", args.cas_epochs))
+                                   if v is not None})
+    print(format_report(result))  # with the gate's verdict; rejected or not, the command succeeds
     print(f"\nwrote {Path(args.out) / 'quality.json'}, memorization_pairs.png and nearest_train.csv")
     return 0
+
+
+def _evaluate_gate(args: argparse.Namespace):
+    """``--gate`` (a threshold implies it) as a ``GateConfig``, or None."""
+    from .quality.gate import DEFAULT_MIN_CLASS_RATIO, DEFAULT_MIN_RATIO, GateConfig, check_gate_options
+
+    if not (args.gate or args.min_ratio is not None or args.min_class_ratio is not None):
+        return None
+    if args.no_cas:
+        raise ConfigError("--gate judges CAS: drop --no-cas")
+    min_ratio = DEFAULT_MIN_RATIO if args.min_ratio is None else args.min_ratio
+    min_class_ratio = DEFAULT_MIN_CLASS_RATIO if args.min_class_ratio is None else args.min_class_ratio
+    check_gate_options(min_ratio, min_class_ratio, owner="evaluate --gate")
+    return GateConfig(min_ratio=min_ratio, min_class_ratio=min_class_ratio)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -336,7 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train a generator on the training patients of a data set")
-    t.add_argument("--config", required=True, help="YAML, e.g. configs/generators/cvae-malaria.yaml")
+    from .presets import list_presets
+
+    t_source = t.add_mutually_exclusive_group(required=True)
+    t_source.add_argument("--preset", metavar="NAME", help="a generator preset installed with synthaug, e.g. "
+                          f"cvae-malaria ({', '.join(list_presets('generators'))})")
+    t_source.add_argument("--config", metavar="FILE", help="YAML, e.g. configs/generators/cvae-malaria.yaml")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry")
     t.add_argument("--out", help="output folder (default: out_dir of the config)")
     t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
@@ -397,6 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="folder for quality.json, memorization_pairs.png, nearest_train.csv")
     ev.add_argument("--no-cas", action="store_true", help="skip CAS (it trains a classifier on synthetic images)")
     ev.add_argument("--cas-images", type=int, help="synthetic images for CAS (default: as many as training images)")
+    ev.add_argument("--cas-seeds", type=int, help="classifiers per CAS side, paired by seed (default: 3)")
+    ev.add_argument("--cas-epochs", type=float, help="passes over its training images of each CAS classifier, at "
+                                                     "least --classifier-steps (default: 10)")
+    ev.add_argument("--gate", action="store_true",
+                    help="quality gate: reject the generator when its CAS ratio or its weakest class's recall ratio "
+                         "(on validation patients) is below the thresholds; printed and recorded in quality.json")
+    ev.add_argument("--min-ratio", type=float,
+                    help="gate: least CAS / real-trained score (default: 0.8; implies --gate)")
+    ev.add_argument("--min-class-ratio", type=float,
+                    help="gate: least recall ratio of the weakest class (default: 0.6; implies --gate)")
     ev.add_argument("--cache", help="feature extractor cache (default: $SYNTHAUG_CACHE/extractors)")
     ev.add_argument("--classifier", help="timm model of the feature extractor and CAS (default: test_resnet)")
     ev.add_argument("--classifier-steps", type=int, help="its training steps at batch 64 (default: 300)")
@@ -419,6 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("run_dir", help="the folder benchmarks/run.py wrote, e.g. runs/malaria-quick")
     rp.add_argument("--out", help="write the report here (default: the run folder)")
     rp.set_defaults(func=_cmd_report)
+
+    from .bench import launch as bench_launch
+
+    bn = sub.add_parser("bench", help="the benchmark, real only vs real + synthetic: a packaged preset or a YAML file",
+                        description="Run the benchmark without the repository: synthaug bench --preset malaria-quick "
+                                    "(under several processes: accelerate launch -m synthaug.cli bench ...)")
+    bench_launch.add_arguments(bn)
+    bn.set_defaults(func=bench_launch.run)
 
     ls = sub.add_parser("list", help="list registered generators")
     ls.add_argument("pattern", nargs="?", default="*")

@@ -194,7 +194,7 @@ def test_every_arm_records_its_draws_curve_and_best_step(tiny_splits):
     assert base["classifier_steps"] == matched["classifier_steps"] == synth["classifier_steps"] == 10  # 2 x 40 / 8
     assert (base["mix"], matched["mix"], synth["mix"]) == (None, "additive", "additive")
     assert base["real_draws"] == synth["real_draws"] == 80 and base["synthetic_draws"] == 0
-    assert synth["synthetic_draws"] == 40 and synth["synthetic_items"] == 20  # 4 a batch; 0.5 x 40 items
+    assert synth["synthetic_draws"] == 40 and synth["synthetic_items"] == 8  # 4 a batch; pool_size items
     assert matched["real_draws"] == synth["real_draws"] + synth["synthetic_draws"] and matched["synthetic_draws"] == 0
     for r in rows.values():
         assert [s for s, _ in r["curve"]] == [2, 4, 6, 8, 10] and r["best_step"] in (2, 4, 6, 8, 10)
@@ -212,6 +212,9 @@ def test_replace_arm_counts_its_synthetic_draws(tiny_splits):
     cell = Cell("malaria-32px", 1.0, 0, "cvae-tiny", 0.5)
     data = arm_data(cfg, tiny_splits, cell, gen)
     assert data.extra is None and len(data.dataset) == 80 and data.synthetic_items == 40
+    additive = bench_config(ratios=[0.5], mix="additive", pool_size=None)
+    extra = arm_data(additive, tiny_splits, cell, gen).extra
+    assert len(extra) == 20 and sorted(np.bincount([label for _, label in extra])) == [10, 10]  # 0.5 x 40, matched
     out = train_and_evaluate(cfg, tiny_splits, cell, 1, LocalAccelerator(), gen)
     f = out["fields"]
     assert f["mix"] == "replace" and f["real_draws"] + f["synthetic_draws"] == 10 * 8 and 0 < f["synthetic_draws"] < 80
@@ -266,7 +269,7 @@ def test_additive_synthetic_appends_to_every_real_batch():
         extra.extend(normalize(images), labels)
 
 
-def test_the_additive_example_in_benchmark_md_runs(monkeypatch, tmp_path):
+def test_the_additive_example_in_benchmark_md_runs(monkeypatch, tmp_path, data_root, capsys):
     """The short example of docs/benchmark.md (the block after 'Additive mixing in your own loop')."""
     text = DOC.read_text()
     block = re.search(r"Additive mixing in your own loop.*?```python\n(.*?)```", text, flags=re.S)
@@ -277,4 +280,6 @@ def test_the_additive_example_in_benchmark_md_runs(monkeypatch, tmp_path):
     code = block.group(1).replace("runs/cvae-malaria/checkpoint", str(tmp_path / "cvae" / "checkpoint"))
     code = re.sub(r"^STEPS = \d+$", "STEPS = 2", code, flags=re.M)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SYNTHAUG_DATA", str(data_root))
     exec(compile(code, "benchmark.md", "exec"), {"__name__": "__doc_example__"})
+    assert "2 steps, 32 synthetic cells appended" in capsys.readouterr().out

@@ -208,6 +208,20 @@ def test_the_baseline_stands_in_for_ratio_0_when_no_row_holds_it():
     assert "| 0 (real only) |" in summarize(rows, cfg, analysis=a)
 
 
+def test_the_baseline_as_ratio_0_has_no_seed_the_synthetic_arms_lack():
+    """A partial run: the baseline finished seed 2, the generator did not. Ratio 0 must not win for being
+    the only candidate with three seeds."""
+    cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    cfg.synthetic.ratios = [0.0, 0.3]
+    rows = [_row(1.0, 2, None, 0.0, 0.8, 0.8)]
+    for s in range(2):
+        rows += [_row(1.0, s, None, 0.0, 0.6 + 0.1 * s, 0.6), _row(1.0, s, "cvae-tiny", 0.3, 0.7 + 0.1 * s, 0.7)]
+    a = analyze(rows, cfg)
+    (zero,) = [e for e in a["settings"] if e["ratio"] == 0]
+    assert zero["seeds"] == [0, 1] and not zero["selected"]
+    assert a["verdicts"][0]["ratio"] == 0.3
+
+
 def _curve(peak_step: int, last: int = 400) -> list[list[float]]:
     return [[step, 0.9 - abs(step - peak_step) / 1000] for step in range(100, last + 1, 100)]
 
@@ -293,3 +307,17 @@ def test_two_processes_give_the_metrics_of_one(tmp_path, data_root, malaria32):
         for part in ("val", "test"):
             for metric, value in one[part].items():
                 assert two[part][metric] == pytest.approx(value, abs=2e-3), (key, part, metric)
+
+
+def test_the_stronger_control_is_chosen_on_validation_not_on_test():
+    """The matched control is better on validation but worse on test: it is still the reference (no test-based choice)."""
+    cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    rows = []
+    for s in range(3):
+        base = 0.6 + 0.1 * s
+        rows += [_row(1.0, s, None, 0.0, base, base),
+                 _row(1.0, s, None, 0.3, base + 0.05, base - 0.05 + [0.0, 0.004, -0.003][s], arm="real-matched"),
+                 _row(1.0, s, "cvae-tiny", 0.3, base + 0.01, base + 0.01 + [0.001, -0.002, 0.002][s], mix="additive")]
+    (v,) = analyze(rows, cfg)["verdicts"]
+    assert v["reference"] == "real-matched"
+    assert v["diff"] is v["diff_matched"]

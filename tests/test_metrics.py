@@ -211,12 +211,21 @@ def test_evaluate_a_copying_pool_memorizes_and_its_cas_matches_real(extractor, s
     # largest 0.009 (100 steps and one seed gave sd 0.054, largest 0.115). 0.03 is about 7 sd.
     assert abs(cas["cas"] - cas["real_score"]) < 0.03, cas
     assert set(cas["synthetic"]["per_class_recall"]) == set(small.classes)
+    # scored on the validation patients (all of them), never on test; per class by name, and its ratio
+    assert cas["split"] == "val"
+    assert cas["val_items"] == cas["synthetic"]["items"] == cas["real"]["items"] == len(small.val)
+    assert cas["class_recall"] == cas["synthetic"]["per_class_recall"]
+    assert cas["real_class_recall"] == cas["real"]["per_class_recall"]
+    assert set(cas["class_recall_ratio"]) == set(small.classes)
+    assert all(0.8 < r < 1.25 for r in cas["class_recall_ratio"].values()), cas["class_recall_ratio"]
+    assert result["gate"] is None  # not asked for
     saved = json.loads((tmp_path / "quality.json").read_text())
     assert saved == result
     assert (tmp_path / "memorization_pairs.png").stat().st_size > 1000
     assert len((tmp_path / "nearest_train.csv").read_text().splitlines()) == result["n"] + 1
     report = format_report(result)
     assert "CAS" in report and "real val (reference)" in report and "per seed" in report
+    assert f"on {len(small.val)} real validation images" in report and "(ratio " in report
 
 
 def test_evaluate_noise_scores_chance_cas_and_no_precision(extractor, small):

@@ -114,3 +114,25 @@ def test_a_torn_results_line_is_skipped_and_later_rows_stay_readable(tmp_path):
     append_jsonl(path, {"seed": 0, "arm": "synthetic"})  # the rerun appends the cell again
     with pytest.warns(UserWarning, match="line 2"):
         assert read_jsonl(path) == [{"seed": 0, "arm": "real"}, {"seed": 0, "arm": "synthetic"}]
+
+
+def test_presets_budget_rules_old_and_v2():
+    """Old presets keep their fixed steps; the v2 preset budgets epochs of real data with a floor, validates,
+    mixes additively with ratio 0 in the grid and its real-matched controls; both survive config.json."""
+    from pathlib import Path
+
+    from synthaug.bench import BenchConfig, plan
+    from synthaug.config import to_dict
+
+    presets = Path(__file__).resolve().parents[1] / "configs" / "bench"
+    old = load_config(BenchConfig, presets / "malaria-lowdata.yaml")
+    assert old.classifier.epochs is None and old.classifier.budget(226) == old.classifier.budget(18_141) == 250
+    assert old.synthetic.mix == "replace" and not old.synthetic.matched and old.classifier.bn == "recompute"
+    v2 = load_config(BenchConfig, presets / "malaria-lowdata-v2.yaml")
+    c = v2.classifier
+    assert c.steps is None and c.budget(226) == c.min_steps == 300 and c.budget(18_141) == 1134  # ceil(4 * 18141 / 64)
+    assert c.eval_every and c.bn == "recompute"
+    assert v2.synthetic.mix == "additive" and v2.synthetic.matched and 0 in v2.synthetic.ratios
+    arms = [cell.arm for cell in plan(v2)]
+    assert arms.count("real") == 15 and arms.count("real-matched") == 45 and arms.count("synthetic") == 90
+    assert from_dict(BenchConfig, to_dict(v2)) == v2  # what config.json holds rebuilds the same config

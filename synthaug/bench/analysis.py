@@ -147,12 +147,17 @@ def _ratio_zero_from_baseline(cfg: BenchConfig, groups: _Groups, settings: list[
     stands in as each family's ratio-0 candidate, so validation can switch synthetic off."""
     if 0.0 not in [float(r) for r in getattr(cfg.synthetic, "ratios", [])]:
         return []
-    families = {(e["dataset"], e["fraction"], e["generator"], e["mix"]) for e in settings}
+    families: dict[tuple, set[int]] = {}
+    for e in settings:
+        families.setdefault((e["dataset"], e["fraction"], e["generator"], e["mix"]), set()).update(e["seeds"])
     have = {(e["dataset"], e["fraction"], e["generator"], e["mix"]) for e in settings if e["ratio"] == 0}
     out = []
-    for d, f, g, mix in sorted(families - have):
-        if groups.base.get((d, f)):
-            out.append(_setting((d, f, g, mix, 0.0), groups.base[(d, f)], groups, from_baseline=True))
+    for (d, f, g, mix), seeds in sorted(families.items()):
+        # only the seeds the family's synthetic arms reached: in a partial run the baseline's extra seeds
+        # must not make ratio 0 the one "complete" candidate
+        base = {s: r for s, r in groups.base.get((d, f), {}).items() if s in seeds}
+        if (d, f, g, mix) not in have and base:
+            out.append(_setting((d, f, g, mix, 0.0), base, groups, from_baseline=True))
     return out
 
 
@@ -171,12 +176,13 @@ def _select_on_validation(family: list[dict], primary: str) -> dict | None:
 
 
 def reference_of(setting: dict, primary: str) -> str:
-    """The control a setting's verdict is read against: the stronger (higher mean test score over the
-    paired seeds) of the baseline and its real-matched control. Picking the stronger on test can only
-    make "helps" harder to reach, so it does not favour synthetic data."""
+    """The control a setting's verdict is read against: the stronger (higher mean *validation* score over
+    the paired seeds) of the baseline and its real-matched control. Like every other choice of the
+    protocol it is made on validation patients, so the test verdict is not read against a control
+    picked for its test score (which would make "hurts" easier to reach as much as "helps" harder)."""
     if setting["matched"] is None:
         return "real only"
-    base, matched = setting["baseline"]["test"][primary]["mean"], setting["matched"]["test"][primary]["mean"]
+    base, matched = setting["baseline"]["val"][primary]["mean"], setting["matched"]["val"][primary]["mean"]
     return "real-matched" if not math.isnan(matched) and (math.isnan(base) or matched > base) else "real only"
 
 

@@ -181,14 +181,15 @@ def arm_data(cfg: BenchConfig, splits, cell: Cell, gen: Any = None) -> ArmData:
 
 def additive_items(gen: Any, real: Dataset, classes: list[str], *, ratio: float, seed: int,
                    label_distribution: Any, pool_size: int | None) -> Dataset:
-    """``round(ratio * len(real))`` synthetic items (at least one) whose labels follow ``label_distribution``
-    (``match``: the real class frequencies), so the extra stream passes over them as often as the real
-    stream passes over the real items; ``pool_size`` distinct images (null: one per item)."""
-    total = max(1, round(ratio * len(real)))
+    """The synthetic items an additive arm draws its extras from, one image each, labels by
+    ``label_distribution`` (``match``: the real class frequencies): ``pool_size`` of them, or without a pool
+    size ``round(ratio * len(real))`` (at least one), so the extra stream passes over them as often as the
+    real stream passes over the real items."""
+    total = pool_size if pool_size is not None else max(1, round(ratio * len(real)))
     weights = class_weights(label_distribution, num_classes=len(classes), classes=classes,
                             real_targets=np.asarray(real.targets))
     counts = largest_remainder(total, weights)
-    mixed = SyntheticDataset(gen, None, real=real, seed=seed, pool_size=pool_size,
+    mixed = SyntheticDataset(gen, None, real=real, seed=seed,
                              label_distribution=ClassQuotas({i: int(n) for i, n in enumerate(counts)}))
     return Subset(mixed, range(mixed.num_real, len(mixed)))  # the synthetic items only
 

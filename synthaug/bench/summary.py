@@ -14,13 +14,20 @@ def title(cfg: BenchConfig) -> str:
 
 
 def classifier_budget(cfg: BenchConfig) -> str:
-    """The classifier's training budget in words, from whichever budget options the config has (a fixed
-    number of steps, or epochs of real data with a floor in steps and validation every K steps)."""
+    """The classifier's training budget in words: a fixed number of steps, or epochs of real data (with a
+    floor in steps); validation every K steps with the best checkpoint kept; the BatchNorm rule. Options a
+    config does not have (older runs) are left out."""
     c = cfg.classifier
-    words = {"epochs": "{} epochs of real data", "steps": "{} steps", "min_steps": "at least {} steps",
-             "eval_every": "validation every {} steps (the best checkpoint kept)"}
-    parts = [text.format(getattr(c, name)) for name, text in words.items() if getattr(c, name, None) is not None]
-    return ", ".join(parts) + f" x batch {c.batch_size}"
+    epochs, floor = getattr(c, "epochs", None), getattr(c, "min_steps", 0)
+    text = (f"{epochs:g} epochs of real data" + (f" (at least {floor} steps)" if floor else "")
+            if epochs is not None else f"{c.steps} steps") + f" x batch {c.batch_size}"
+    if getattr(c, "eval_every", None):
+        text += f", validation every {c.eval_every} steps (the best checkpoint kept)"
+    bn = getattr(c, "bn", None)
+    if bn:
+        text += (", BatchNorm statistics recomputed on real training images" if bn == "recompute"
+                 else f", BatchNorm `{bn}`")
+    return text
 
 
 def mixes(rows: list[dict]) -> str:

@@ -92,8 +92,8 @@ def verdict_section(analysis: dict, n_seeds: int) -> list[Any]:
 
 def _verdict_note(analysis: dict, matched: bool) -> str:
     against = ("the stronger of the two real-only arms (`against`: the real-only baseline, or the real-matched "
-               "control given as many draws as the additive arm; the stronger by mean test score over the paired "
-               "seeds, which can only make \"helps\" harder)" if matched else "the real-only baseline")
+               "control given as many draws as the additive arm; the stronger by mean validation score over the "
+               "paired seeds)" if matched else "the real-only baseline")
     return (f"Difference: real + synthetic minus {against}, paired by seed; the real-only columns are over the same "
             f"paired seeds as the synthetic arm. {analysis.get('correction', 'Holm across the verdict rows')}; "
             "rows where validation chose ratio 0 (\"validation chose no synthetic\"), with too few seeds or with "

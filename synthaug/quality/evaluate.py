@@ -2,7 +2,9 @@
 
 Draw synthetic images in the training split's class frequencies, embed them once with the feature extractor,
 then FID/KID/precision/recall (against as many real training images per class, and the real validation
-images as the reference scale), the memorization audit and CAS; write quality.json and the audit's files.
+images as the reference scale), the memorization audit (calibrated on validation patients), CAS (scored on
+validation patients) and, when asked, the quality gate; write quality.json and the audit's files. No number
+here touches a test patient: those are kept for the benchmark's final verdicts.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from ..checks import check_int
 from .cas import DEFAULT_EPOCHS, DEFAULT_SEEDS, check_cas_options, classification_accuracy_score
 from .distribution import fidelity_metrics
 from .features import FeatureExtractor, get_feature_extractor, train_features, training_fingerprint
+from .gate import GateConfig
 from .memorization import (check_audit_options, closest_pairs, memorization_audit, save_closest_pairs,
                            write_nearest_csv)
 from .recipe import budget_steps, classifier_recipe
@@ -88,7 +91,7 @@ def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- the parts of the evaluation
 def _check_options(*, n: Any, cas_images: Any, pairs: Any, k: Any, quantile: Any, calibration_size: Any,
-                   cas_seeds: Any, cas_epochs: Any) -> None:
+                   cas_seeds: Any, cas_epochs: Any, cas: bool, gate: Any) -> None:
     """Every option, checked before anything is trained."""
     check_int(n, "n", OWNER, minimum=2, hint="the number of synthetic images, e.g. 1000")
     if cas_images is not None:
@@ -97,6 +100,10 @@ def _check_options(*, n: Any, cas_images: Any, pairs: Any, k: Any, quantile: Any
     check_int(k, "k", OWNER, minimum=1, hint="the neighbours of precision/recall; the paper uses 3")
     check_audit_options(quantile, calibration_size, OWNER)
     check_cas_options(cas_seeds, cas_epochs, OWNER)
+    if gate is not None and not isinstance(gate, GateConfig):
+        raise TypeError(f"{OWNER}: gate={gate!r}: give a synthaug.quality.GateConfig (or None for no gate)")
+    if gate is not None and gate.enabled and not cas:
+        raise ValueError(f"{OWNER}: the quality gate judges CAS, and cas=False; measure CAS or drop the gate")
 
 
 def _extractor_of(splits, extractor: FeatureExtractor | None, *, dataset_key: str | None, seed: int,
@@ -186,7 +193,7 @@ def evaluate_generator(source: Any, splits, *, n: int = 1000, seed: int | None =
                        out_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
                        dataset_key: str | None = None, recipe: dict[str, Any] | None = None, k: int = 3,
                        quantile: float = 0.05, calibration_size: int = 2000, exclude_same_patient: bool = False,
-                       pairs: int = 16, positive: int | None = None) -> dict[str, Any]:
+                       pairs: int = 16, positive: int | None = None, gate: GateConfig | None = None) -> dict[str, Any]:
     """Sample quality of a generator (or a pool) against the real training patients of ``splits``.
 
     - ``n`` synthetic images with the class frequencies of the training split (a pool: ``n`` of its
@@ -197,14 +204,16 @@ def evaluate_generator(source: Any, splits, *, n: int = 1000, seed: int | None =
     - the memorization audit against all training images (``memorization_audit``);
     - ``cas=True``: CAS with ``cas_images`` synthetic images (default: as many as real training images) and
       the extractor's recipe, each classifier trained ``cas_epochs`` epochs (at least the recipe's steps)
-      with ``cas_seeds`` seeds, beside the real-trained classifiers (``classification_accuracy_score``).
+      with ``cas_seeds`` seeds, beside the real-trained classifiers (``classification_accuracy_score``), all
+      scored on the real validation patients;
+    - ``gate``: ``GateConfig``; its verdict on CAS (``quality_gate``) is ``gate`` in the result (None without).
 
     ``extractor``: default ``get_feature_extractor(splits, cache_dir=..., **recipe)``. ``out_dir``: writes
     ``quality.json``, ``memorization_pairs.png`` and ``nearest_train.csv``. Returns the dict of quality.json.
     """
     t0 = time.time()
     _check_options(n=n, cas_images=cas_images, pairs=pairs, k=k, quantile=quantile, calibration_size=calibration_size,
-                   cas_seeds=cas_seeds, cas_epochs=cas_epochs)
+                   cas_seeds=cas_seeds, cas_epochs=cas_epochs, cas=cas, gate=gate)
     source = _as_source(source)
     _check_compatible(source, splits)
     seed = int(seed if seed is not None else splits.info.get("seed", 0))
@@ -228,6 +237,7 @@ def evaluate_generator(source: Any, splits, *, n: int = 1000, seed: int | None =
                                    heldout=val_feats, heldout_labels=splits.val.targets if len(splits.val) else None,
                                    quantile=quantile, calibration_size=calibration_size, seed=seed,
                                    train_groups=splits.train.groups if exclude_same_patient else None)
+        audit["heldout_split"] = "val"
         nearest = audit.pop("nearest_index"), audit.pop("nearest_distance"), audit.pop("flagged")
         order, audit["closest_pairs"] = closest_pairs(nearest[0], nearest[1], labels, splits.train, splits.classes,
                                                       pairs=pairs)
@@ -238,6 +248,7 @@ def evaluate_generator(source: Any, splits, *, n: int = 1000, seed: int | None =
                               cas_images=cas_images, cas_seeds=cas_seeds, cas_epochs=cas_epochs, positive=positive)
     result = _describe(source, splits, extractor, n=int(len(labels)), seed=seed) | {
         "fidelity": fidelity, "reference_heldout": reference, "memorization": audit, "cas": cas_result,
+        "gate": None if gate is None or cas_result is None else gate.apply(cas_result),
         "seconds": {key: round(v, 1) for key, v in timings.items()} | {"total": round(time.time() - t0, 1)}}
     result = json.loads(json.dumps(result, default=_json_default))
     if out_dir is not None:

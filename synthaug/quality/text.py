@@ -40,19 +40,31 @@ def _fidelity_lines(result: dict[str, Any]) -> list[str]:
 def _cas_lines(cas: dict[str, Any]) -> list[str]:
     seeds = cas.get("per_seed") or []
     over = f"mean of {len(seeds)} seeds [95% t-interval]" if len(seeds) > 1 else "1 seed"
-    lines = [f"CAS (balanced accuracy on {cas['test_items']} real test images, {cas['recipe']['model']}, {over}):",
+    # records written before CAS moved to validation were scored on test and say so
+    split = cas.get("split", "test")
+    items = cas.get(f"{split}_items")
+    where = f"{items} real {'validation' if split == 'val' else split} images"
+    lines = [f"CAS (balanced accuracy on {where}, {cas['recipe']['model']}, {over}):",
              f"  synthetic-trained {fmt(cas['cas'])}{_interval(cas.get('cas_ci'))} ({cas.get('steps')} steps) vs "
              f"real-trained {fmt(cas['real_score'])}{_interval(cas.get('real_ci'))} ({cas.get('real_steps')} steps), "
              f"ratio {fmt(cas['ratio'], '.2f')}"]
     if len(seeds) > 1:
         lines.append("  per seed (synthetic vs real): " + "; ".join(
             f"{s['seed']}: {fmt(s['cas'])} vs {fmt(s['real_score'])}" for s in seeds))
+    ratios = cas.get("class_recall_ratio") or {}
     per = "; ".join(f"{name} {fmt(cas['synthetic']['per_class_recall'][name])} vs "
-                    f"{fmt(cas['real']['per_class_recall'][name])}" for name in cas["real"]["per_class_recall"])
+                    f"{fmt(cas['real']['per_class_recall'][name])}"
+                    + (f" (ratio {fmt(ratios[name], '.2f')})" if name in ratios else "")
+                    for name in cas["real"]["per_class_recall"])
     lines.append(f"  recall per class (synthetic vs real): {per}")
     if cas.get("note"):
         lines.append(f"  note: {cas['note']}")
     return lines
+
+
+def gate_line(gate: dict[str, Any]) -> str:
+    """The quality gate's verdict in one line, e.g. "quality gate: generator rejected (CAS ratio 0.55 < 0.80; ...)"."""
+    return f"quality gate: {gate['reason']}"
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -67,4 +79,6 @@ def format_report(result: dict[str, Any]) -> str:
     lines += _fidelity_lines(result)
     if result.get("cas"):
         lines += [""] + _cas_lines(result["cas"])
+    if result.get("gate"):
+        lines += ["", gate_line(result["gate"])]
     return "\n".join(lines)
