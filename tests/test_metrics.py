@@ -208,7 +208,9 @@ def test_evaluate_a_copying_pool_memorizes_and_its_cas_matches_real(extractor, s
     assert cas["difference"] == pytest.approx(cas["cas"] - cas["real_score"])
     # The same images as the real training set in another order: CAS and the real score differ by the batch order
     # alone. Measured over 6 orders x 3 seed triples (this data, tiny recipe): mean difference -0.001, sd 0.0044,
-    # largest 0.009 (100 steps and one seed gave sd 0.054, largest 0.115). 0.03 is about 7 sd.
+    # largest 0.009 on the 400 test items CAS used before (100 steps and one seed gave sd 0.054, largest 0.115);
+    # on the 300 validation items it uses now: mean 0.0001, sd 0.0041, largest 0.0064, class recall ratios
+    # 0.98-1.01. 0.03 is about 7 sd.
     assert abs(cas["cas"] - cas["real_score"]) < 0.03, cas
     assert set(cas["synthetic"]["per_class_recall"]) == set(small.classes)
     # scored on the validation patients (all of them), never on test; per class by name, and its ratio
@@ -217,7 +219,7 @@ def test_evaluate_a_copying_pool_memorizes_and_its_cas_matches_real(extractor, s
     assert cas["class_recall"] == cas["synthetic"]["per_class_recall"]
     assert cas["real_class_recall"] == cas["real"]["per_class_recall"]
     assert set(cas["class_recall_ratio"]) == set(small.classes)
-    assert all(0.8 < r < 1.25 for r in cas["class_recall_ratio"].values()), cas["class_recall_ratio"]
+    assert all(0.9 < r < 1.1 for r in cas["class_recall_ratio"].values()), cas["class_recall_ratio"]
     assert result["gate"] is None  # not asked for
     saved = json.loads((tmp_path / "quality.json").read_text())
     assert saved == result
