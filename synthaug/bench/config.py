@@ -15,7 +15,7 @@ from typing import Any
 from ..checks import check_choice, check_float, check_int
 from ..classifier import AUGMENTATIONS, BN_MODES, METRICS
 from ..config import ConfigError, to_dict
-from ..data import load_dataset
+from ..data import dataset_short_name, load_dataset
 from ..data.splits import check_split
 from ..generators import GeneratorTrainConfig
 from ..mixing import extra_per_batch
@@ -35,12 +35,20 @@ class DataConfig:
     split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
     on_bad_file: str = "error"  # or "skip": unreadable files are left out and listed in the run folder
     group_pattern: str | None = None  # folder data sets: regex whose first group is the patient id of a file name
+    group_aliases: dict[str, str] | None = None  # patient id -> group, for ids that name one patient twice
+    channels: int = 3                 # 1 keeps a greyscale folder one channel (MedMNIST keeps its own)
 
     def __post_init__(self) -> None:
         check_split(self.split)
         check_choice(self.on_bad_file, "on_bad_file", "", ("error", "skip"))
         check_float(self.train_fraction, "train_fraction", minimum=0, min_inclusive=False, maximum=1,
                     hint=_FRACTION_HINT)
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise ValueError(f"data.channels={self.channels!r}: use 1 (greyscale) or 3 (RGB)")
+        if self.group_aliases is not None and not (isinstance(self.group_aliases, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.group_aliases.items())):
+            raise ValueError(f"data.group_aliases={self.group_aliases!r}: give a mapping of patient id -> group, "
+                             "e.g. {C47P8thin_Original_Motic: C47P8}")
         if self.group_pattern is not None:
             try:
                 re.compile(self.group_pattern)
@@ -52,12 +60,13 @@ class DataConfig:
         fraction = self.train_fraction if train_fraction is None else train_fraction
         return load_dataset(self.name, root=self.root, image_size=self.image_size, seed=seed,
                             train_fraction=fraction, split=tuple(self.split), on_bad_file=self.on_bad_file,
-                            group_fn=self.group_pattern)
+                            group_fn=self.group_pattern, group_aliases=self.group_aliases, channels=self.channels)
 
     @property
     def key(self) -> str:
-        """How results and folders name this data set: ``malaria-32px``, ``medmnist-breastmnist-28px``."""
-        return f"{self.name.replace(':', '-').replace('/', '_')}-{self.image_size}px"
+        """How results and folders name this data set: ``malaria-32px``, ``medmnist-breastmnist-28px``, or a
+        folder's base name (``DIB-32px``), never a key built from an absolute path."""
+        return f"{dataset_short_name(self.name)}-{self.image_size}px"
 
 
 @dataclass
