@@ -350,11 +350,7 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="synthaug", description="Synthetic data augmentation for medical images.")
-    p.add_argument("--version", action=_VersionAction, help="print the version and exit")
-    sub = p.add_subparsers(dest="cmd", required=True)
-
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a generator on the training patients of a data set")
     from .presets import list_presets
 
@@ -370,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the training in --out from its last checkpoint (same result as an uninterrupted run)")
     t.set_defaults(func=_cmd_train)
 
+
+def _add_sample_command(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sample", help="sample from a generator checkpoint")
     s.add_argument("--checkpoint", required=True, help="folder with config.json and model.safetensors")
     s.add_argument("--n", type=int, default=64)
@@ -381,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pool", help="write a pool folder here (memory-mapped by SyntheticDataset and SyntheticMix)")
     s.set_defaults(func=_cmd_sample)
 
+
+def _add_export_command(sub: argparse._SubParsersAction) -> None:
     x = sub.add_parser("export", help="write samples as PNG files in class folders (the ImageFolder layout)")
     x.add_argument("--checkpoint", required=True, help="folder with config.json and model.safetensors")
     x.add_argument("--n", type=int, required=True, help="number of images, e.g. 1000 (default: balanced classes)")
@@ -393,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "export.json) and same-named files; deletes nothing else")
     x.set_defaults(func=_cmd_export)
 
+
+def _add_data_command(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("data", help="data sets: download, info")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     dl = dsub.add_parser("download", help="download and verify the NIH malaria archive (needs a network)")
@@ -408,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(info)
     d.set_defaults(func=_cmd_data)
 
+
+def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("evaluate", help="sample quality: FID, KID, precision/recall, memorization, CAS")
     source = ev.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="generator checkpoint folder (from synthaug train)")
@@ -437,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--classifier-steps", type=int, help="its training steps at batch 64 (default: 300)")
     ev.set_defaults(func=_cmd_evaluate)
 
+
+def _add_explore_command(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser("explore", help="a local page with sliders over a generator's latent directions")
     ex.add_argument("--checkpoint", required=True, help="folder with config.json and model.safetensors")
     ex.add_argument("--data", help="data set whose training images give a VAE its principal and concept directions, "
@@ -450,11 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     ex.set_defaults(func=_cmd_explore)
 
+
+def _add_report_command(sub: argparse._SubParsersAction) -> None:
     rp = sub.add_parser("report", help="report.html and report.md of a benchmark run folder")
     rp.add_argument("run_dir", help="the folder benchmarks/run.py wrote, e.g. runs/malaria-quick")
     rp.add_argument("--out", help="write the report here (default: the run folder)")
     rp.set_defaults(func=_cmd_report)
 
+
+def _add_bench_command(sub: argparse._SubParsersAction) -> None:
     from .bench import launch as bench_launch
 
     bn = sub.add_parser("bench", help="the benchmark, real only vs real + synthetic: a packaged preset or a YAML file",
@@ -463,9 +473,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench_launch.add_arguments(bn)
     bn.set_defaults(func=bench_launch.run)
 
+
+def _add_list_command(sub: argparse._SubParsersAction) -> None:
     ls = sub.add_parser("list", help="list registered generators")
     ls.add_argument("pattern", nargs="?", default="*")
     ls.set_defaults(func=_cmd_list)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="synthaug", description="Synthetic data augmentation for medical images.")
+    p.add_argument("--version", action=_VersionAction, help="print the version and exit")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _add_train_command(sub)
+    _add_sample_command(sub)
+    _add_export_command(sub)
+    _add_data_command(sub)
+    _add_evaluate_command(sub)
+    _add_explore_command(sub)
+    _add_report_command(sub)
+    _add_bench_command(sub)
+    _add_list_command(sub)
     return p
 
 
