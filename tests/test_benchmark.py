@@ -241,6 +241,23 @@ def test_report_markdown_and_self_contained_html(tiny_run, tmp_path):
     # self-contained: every picture is embedded, nothing is fetched
     assert page.count('src="data:image/png;base64,') == 4
     assert "src=\"http" not in page and "report_files/" not in page
+    # the answer first (issue 15): one sentence from the verdict, then the samples picture
+    (v,) = json.loads((out / "summary.json").read_text())["verdicts"]
+    blocks = md.split("\n\n")
+    assert blocks[0].startswith("# ") and blocks[1].startswith(f"At {v['train_patients'][0]} training patients, ")
+    if v["p_holm"] is None:  # 4 classifier steps may give constant differences: the sentence says what it was
+        assert blocks[1].endswith(f"; {v['verdict']} for cvae-tiny.")
+    else:
+        assert "balanced accuracy" in blocks[1] and "cvae-tiny replace 0.3" in blocks[1]
+        assert f"{v['diff']['mean']:+.3f}" in blocks[1] and "Holm p" in blocks[1] and blocks[1].endswith(".")
+    assert blocks[2].startswith(f"![`{DKEY}-frac0.03-cvae-tiny`: real training cells")
+    assert md.index("](report_files/") == md.index(f"](report_files/{DKEY}-frac0.03-cvae-tiny.png)")
+    # the quality gate of the measured seed beside the verdict, in the summary and the report alike
+    gate = json.loads((out / "quality" / DKEY / "frac0.03" / "seed0" / "cvae-tiny" / "quality.json").read_text())["gate"]
+    assert gate["split"] == "val" and "| verdict | quality gate |" in md
+    (row,) = [line for line in md.splitlines() if line.startswith(f"| {DKEY} | 0.03 | ") and "**" in line]
+    assert ("generator rejected" in row) == (not gate["passed"]) and f"CAS ratio {gate['ratio']:.2f}" in row
+    assert "scored on the real **validation** patients" in md
 
 
 def _tables(markdown: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -321,3 +322,94 @@ def test_the_stronger_control_is_chosen_on_validation_not_on_test():
     (v,) = analyze(rows, cfg)["verdicts"]
     assert v["reference"] == "real-matched"
     assert v["diff"] is v["diff_matched"]
+
+
+# --------------------------------------------------------------------------- the quality gate and the answer
+def _gate_record(generator: str, seed: int, ratio: float, weakest: float = 0.9) -> dict:
+    """A quality record as ``paths.quality_records`` reads it, with the gate of a hand-made CAS record."""
+    from synthaug.quality import quality_gate
+
+    cas = {"ratio": ratio, "cas": 0.88 * ratio, "real_score": 0.88, "split": "val",
+           "class_recall_ratio": {"Parasitized": weakest, "Uninfected": 1.0}}
+    return {"dataset": "malaria-32px", "fraction": 1.0, "generator": generator, "seed": seed,
+            "q": {"cas": cas, "gate": quality_gate(cas)}}
+
+
+def _line_of(md: str, generator: str) -> str:
+    (line,) = [x for x in md.splitlines() if x.startswith("| malaria-32px |") and f"| {generator} |" in x
+               and "**" in x]  # the verdict table's row (the other tables have no bold verdict)
+    return line
+
+
+def test_a_generator_rejected_by_the_quality_gate_is_marked_beside_its_verdict():
+    cfg = config(fractions=[1.0], synthetic={"ratios": [0.3]})  # generators cvae-tiny and big
+    rows = []
+    for s, d in enumerate([0.05, 0.06, 0.04]):
+        base = 0.6 + 0.1 * s
+        rows += [_row(1.0, s, None, 0.0, base, base), _row(1.0, s, "cvae-tiny", 0.3, base + d, base + d),
+                 _row(1.0, s, "big", 0.3, base + d, base + d)]
+    a = analyze(rows, cfg)
+    quality = [_gate_record("cvae-tiny", 0, 0.55), _gate_record("big", 0, 0.91)]  # quality of seed 0 only
+    md = summarize(rows, cfg, analysis=a, quality=quality)
+    rejected, passed = _line_of(md, "cvae-tiny"), _line_of(md, "big")
+    assert "| quality gate |" in md
+    assert "**helps** | **generator rejected** (CAS ratio 0.55) |" in rejected  # the verdict stands, marked
+    assert "rejected" not in passed and "| passed (CAS ratio 0.91) |" in passed
+    assert ("**Rejected**: `cvae-tiny` at fraction 1 (malaria-32px), seed 0: generator rejected (CAS ratio 0.55 < 0.80"
+            in md) and "`big`" not in md.split("**Rejected**")[1].split(".\n")[0]
+    assert "validation** patients" in md and "still trained and benchmarked" in md
+    # one seed of two rejected: still marked, with the count
+    md = summarize(rows, cfg, analysis=a, quality=quality + [_gate_record("cvae-tiny", 1, 0.9)])
+    assert "**generator rejected** in 1 of 2 seeds measured (CAS ratio 0.55) |" in _line_of(md, "cvae-tiny")
+    # a good overall ratio with one class the generator does not draw
+    md = summarize(rows, cfg, analysis=a, quality=[_gate_record("big", 0, 0.91, weakest=0.12)])
+    assert "**generator rejected** (CAS ratio 0.91; Parasitized recall ratio 0.12) |" in _line_of(md, "big")
+    assert "| not measured |" in _line_of(md, "cvae-tiny")
+    # no gate in the records (gate off, or written before it existed): no column, no note
+    plain = summarize(rows, cfg, analysis=a, quality=[{**r, "q": {**r["q"], "gate": None}} for r in quality])
+    assert plain == summarize(rows, cfg, analysis=a) and "quality gate" not in plain
+
+
+def test_the_answer_sentence_reads_the_verdicts():
+    from synthaug.bench.tables import answer
+
+    cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    a = analyze(_additive(matched_gain=0.05, synth_gain=0.05), cfg)  # no gain over the matched control
+    (v,) = a["verdicts"]
+    text = answer(a)
+    assert text.startswith("At 3 training patients, no generator changed balanced accuracy significantly against "
+                           "the stronger real-only control (best: cvae-tiny additive 0.3, ")
+    assert f"{fmt_interval(v['diff']['mean'], v['diff']['lo'], v['diff']['hi'], signed=True)}, Holm p " in text
+    assert text.endswith(f"{v['p_holm']:.3f}).") and re.sub(r"\d\.\d", "", text).count(".") == 1  # one sentence
+    a = analyze(_additive(matched_gain=-0.02, synth_gain=0.05), cfg)  # a weaker control: helps
+    assert answer(a).startswith("At 3 training patients, cvae-tiny additive 0.3 (+0.050 [")
+    assert "improved balanced accuracy significantly against the stronger real-only control." in answer(a)
+    # validation chose ratio 0 for one generator, the other is tested against the real-only baseline
+    cfg = config(fractions=[1.0], synthetic={"ratios": [0.3]})
+    rows = []
+    for s in range(3):
+        base = 0.6 + 0.1 * s
+        rows += [_row(1.0, s, None, 0.0, base, base), _row(1.0, s, "cvae-tiny", 0.0, base, base),
+                 _row(1.0, s, "cvae-tiny", 0.3, base - 0.02, base), _row(1.0, s, "big", 0.3, base - 0.02,
+                                                                          base - [0.05, 0.06, 0.04][s])]
+    text = answer(analyze(rows, cfg))
+    assert text.startswith("At 3 training patients, no generator improved balanced accuracy significantly against "
+                           "the real-only baseline, and big replace 0.3 (-0.050 [")
+    assert text.endswith("lowered it; validation chose no synthetic for cvae-tiny.")
+
+
+def test_quality_records_without_a_gate_are_judged_by_the_runs_gate(tmp_path):
+    """quality.json written before the benchmark passed its gate: the run's gate judges its CAS (validation
+    patients only; a CAS of test patients, from before CAS moved to validation, is never judged)."""
+    from synthaug.bench.paths import quality_dir, quality_records
+
+    cfg = config(fractions=[1.0], seeds=[0, 1, 2], quality={"gate": {"min_ratio": 0.6}})
+    for seed, split in ((0, "val"), (1, "test")):
+        record = _gate_record("big", seed, 0.55)["q"]
+        folder = quality_dir(tmp_path, "malaria-32px", 1.0, seed, "big")
+        folder.mkdir(parents=True)
+        (folder / "quality.json").write_text(json.dumps({"cas": {**record["cas"], "split": split}, "gate": None}))
+    by_seed = {r["seed"]: r["q"]["gate"] for r in quality_records(tmp_path, cfg)}
+    assert by_seed[0]["passed"] is False and by_seed[0]["min_ratio"] == 0.6 and by_seed[1] is None
+    off = config(fractions=[1.0], quality={"gate": {"enabled": False}})
+    assert all(r["q"]["gate"] is None for r in quality_records(tmp_path, off))

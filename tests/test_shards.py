@@ -236,3 +236,32 @@ def test_two_shards_as_two_processes_give_the_results_of_one_run(tmp_path, data_
 
 def read_results_file(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _rewrite_config(path: Path, edit) -> None:
+    record = json.loads(path.read_text())
+    edit(record["config"])
+    path.write_text(json.dumps(record))
+
+
+def test_a_run_written_before_a_neutral_key_existed_resumes_but_not_one_that_ran_differently(tmp_path):
+    """Keys added later whose defaults reproduce the old behaviour (data channels, group aliases, the quality
+    gate, which only annotates) do not make an older run folder "another config"; a changed value, or a
+    missing key whose default changes results (classifier.bn), still does."""
+    cfg = _small()
+    prepare_run_dir(cfg, tmp_path)
+    path = config_path(tmp_path, None)
+
+    def drop_neutral(c):
+        del c["quality"]["gate"]
+        for d in c["datasets"]:
+            del d["channels"], d["group_aliases"]
+
+    _rewrite_config(path, drop_neutral)
+    prepare_run_dir(cfg, tmp_path)  # resumes
+    _rewrite_config(path, lambda c: c["quality"].update(gate={"enabled": True, "min_ratio": 0.9, "min_class_ratio": 0.6}))
+    with pytest.raises(ConfigError, match=r"differs in \['quality.gate.min_ratio'\]"):
+        prepare_run_dir(cfg, tmp_path)
+    _rewrite_config(path, lambda c: (c["quality"].pop("gate"), c["classifier"].pop("bn")))
+    with pytest.raises(ConfigError, match=r"differs in \['classifier.bn'\]"):
+        prepare_run_dir(cfg, tmp_path)

@@ -136,3 +136,24 @@ def test_presets_budget_rules_old_and_v2():
     arms = [cell.arm for cell in plan(v2)]
     assert arms.count("real") == 15 and arms.count("real-matched") == 45 and arms.count("synthetic") == 90
     assert from_dict(BenchConfig, to_dict(v2)) == v2  # what config.json holds rebuilds the same config
+
+
+def test_the_quality_gate_section_of_a_benchmark_config():
+    """``quality.gate`` fills a GateConfig (on by default, survives config.json); a gate without CAS is refused
+    before any work, saying what to change."""
+    from synthaug.bench import BenchConfig
+    from synthaug.config import to_dict
+    from synthaug.quality import GateConfig
+
+    assert from_dict(BenchConfig, {}).quality.gate == GateConfig(enabled=True, min_ratio=0.8, min_class_ratio=0.6)
+    cfg = from_dict(BenchConfig, {"quality": {"gate": {"min_ratio": 0.7, "min_class_ratio": 0.5}}})
+    assert cfg.quality.gate == GateConfig(True, 0.7, 0.5)
+    assert from_dict(BenchConfig, to_dict(cfg)) == cfg  # as a report reads config.json back
+    with pytest.raises(ConfigError, match="quality.gate.enabled is true but quality.cas is false.*gate.enabled: false"):
+        from_dict(BenchConfig, {"quality": {"cas": False}})
+    assert not from_dict(BenchConfig, {"quality": {"cas": False, "gate": {"enabled": False}}}).quality.gate.enabled
+    assert from_dict(BenchConfig, {"quality": {"enabled": False, "cas": False}}).quality.gate.enabled  # nothing measured
+    with pytest.raises(ConfigError, match=r"quality.gate.min_ratio=1.5 must be a number in \[0, 1\]"):
+        from_dict(BenchConfig, {"quality": {"gate": {"min_ratio": 1.5}}})
+    with pytest.raises(ConfigError, match="quality.gate: unknown key 'ratio'"):
+        from_dict(BenchConfig, {"quality": {"gate": {"ratio": 0.5}}})

@@ -126,7 +126,7 @@ def measure_quality(cfg: BenchConfig, data: DataConfig, splits, gen: Any, cell: 
                                           cache_dir=out_dir / "extractors", verbose=False, **recipe)
         result = evaluate_generator(gen, splits, n=q.n, seed=cell.seed, extractor=extractor, cas=q.cas,
                                     cas_images=q.cas_images, out_dir=folder, dataset_key=cell.dataset, recipe=recipe,
-                                    positive=positive)
+                                    positive=positive, gate=q.gate)
     result["extractor"]["trained_on"] = f"all {len(full.train)} training images of seed {cell.seed} (fraction 1)"
     atomic_write_text(folder / "quality.json", json.dumps(result, indent=2))
     return result

@@ -19,6 +19,7 @@ from ..data import dataset_short_name, load_dataset
 from ..data.splits import check_split
 from ..generators import GeneratorTrainConfig
 from ..mixing import extra_per_batch
+from ..quality.gate import GateConfig
 from ..synthetic import check_ratio
 
 # "a fraction of the training patients": said by every message about a real training fraction
@@ -210,19 +211,25 @@ def _check_weights(weights: dict[str, float]) -> None:
 class QualityConfig:
     """Sample quality of every generator the grid trains (``evaluate_generator``): FID, KID,
     precision/recall, memorization audit and CAS, in feature space of a classifier trained on all training
-    patients of the seed (never val or test), cached in ``<run>/extractors``."""
+    patients of the seed (never val or test), cached in ``<run>/extractors``. CAS is scored on the validation
+    patients; ``gate`` judges it (``quality_gate``) and the tables mark a rejected generator beside its verdict."""
 
     enabled: bool = True
     n: int = 500                      # synthetic images compared with as many real training images
-    cas: bool = True                  # train on synthetic only, test on the real test patients
+    cas: bool = True                  # train on synthetic only, score on the real validation patients
     cas_images: int | None = 2000     # synthetic images CAS trains on (null: as many as real training images)
     seeds: list[int] | None = None    # evaluate generators of these seeds only (null: every seed)
     fractions: list[float] | None = None  # ... and of these fractions only (null: every fraction)
     extractor_model: str = "test_resnet"
     extractor_steps: int = 300
+    # reject (annotate, never drop) a generator whose CAS says its images do not carry the classes (issue 13)
+    gate: GateConfig = field(default_factory=GateConfig)
 
     def __post_init__(self) -> None:
         check_int(self.n, "quality.n", minimum=2, hint="compare at least 2 synthetic images, e.g. 500")
+        if self.enabled and self.cas is False and self.gate.enabled:
+            raise ValueError("quality.gate.enabled is true but quality.cas is false: the quality gate judges a "
+                             "generator by its CAS; set quality.gate.enabled: false, or quality.cas: true")
         if self.cas_images is not None:
             check_int(self.cas_images, "quality.cas_images", minimum=1, hint="or null")
         check_int(self.extractor_steps, "quality.extractor_steps", minimum=1)

@@ -44,6 +44,31 @@ def samples_path(out_dir: Path, dataset: str, fraction: float, label: str) -> Pa
     return Path(out_dir) / "samples" / f"{dataset}-frac{fraction:g}-{label}.png"
 
 
+def quality_records(run_dir: Path, cfg: Any) -> list[dict]:
+    """Every ``quality.json`` of the run (``cfg``: its ``BenchConfig``), as ``{"dataset", "fraction", "generator",
+    "seed", "folder", "q"}``: read by the summary (the quality gate beside the verdicts) and the report."""
+    out = []
+    for d in cfg.datasets:
+        for f in cfg.fractions:
+            for g in cfg.generators:
+                for s in cfg.seeds:
+                    path = quality_dir(run_dir, d.key, f, s, g.key) / "quality.json"
+                    if path.is_file():
+                        out.append({"dataset": d.key, "fraction": f, "generator": g.key, "seed": s,
+                                    "folder": path.parent, "q": _with_gate(json.loads(path.read_text()), cfg)})
+    return out
+
+
+def _with_gate(q: dict, cfg: Any) -> dict:
+    """A record measured before the benchmark passed its gate (no ``gate``), judged by the run's gate: the gate
+    is a pure function of the CAS record. Only a CAS of validation patients is judged; an older one (test
+    patients) is not, since the gate must not decide on test patients."""
+    cas, gate = q.get("cas") or {}, getattr(cfg.quality, "gate", None)
+    if q.get("gate") is None and gate is not None and cas.get("split") == "val" and "ratio" in cas:
+        q = {**q, "gate": gate.apply(cas)}
+    return q
+
+
 # --------------------------------------------------------------------------- shards
 @dataclass(frozen=True)
 class Shard:
@@ -149,13 +174,40 @@ def shard_counts(records: dict[Path, dict]) -> dict[int, list[str]]:
     return counts
 
 
+# Keys a config gained after runs were already written, whose defaults reproduce what those runs did (they
+# change no result row): a record without them is the same config. A key whose default changes results (e.g.
+# classifier.bn) is deliberately NOT here, so an older run folder is refused rather than resumed differently.
+NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "datasets.*.channels": 3,
+    "datasets.*.group_aliases": None,
+    "quality.gate": {"enabled": True, "min_ratio": 0.8, "min_class_ratio": 0.6},
+}
+
+
+def with_neutral_defaults(config: dict) -> dict:
+    """``config`` (a resolved config as JSON) with every missing key of ``NEUTRAL_DEFAULTS`` filled in."""
+    out = json.loads(json.dumps(config))
+    for dotted, default in NEUTRAL_DEFAULTS.items():
+        head, *rest = dotted.split(".")
+        parents = out.get(head) if rest and head in out else None
+        if parents is None:
+            continue
+        if rest[0] == "*":
+            targets, key = (p for p in parents if isinstance(p, dict)), rest[1]
+        else:
+            targets, key = ([parents] if isinstance(parents, dict) else []), rest[0]
+        for target in targets:
+            target.setdefault(key, json.loads(json.dumps(default)))
+    return out
+
+
 def check_same_config(records: dict[Path, dict], out_dir: Path) -> dict:
     """The one resolved config all records hold; a ``ConfigError`` naming the files and the differing keys
     when they do not agree (merged results would mix two experiments), or when the records were written
     for different numbers of shards (their cells would overlap)."""
     (first, reference), *others = records.items()
     for path, record in others:
-        keys = sorted(diff_keys(reference["config"], record["config"]))
+        keys = sorted(diff_keys(with_neutral_defaults(reference["config"]), with_neutral_defaults(record["config"])))
         if keys:
             raise ConfigError(f"{out_dir}: {path.name} holds a different config than {first.name} (differs in "
                               f"{keys[:8]}); results of different configs are never merged. Run every shard with "
@@ -166,7 +218,7 @@ def check_same_config(records: dict[Path, dict], out_dir: Path) -> dict:
                           + "; ".join(f"{n}: {', '.join(names)}" for n, names in sorted(counts.items()))
                           + ". A folder holds one split of the grid; rerun with the same --shard i/N as before, or "
                             "use another --out folder.")
-    return reference["config"]
+    return with_neutral_defaults(reference["config"])
 
 
 def row_key(row: dict) -> tuple:

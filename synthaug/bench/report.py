@@ -1,8 +1,9 @@
 """``synthaug report RUN_DIR``: the benchmark's answer as a page people read.
 
 Writes ``report.md`` and ``report.html`` (self-contained: every image embedded) into the output folder
-(default: the run folder), with the pictures in ``report_files/``: the tables of ``summary.md`` (built
-once, in ``tables.py``) with pictures around them — the primary metric against the real training
+(default: the run folder), with the pictures in ``report_files/``: first the answer in one sentence per data
+set (from the verdicts) and one samples picture beside real training cells; then the tables of ``summary.md``
+(built once, in ``tables.py``; the quality gate beside the verdicts) with pictures around them — the primary metric against the real training
 fraction, the paired gain against the synthetic ratio, sample grids beside real training cells — then
 the sample-quality tables and the memorization audit's closest pairs, the resolved config, the versions
 and the wall time of the run.
@@ -25,11 +26,12 @@ from ..utils import atomic_write_text, read_jsonl
 from .analysis import analyze
 from .config import BenchConfig, plan
 from .document import Code, Figure, Heading, Para, render_html, render_markdown
-from .paths import check_same_config, quality_dir, read_config_records, read_results, record_files, shard_of
+from .paths import (check_same_config, quality_records, read_config_records, read_results, record_files,
+                    samples_path, shard_of)
 from .plots import plot_curves, plot_fraction, plot_gain
 from .summary import classifier_budget, mixes, title
-from .tables import (curves_section, group_quality, quality_tables, runs_table, selected_section, settings_section,
-                     verdict_section)
+from .tables import (answer, curves_section, group_quality, quality_tables, runs_table, selected_section,
+                     settings_section, verdict_section)
 
 
 # --------------------------------------------------------------------------- reading the run
@@ -56,20 +58,6 @@ def read_runs(run_dir: Path) -> list[dict]:
     return [r for path in record_files(run_dir, "runs", "jsonl") for r in read_jsonl(path)]
 
 
-def quality_records(run_dir: Path, cfg: BenchConfig) -> list[dict]:
-    """Every ``quality.json`` of the run, as ``{"dataset", "fraction", "generator", "seed", "folder", "q"}``."""
-    out = []
-    for d in cfg.datasets:
-        for f in cfg.fractions:
-            for g in cfg.generators:
-                for s in cfg.seeds:
-                    path = quality_dir(run_dir, d.key, f, s, g.key) / "quality.json"
-                    if path.is_file():
-                        out.append({"dataset": d.key, "fraction": f, "generator": g.key, "seed": s,
-                                    "folder": path.parent, "q": json.loads(path.read_text())})
-    return out
-
-
 def _copy(path: Path, folder: Path, name: str | None = None) -> Path:
     target = folder / (name or path.name)
     if path.resolve() != target.resolve():
@@ -89,15 +77,36 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     files.mkdir(parents=True, exist_ok=True)
     analysis = analyze(rows, cfg)
     runs = read_runs(run_dir)
-    blocks: list[Any] = [Heading(title(cfg), 1), *_intro(run_dir, cfg, rows, runs, analysis),
-                         *verdict_section(analysis, len(cfg.seeds)), *_figures(cfg, analysis, files),
+    quality = quality_records(run_dir, cfg)
+    picture = _lead_picture(run_dir, cfg)
+    blocks: list[Any] = [Heading(title(cfg), 1), *_answer(analysis, picture, files),
+                         *_intro(run_dir, cfg, rows, runs, analysis),
+                         *verdict_section(analysis, len(cfg.seeds), quality), *_figures(cfg, analysis, files),
                          *_curves(analysis, files), *settings_section(analysis), *selected_section(analysis),
-                         *_samples(run_dir, files), *_quality(run_dir, cfg, files),
+                         *_samples(run_dir, files, shown=picture), *_quality(run_dir, cfg, files, quality),
                          *_provenance(cfg, versions, runs, run_dir)]
     md_path, html_path = out / "report.md", out / "report.html"
     atomic_write_text(md_path, render_markdown(blocks, out))
     atomic_write_text(html_path, render_html(blocks, f"{cfg.name}: synthaug report"))
     return md_path, html_path
+
+
+def _lead_picture(run_dir: Path, cfg: BenchConfig) -> Path | None:
+    """The samples picture the report opens with: the first generator's at the largest fraction of the first
+    data set (the most real data, so the best samples the run has), else the first one written, else none."""
+    preferred = samples_path(run_dir, cfg.datasets[0].key, max(cfg.fractions), cfg.generators[0].key)
+    if preferred.is_file():
+        return preferred
+    return next(iter(sorted((run_dir / "samples").glob("*.png"))), None)
+
+
+def _answer(analysis: dict, picture: Path | None, files: Path) -> list[Any]:
+    """The answer first (issue 15): one sentence per data set from the verdicts, then real beside synthetic."""
+    blocks: list[Any] = [Para(answer(analysis) or "No verdict yet: no synthetic arm has finished.")]
+    if picture is not None:
+        blocks.append(Figure(_copy(picture, files), f"`{picture.stem}`: real training cells of each class (rows "
+                                                    "'real') beside the generator's samples of that class"))
+    return blocks
 
 
 def _finished(records: list[dict]) -> list[dict]:
@@ -189,17 +198,21 @@ def _curves(analysis: dict, files: Path) -> list[Any]:
     return blocks
 
 
-def _samples(run_dir: Path, files: Path) -> list[Any]:
+def _samples(run_dir: Path, files: Path, *, shown: Path | None = None) -> list[Any]:
+    """Every samples picture but ``shown`` (the one at the top: embedded once, the page stays small)."""
     blocks: list[Any] = [Heading("Samples beside real training cells")]
+    if shown is not None:
+        blocks.append(Para(f"`{shown.stem}` is shown at the top."))
     for path in sorted((run_dir / "samples").glob("*.png")):
-        blocks.append(Figure(_copy(path, files), f"`{path.stem}`: real training cells of each class (rows "
-                                                 "'real') beside the generator's samples of that class"))
+        if path != shown:
+            blocks.append(Figure(_copy(path, files), f"`{path.stem}`: real training cells of each class (rows "
+                                                     "'real') beside the generator's samples of that class"))
     return blocks
 
 
-def _quality(run_dir: Path, cfg: BenchConfig, files: Path) -> list[Any]:
-    """The sample-quality tables, failures, and the memorization audit's closest pairs."""
-    records = quality_records(run_dir, cfg)
+def _quality(run_dir: Path, cfg: BenchConfig, files: Path, records: list[dict]) -> list[Any]:
+    """The sample-quality tables (``records``: the run's quality records), failures, and the memorization
+    audit's closest pairs."""
     blocks: list[Any] = [Heading("Sample quality")]
     if not records:
         return blocks + [Para("No sample-quality metrics in this run (`quality.enabled` was false, or no generator "
@@ -229,8 +242,9 @@ def _quality_note(q0: dict) -> Para:
         "precision / recall depend on n, so compare rows of equal n); *real val* is the same comparison for real "
         "images of new patients, the scale of a good score. *memorized*: share of samples closer to a training image than the closest "
         f"{q0['memorization']['quantile']:.0%} of training images are to their own neighbours (real val gives "
-        "about that). CAS: balanced accuracy on the real test patients of a classifier trained on synthetic images "
-        "only, beside the same classifier trained on the real images. Mean ± sd over the seeds evaluated.")
+        "about that). CAS: balanced accuracy on the real **validation** patients of a classifier trained on synthetic "
+        "images only, beside the same classifier trained on the real images (the test patients are kept for the "
+        "verdicts; the quality gate beside the verdicts judges this CAS). Mean ± sd over the seeds evaluated.")
 
 
 def _provenance(cfg: BenchConfig, versions: dict, records: list[dict], run_dir: Path) -> list[Any]:

@@ -32,8 +32,8 @@ from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from .analysis import analyze, without_nan
 from .cell import generator_for, measure_quality_or_record, train_and_evaluate, write_samples_png
 from .config import BenchConfig, Cell, DataConfig, GeneratorSpec, plan
-from .paths import (Shard, check_same_config, config_path, diff_keys, read_config_records, read_results, results_path,
-                    runs_path, samples_path, split_path)
+from .paths import (Shard, check_same_config, config_path, diff_keys, quality_records, read_config_records, read_results,
+                    results_path, runs_path, samples_path, split_path, with_neutral_defaults)
 from .summary import summarize
 
 
@@ -46,8 +46,8 @@ def prepare_run_dir(cfg: BenchConfig, out_dir: Path, shard: Shard | None = None)
     own = config_path(out_dir, shard)
     records = read_config_records(out_dir)
     for path, record in records.items():
-        if record["config"] != resolved:
-            diff = sorted(diff_keys(record["config"], resolved))
+        if with_neutral_defaults(record["config"]) != resolved:
+            diff = sorted(diff_keys(with_neutral_defaults(record["config"]), resolved))
             raise ConfigError(f"{out_dir} holds a run of a different config ({path.name} differs in {diff[:8]}); "
                               "finished results there are kept. Use another --out folder, or delete that one to "
                               "start over.")
@@ -268,4 +268,5 @@ def _finish(cfg: BenchConfig, out_dir: Path, shard: Shard | None, *, started: fl
     rows = read_results(out_dir)
     analysis = analyze(rows, cfg)
     atomic_write_text(out_dir / "summary.json", json.dumps(without_nan(analysis), indent=1))
-    atomic_write_text(out_dir / "summary.md", summarize(rows, cfg, analysis=analysis))
+    atomic_write_text(out_dir / "summary.md", summarize(rows, cfg, analysis=analysis,
+                                                        quality=quality_records(out_dir, cfg)))

@@ -59,14 +59,17 @@ def _setup(rows: list[dict], cfg: BenchConfig, analysis: dict) -> Bullets:
     ])
 
 
-def summarize(rows: list[dict], cfg: BenchConfig, *, analysis: dict | None = None) -> str:
+def summarize(rows: list[dict], cfg: BenchConfig, *, analysis: dict | None = None,
+              quality: list[dict] | None = None) -> str:
     """Markdown: the verdict per data set, fraction, generator and mix (ratio selected on validation,
-    scored on test), the best validation step per arm (when the rows carry learning curves), every
-    setting with its validation and test differences, and all metrics of the selected settings."""
+    scored on test; with ``quality``, the run's quality records, the quality gate beside it), the best
+    validation step per arm (when the rows carry learning curves), every setting with its validation and
+    test differences, and all metrics of the selected settings."""
     analysis = analysis or analyze(rows, cfg)
     blocks: list[Any] = [Heading(title(cfg), 1)]
     if not rows:
         return render_markdown(blocks + [Para("No finished results yet.")])
-    blocks += [_setup(rows, cfg, analysis), *verdict_section(analysis, len(cfg.seeds)), *curves_section(analysis),
+    blocks += [_setup(rows, cfg, analysis), *verdict_section(analysis, len(cfg.seeds), quality),
+               *curves_section(analysis),
                *settings_section(analysis), *selected_section(analysis)]
     return render_markdown(blocks)

@@ -1,12 +1,14 @@
 """The benchmark's tables, built once as plain data (``Table`` and the headings and notes around them),
 shown by both ``summary.md`` and the report (which adds pictures around them).
 
+- ``answer``: the verdicts in one sentence per data set (the report opens with it);
 - ``verdict_section``: per data set, fraction, generator and mix, the ratio selected on validation scored on
   test, against the stronger real-only control, with raw and Holm-adjusted p;
 - ``settings_section``: every setting with its validation and test differences;
 - ``selected_section``: all metrics of each selected setting;
 - ``curves_section``: the best validation step of every arm (runs whose rows carry learning curves);
 - ``quality_tables``: sample-quality metrics of the generators, overall and per class;
+- ``gate_cell`` / ``gate_note``: the quality gate beside each verdict, and in words;
 - ``runs_table``: the invocations of the benchmark that made the run folder.
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..classifier import METRICS
-from ..stats import verdict_of
+from ..stats import HELPS, HURTS, verdict_of
 from .analysis import reference_of
 from .document import Heading, Para, Table
 
@@ -66,28 +68,95 @@ def mean_sd(values: list[Any]) -> str:
     return f"{np.mean(xs):.3g}" if len(xs) == 1 else f"{np.mean(xs):.3g} ± {np.std(xs, ddof=1):.2g}"
 
 
+# --------------------------------------------------------------------------- the answer, in one sentence
+def _arm(v: dict, *, where: bool) -> str:
+    """``cvae additive 0.1`` (and ``at 3 training patients`` when the sentence covers several fractions)."""
+    return f"{v['generator']} {v.get('mix', 'replace')} {v['ratio']:g}" + (
+        f" at {span(v['train_patients'])} training patients" if where else "")
+
+
+def _evidence(v: dict) -> str:
+    return f"{fmt_stat(v['diff'], signed=True)}, Holm p {fmt_p(v.get('p_holm'))}"
+
+
+def _names(verdicts: list[dict], *, where: bool) -> str:
+    """The generators of some verdict rows, once each (with their training patients over several fractions)."""
+    names = [v["generator"] + (f" at {span(v['train_patients'])} training patients" if where else "")
+             for v in verdicts]
+    return ", ".join(dict.fromkeys(names))
+
+
+def answer_sentence(verdicts: list[dict], metric: str, *, dataset: str | None = None) -> str:
+    """One data set's verdict rows in one sentence: which generators changed ``metric`` significantly (Holm)
+    against the real-only control, or else the best difference found; then the rows that tested nothing
+    (validation chose no synthetic, too few seeds). E.g. "At 3 training patients, no generator changed balanced
+    accuracy significantly against the stronger real-only control (best: cvae additive 0.1, -0.004 [-0.030,
+    +0.020], Holm p 0.900); validation chose no synthetic for ddpm." ``dataset``: named when the run has several."""
+    fractions = {v["fraction"] for v in verdicts}
+    where = len(fractions) > 1
+    patients = span(sorted({p for v in verdicts for p in v["train_patients"]}))
+    at = (f"at {len(fractions)} training fractions ({patients} training patients)" if where
+          else f"at {patients} training patients")
+    at = (f"On {dataset}, {at}" if dataset else at[0].upper() + at[1:])
+    control = ("the stronger real-only control" if any(v.get("matched") is not None for v in verdicts)
+               else "the real-only baseline")
+    name = metric.replace("_", " ")
+    tested = [v for v in verdicts if v["ratio"] != 0 and not is_missing(v.get("p_holm"))]
+    helps, hurts = ([v for v in tested if v["verdict"] == word] for word in (HELPS, HURTS))
+    listed = " and ".join(f"{_arm(v, where=where)} ({_evidence(v)})" for v in helps or hurts)
+    if helps:
+        clause = f"{listed} improved {name} significantly against {control}"
+        if hurts:
+            clause += " and " + " and ".join(f"{_arm(v, where=where)} ({_evidence(v)})" for v in hurts) + " lowered it"
+    elif hurts:
+        clause = f"no generator improved {name} significantly against {control}, and {listed} lowered it"
+    elif tested:
+        best = max(tested, key=lambda v: v["diff"]["mean"])
+        clause = (f"no generator changed {name} significantly against {control} "
+                  f"(best: {_arm(best, where=where)}, {_evidence(best)})")
+    else:
+        clause = f"no generator could be tested against {control}"
+    untested = [v for v in verdicts if v not in tested]
+    tails = [f"{word} for {_names([v for v in untested if v['verdict'] == word], where=where)}"
+             for word in dict.fromkeys(v["verdict"] for v in untested)]
+    return f"{at}, {clause}" + "".join(f"; {t}" for t in tails) + "."
+
+
+def answer(analysis: dict) -> str:
+    """The run's answer: one ``answer_sentence`` per data set, in the order of the verdicts."""
+    datasets = list(dict.fromkeys(v["dataset"] for v in analysis["verdicts"]))
+    return " ".join(answer_sentence([v for v in analysis["verdicts"] if v["dataset"] == d],
+                                    analysis["primary_metric"], dataset=d if len(datasets) > 1 else None)
+                    for d in datasets)
+
+
 # --------------------------------------------------------------------------- the classifier's results
 def _has_matched(analysis: dict) -> bool:
     return any(v.get("matched") is not None for v in analysis["verdicts"])
 
 
-def verdict_section(analysis: dict, n_seeds: int) -> list[Any]:
+def verdict_section(analysis: dict, n_seeds: int, quality: list[dict] | None = None) -> list[Any]:
     """The verdict of each data set, fraction, generator and mix (the ratio selected on validation, scored
-    on test) with raw and Holm-adjusted p; ``n_seeds``: the seeds of the config, to mark verdicts over fewer."""
+    on test) with raw and Holm-adjusted p; ``n_seeds``: the seeds of the config, to mark verdicts over fewer.
+    ``quality``: the run's quality records (``paths.quality_records``); when they carry the quality gate, a
+    ``quality gate`` column says beside each verdict whether its generator was rejected, and a paragraph why."""
     matched = _has_matched(analysis)
+    gates = gates_by_generator(quality or [])
     rows = []
     for v in analysis["verdicts"]:
         partial = "" if v["complete"] else f" ({len(v['seeds'])} of {n_seeds} seeds)"
         controls = [fmt_stat(v["baseline"])] + ([fmt_stat(v["matched"]) if v.get("matched") else "n/a"] if matched else [])
         against = [v.get("reference", "real only")] if matched else []
+        gate = [gate_cell(gates.get((v["dataset"], v["fraction"], v["generator"]), []))] if gates else []
         rows.append([v["dataset"], f"{v['fraction']:g}", span(v["train_patients"]), v["generator"], f"{v['ratio']:g}",
                      v.get("mix", "replace"), *controls, fmt_stat(v["synthetic"]), fmt_stat(v["diff"], signed=True),
-                     *against, fmt_p(v["p"]), fmt_p(v.get("p_holm")), f"**{v['verdict']}**{partial}"])
+                     *against, fmt_p(v["p"]), fmt_p(v.get("p_holm")), f"**{v['verdict']}**{partial}", *gate])
     header = (["data set", "fraction", "train patients", "generator", "ratio (val-selected)", "mix", "real only"]
               + (["real-matched"] if matched else []) + ["real + synthetic", "difference"]
-              + (["against"] if matched else []) + ["p (raw)", "p (Holm)", "verdict"])
+              + (["against"] if matched else []) + ["p (raw)", "p (Holm)", "verdict"]
+              + (["quality gate"] if gates else []))
     return [Heading(f"Verdicts on the test patients ({analysis['primary_metric']})"), Table(header, rows),
-            Para(_verdict_note(analysis, matched))]
+            Para(_verdict_note(analysis, matched))] + ([Para(gate_note(gates))] if gates else [])
 
 
 def _verdict_note(analysis: dict, matched: bool) -> str:
@@ -221,6 +290,66 @@ def _class_cells(qs: list[dict], c: str) -> list[str]:
     return [mean_sd([x["fid"] for x in fid]), mean_sd([x["precision"] for x in fid]),
             mean_sd([x["recall"] for x in fid]), mean_sd([q["memorization"]["per_class"][c]["share"] for q in qs]),
             mean_sd(recall("synthetic")), mean_sd(recall("real"))]
+
+
+# --------------------------------------------------------------------------- the quality gate
+def gates_by_generator(records: list[dict]) -> dict[tuple, list[dict]]:
+    """The quality gate's verdicts (``quality.json``'s ``gate``, each with its ``seed``) by (data set, fraction,
+    generator), over the seeds whose quality was measured. Records without one (gate off, CAS off, or written
+    before the gate existed) are left out: no gate is no verdict, not a pass."""
+    out: dict[tuple, list[dict]] = {}
+    for key, rs in group_quality(records).items():
+        gates = [{**r["q"]["gate"], "seed": r["seed"]} for r in rs if r["q"].get("gate")]
+        if gates:
+            out[key] = gates
+    return out
+
+
+def _why(gates: list[dict]) -> str:
+    """What the rejected seeds failed on, in short: ``CAS ratio 0.55``, the weakest class's recall ratio and a
+    real-trained reference at chance where those failed."""
+    # a reference at chance first: it makes the ratio beside it meaningless
+    parts = ["real-trained reference at chance"] if any("reference" in g.get("failed", []) for g in gates) else []
+    parts.append("CAS ratio " + ", ".join(fmt_ratio(g.get("ratio")) for g in gates))
+    weak = [g for g in gates if "class" in g.get("failed", [])]
+    if weak:
+        parts.append(", ".join(f"{g['weakest_class']} recall ratio {fmt_ratio(g['weakest_class_ratio'])}" for g in weak))
+    return "; ".join(parts)
+
+
+def fmt_ratio(x: Any) -> str:
+    return "n/a" if is_missing(x) else f"{x:.2f}"
+
+
+def gate_cell(gates: list[dict]) -> str:
+    """The quality gate of one generator beside its verdict: ``generator rejected (CAS ratio 0.55)``,
+    ``passed (CAS ratio 0.91)``, or ``not measured``. Rejected when any measured seed was (the verdict pools
+    seeds the gate did not see, so one rejection already says the generator is unreliable)."""
+    if not gates:
+        return "not measured"
+    rejected = [g for g in gates if not g["passed"]]
+    if not rejected:
+        return f"passed ({_why(gates)})"
+    some = "" if len(rejected) == len(gates) else f" in {len(rejected)} of {len(gates)} seeds measured"
+    return f"**generator rejected**{some} ({_why(rejected)})"
+
+
+def gate_note(gates: dict[tuple, list[dict]]) -> str:
+    """The quality gate in words: its thresholds, which generators it rejected and why (every seed's reason)."""
+    first = next(iter(gates.values()))[0]
+    rule = (f"Quality gate (`quality.gate`): a generator is rejected when a classifier trained on its images only, "
+            f"scored on the real **validation** patients, reaches less than {first['min_ratio']:.2f} of the balanced "
+            f"accuracy of the same classifier trained on the real images (CAS ratio), when its weakest class "
+            f"reaches less than {first['min_class_ratio']:.2f} of the real-trained recall, or when the real-trained "
+            "reference is not above chance.")
+    rejected = {k: [g for g in gs if not g["passed"]] for k, gs in gates.items()}
+    rejected = {k: gs for k, gs in rejected.items() if gs}
+    if not rejected:
+        return rule + " Every generator measured passed."
+    why = "; ".join(f"`{g}` at fraction {f:g} ({d}), seed {x['seed']}: {x['reason']}"
+                    for (d, f, g), gs in rejected.items() for x in gs)
+    return (rule + f" **Rejected**: {why}. Rejected generators were still trained and benchmarked (their verdicts "
+            "stand); a verdict beside a rejection tests images that do not carry the classes.")
 
 
 # --------------------------------------------------------------------------- the run
