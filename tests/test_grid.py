@@ -413,3 +413,18 @@ def test_quality_records_without_a_gate_are_judged_by_the_runs_gate(tmp_path):
     assert by_seed[0]["passed"] is False and by_seed[0]["min_ratio"] == 0.6 and by_seed[1] is None
     off = config(fractions=[1.0], quality={"gate": {"enabled": False}})
     assert all(r["q"]["gate"] is None for r in quality_records(tmp_path, off))
+
+
+def test_a_data_set_without_patient_groups_is_counted_in_images_not_patients():
+    cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
+    rows = []
+    for s in range(3):
+        base = 0.6 + 0.1 * s
+        rows += [_row(1.0, s, None, 0.0, base, base, group_kind="images"),
+                 _row(1.0, s, "cvae-tiny", 0.3, base + 0.01, base + [0.01, 0.03, -0.02][s], group_kind="images")]
+    md = summarize(rows, cfg, analysis=analyze(rows, cfg))
+    assert "| train images |" in md and "training images" in md
+    assert "| train patients |" not in md and "training patients" not in md
+    grouped = [{k: v for k, v in r.items() if k != "group_kind"} for r in rows]  # older rows: patients
+    md = summarize(grouped, cfg, analysis=analyze(grouped, cfg))
+    assert "| train patients |" in md and "training patients" in md

@@ -128,6 +128,8 @@ def _setting(key: tuple, by_seed: dict[int, dict], groups: _Groups, *, from_base
     entry: dict[str, Any] = {"dataset": d, "fraction": f, "generator": g, "mix": mix, "ratio": ratio, "seeds": seeds,
                              "selected": False, "from_baseline": from_baseline,
                              "train_patients": sorted({by_seed[s]["train_patients"] for s in seeds}),
+                             # "images" for a folder data set without patient groups (each image its own group)
+                             "group_kind": next((by_seed[s].get("group_kind", "patients") for s in seeds), "patients"),
                              "baseline": {}, "matched": {} if matched is not None else None}
     for part in ("val", "test"):
         entry[part] = {m: _stat([by_seed[s][part][m] for s in seeds]) for m in METRICS}
@@ -192,7 +194,8 @@ def _verdict(best: dict, family: list[dict], cfg: BenchConfig) -> dict:
     diff = best["diff_test" if reference == "real only" else "diff_matched_test"][primary]
     return {"dataset": best["dataset"], "fraction": best["fraction"], "generator": best["generator"],
             "mix": best["mix"], "ratio": best["ratio"], "ratios_tried": sorted(e["ratio"] for e in family),
-            "seeds": best["seeds"], "train_patients": best["train_patients"], "metric": primary,
+            "seeds": best["seeds"], "train_patients": best["train_patients"],
+            "group_kind": best.get("group_kind", "patients"), "metric": primary,
             "baseline": best["baseline"]["test"][primary],
             "matched": best["matched"]["test"][primary] if best["matched"] is not None else None,
             "synthetic": best["test"][primary], "reference": reference, "diff": diff,

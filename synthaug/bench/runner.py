@@ -253,7 +253,7 @@ def _row(run: _Run, cell: Cell, splits, positive: int, n_syn: int, metrics: dict
             "generator": cell.generator,
             "generator_name": run.specs[cell.generator].name if cell.generator else None, "ratio": cell.ratio,
             "train_items": len(splits.train), "train_patients": len(splits.info["train_groups"]),
-            "synthetic_items": n_syn, "classifier_steps": run.cfg.classifier.steps,
+            "group_kind": getattr(splits, "group_kind", "patients"), "synthetic_items": n_syn, "classifier_steps": run.cfg.classifier.steps,
             "positive_class": splits.classes[positive] if splits.num_classes == 2 else None,
             "val": metrics["val"], "test": metrics["test"], "seconds": round(time.time() - start, 1),
             "processes": run.accelerator.num_processes, **metrics.get("fields", {})}

@@ -69,10 +69,16 @@ def mean_sd(values: list[Any]) -> str:
 
 
 # --------------------------------------------------------------------------- the answer, in one sentence
+def unit(v: dict) -> str:
+    """What a verdict row's training groups are: "patients", or "images" for a folder data set without
+    patient groups (every image its own group; the report must not call them patients)."""
+    return "images" if v.get("group_kind") == "images" else "patients"
+
+
 def _arm(v: dict, *, where: bool) -> str:
     """``cvae additive 0.1`` (and ``at 3 training patients`` when the sentence covers several fractions)."""
     return f"{v['generator']} {v.get('mix', 'replace')} {v['ratio']:g}" + (
-        f" at {span(v['train_patients'])} training patients" if where else "")
+        f" at {span(v['train_patients'])} training {unit(v)}" if where else "")
 
 
 def _evidence(v: dict) -> str:
@@ -81,7 +87,7 @@ def _evidence(v: dict) -> str:
 
 def _names(verdicts: list[dict], *, where: bool) -> str:
     """The generators of some verdict rows, once each (with their training patients over several fractions)."""
-    names = [v["generator"] + (f" at {span(v['train_patients'])} training patients" if where else "")
+    names = [v["generator"] + (f" at {span(v['train_patients'])} training {unit(v)}" if where else "")
              for v in verdicts]
     return ", ".join(dict.fromkeys(names))
 
@@ -95,8 +101,9 @@ def answer_sentence(verdicts: list[dict], metric: str, *, dataset: str | None = 
     fractions = {v["fraction"] for v in verdicts}
     where = len(fractions) > 1
     patients = span(sorted({p for v in verdicts for p in v["train_patients"]}))
-    at = (f"at {len(fractions)} training fractions ({patients} training patients)" if where
-          else f"at {patients} training patients")
+    what = unit(verdicts[0]) if verdicts else "patients"
+    at = (f"at {len(fractions)} training fractions ({patients} training {what})" if where
+          else f"at {patients} training {what}")
     at = (f"On {dataset}, {at}" if dataset else at[0].upper() + at[1:])
     control = ("the stronger real-only control" if any(v.get("matched") is not None for v in verdicts)
                else "the real-only baseline")
@@ -151,7 +158,9 @@ def verdict_section(analysis: dict, n_seeds: int, quality: list[dict] | None = N
         rows.append([v["dataset"], f"{v['fraction']:g}", span(v["train_patients"]), v["generator"], f"{v['ratio']:g}",
                      v.get("mix", "replace"), *controls, fmt_stat(v["synthetic"]), fmt_stat(v["diff"], signed=True),
                      *against, fmt_p(v["p"]), fmt_p(v.get("p_holm")), f"**{v['verdict']}**{partial}", *gate])
-    header = (["data set", "fraction", "train patients", "generator", "ratio (val-selected)", "mix", "real only"]
+    kinds = {unit(v) for v in analysis["verdicts"]}
+    header = (["data set", "fraction", "train patients" if kinds <= {"patients"} else "train patients (or images)"
+               if len(kinds) > 1 else "train images", "generator", "ratio (val-selected)", "mix", "real only"]
               + (["real-matched"] if matched else []) + ["real + synthetic", "difference"]
               + (["against"] if matched else []) + ["p (raw)", "p (Holm)", "verdict"]
               + (["quality gate"] if gates else []))
