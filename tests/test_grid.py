@@ -416,15 +416,19 @@ def test_quality_records_without_a_gate_are_judged_by_the_runs_gate(tmp_path):
 
 
 def test_a_data_set_without_patient_groups_is_counted_in_images_not_patients():
+    from synthaug.bench.tables import answer_sentence
+
     cfg = config(fractions=[1.0], generators=[{"name": "cvae-tiny"}], synthetic={"ratios": [0.3]})
     rows = []
     for s in range(3):
         base = 0.6 + 0.1 * s
         rows += [_row(1.0, s, None, 0.0, base, base, group_kind="images"),
                  _row(1.0, s, "cvae-tiny", 0.3, base + 0.01, base + [0.01, 0.03, -0.02][s], group_kind="images")]
-    md = summarize(rows, cfg, analysis=analyze(rows, cfg))
-    assert "| train images |" in md and "training images" in md
-    assert "| train patients |" not in md and "training patients" not in md
+    a = analyze(rows, cfg)
+    md = summarize(rows, cfg, analysis=a)
+    assert "| train images |" in md and "| train patients |" not in md
+    assert answer_sentence(a["verdicts"], "balanced_accuracy").startswith("At 3 training images")
     grouped = [{k: v for k, v in r.items() if k != "group_kind"} for r in rows]  # older rows: patients
-    md = summarize(grouped, cfg, analysis=analyze(grouped, cfg))
-    assert "| train patients |" in md and "training patients" in md
+    a = analyze(grouped, cfg)
+    assert "| train patients |" in summarize(grouped, cfg, analysis=a)
+    assert answer_sentence(a["verdicts"], "balanced_accuracy").startswith("At 3 training patients")
