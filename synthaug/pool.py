@@ -252,7 +252,8 @@ def weights_fingerprint(gen: Any) -> str | None:
     """SHA-256 of a torch generator's weights (None for other objects): tells a pool folder made by another
     training of the same architecture from one made by this generator."""
     if not isinstance(gen, torch.nn.Module):
-        return None
+        own = getattr(gen, "fingerprint", None)  # e.g. an EditSource: its editor, real images and settings
+        return own() if callable(own) else None
     digest = hashlib.sha256()
     for name, tensor in sorted(gen.state_dict().items()):
         digest.update(name.encode())
@@ -270,7 +271,8 @@ def _json_ready(value: Any) -> Any:
 
 
 def check_pool_matches(pool: SyntheticPool, directory: Path, *, labels: np.ndarray, recipe: dict[str, Any]) -> None:
-    """Refuse a pool folder made for another request (generator, weights, seed, labels, filter), naming what differs."""
+    """Refuse a pool folder made for another request (generator, weights, seed, labels, filter, teacher), naming what
+    differs."""
     wanted = _json_ready(recipe)
     found = {key: pool.meta.get(key) for key in wanted}
     differ = [f"{key}: the folder has {found[key]!r}, this asks for {wanted[key]!r}"
@@ -281,8 +283,8 @@ def check_pool_matches(pool: SyntheticPool, directory: Path, *, labels: np.ndarr
                       f"with {np.bincount(labels, minlength=pool.num_classes).tolist()}")
     if differ:
         raise ValueError(f"pool_dir={str(directory)!r} holds a pool made for another request ({'; '.join(differ)}). "
-                         "Give each setting (generator, seed, ratio, label distribution, filter) its own pool_dir, or "
-                         "delete the folder to sample it again")
+                         "Give each setting (generator, seed, ratio, label distribution, filter, teacher) its own "
+                         "pool_dir, or delete the folder to sample it again")
 
 
 _warned_unshared = False

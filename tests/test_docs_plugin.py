@@ -29,8 +29,8 @@ def workdir(tmp_path_factory):
     return work
 
 
-def test_the_page_has_the_five_examples():
-    assert len(EXAMPLES) == 5
+def test_the_page_has_the_six_examples():
+    assert len(EXAMPLES) == 6
 
 
 @pytest.mark.parametrize("index", range(len(EXAMPLES)))

@@ -154,19 +154,7 @@ class Generator(nn.Module):
 
     def check_labels(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         """Validate ``labels`` (or make balanced ones: 0, 1, ..., 0, 1, ...) for ``n`` samples."""
-        if not is_int(n) or n < 0:
-            raise ValueError(f"n={n!r}: the number of samples must be a non-negative integer")
-        if labels is None:
-            return torch.arange(n, dtype=torch.long) % self.num_classes
-        labels = torch.as_tensor(labels)
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.ndim != 1 or len(labels) != n:
-            raise ValueError(f"labels must be a 1-D integer tensor of length n={n}, got {labels.dtype} "
-                             f"{tuple(labels.shape)}")
-        labels = labels.long().cpu()
-        if n and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"labels must be class ids in [0, {self.num_classes}), got values from "
-                             f"{int(labels.min())} to {int(labels.max())}")
-        return labels
+        return check_sample_labels(n, labels, self.num_classes)
 
     @torch.no_grad()
     def sample(self, n: int, labels: torch.Tensor | None = None, *,
@@ -291,6 +279,25 @@ def _check_rebuildable(name: str, options: dict[str, Any]) -> None:
         build_options(_OPTIONS[name], rest, name)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"cannot save generator {name!r}: its options would not rebuild it ({err})") from err
+
+
+def check_sample_labels(n: Any, labels: Any, num_classes: int, owner: str = "") -> torch.Tensor:
+    """The labels of a ``sample(n, labels)`` call as a CPU long tensor: ``labels`` checked (1-D integers in
+    ``[0, num_classes)``, ``n`` of them), or balanced ones (0, 1, ..., 0, 1, ...) when None."""
+    where = f"{owner}: " if owner else ""
+    if not is_int(n) or n < 0:
+        raise ValueError(f"{where}n={n!r}: the number of samples must be a non-negative integer")
+    if labels is None:
+        return torch.arange(n, dtype=torch.long) % num_classes
+    labels = torch.as_tensor(labels)
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.ndim != 1 or len(labels) != n:
+        raise ValueError(f"{where}labels must be a 1-D integer tensor of length n={n}, got {labels.dtype} "
+                         f"{tuple(labels.shape)}")
+    labels = labels.long().cpu()
+    if n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{where}labels must be class ids in [0, {num_classes}), got values from "
+                         f"{int(labels.min())} to {int(labels.max())}")
+    return labels
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

@@ -398,7 +398,44 @@ class DDPM(Generator):
         n = noise.shape[0]
         x = noise.reshape(n, self.channels, self.image_size, self.image_size)
         step_gens = _per_image_generators(noise) if self._eta > 0 else None
-        ts = ddim_timesteps(self.timesteps, self._sample_steps)
+        return self._denoise(x, labels, ddim_timesteps(self.timesteps, self._sample_steps), step_gens)
+
+    @torch.no_grad()
+    def edit(self, images: torch.Tensor, labels: torch.Tensor, *, strength: float, noise: torch.Tensor,
+             sample_steps: int | None = None, guidance: float | None = None) -> torch.Tensor:
+        """SDEdit (Meng et al. 2022): noise real ``images`` (uint8 or [0, 1], ``(n, C, H, W)``) to timestep
+        ``t0 = round(strength * (timesteps - 1))`` with ``noise`` (standard normal, same shape) and denoise
+        them with DDIM under their ``labels``; images in [0, 1]. Strength 0 returns the images, 1 draws new
+        ones from pure noise. DDIM visits ``t0`` and the timesteps of the ``sample_steps`` grid below it
+        (about ``strength * sample_steps`` network evaluations), with ``guidance`` (default: the model's)."""
+        strength = float(strength)
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength={strength!r} must be in [0, 1] (the share of the noise schedule an edit "
+                             "goes up; 0.2-0.5 keeps a cell's content)")
+        x0 = images.float().div(255) if images.dtype == torch.uint8 else images.float()
+        x0 = to_signed(x0.to(self.device))
+        t0 = int(round(strength * (self.timesteps - 1)))
+        if t0 == 0:
+            return to_unit(x0).clamp(0, 1)
+        steps = self._check_sample_steps(sample_steps) if sample_steps is not None else self._sample_steps
+        saved = (self._guidance, self._eta)
+        if guidance is not None:
+            self._guidance = self._check_guidance(guidance)
+        self._eta = 0.0  # deterministic DDIM: the edit depends on its noise only
+        was_training = self.training
+        self.eval()
+        try:
+            x = self.q_sample(x0, torch.full((len(x0),), t0, device=x0.device, dtype=torch.long),
+                              noise.to(x0.device, x0.dtype))
+            ts = [t0] + [t for t in ddim_timesteps(self.timesteps, steps) if t < t0]
+            return self._denoise(x, labels.to(x0.device), ts, None)
+        finally:
+            self._guidance, self._eta = saved
+            self.train(was_training)
+
+    def _denoise(self, x: torch.Tensor, labels: torch.Tensor, ts: list[int],
+                 step_gens: list[torch.Generator] | None) -> torch.Tensor:
+        """DDIM from ``x`` at timestep ``ts[0]`` through ``ts`` (descending) to images in [0, 1]."""
         one = torch.ones((), device=x.device)
         for i, t in enumerate(ts):
             eps, x0 = self._predict_eps_x0(x, t, labels)

@@ -238,6 +238,10 @@ def evaluate_generator(source: Any, splits, *, n: int = 1000, seed: int | None =
                                    quantile=quantile, calibration_size=calibration_size, seed=seed,
                                    train_groups=splits.train.groups if exclude_same_patient else None)
         audit["heldout_split"] = "val"
+        if getattr(source, "edits_real_images", False):
+            audit["note"] = (f"every image is an edit of a real training image (strength "
+                             f"{getattr(source, 'strength', 'n/a')}): closeness to its source is by design, not "
+                             "copying; the memorized share measures how mild the edits are")
         nearest = audit.pop("nearest_index"), audit.pop("nearest_distance"), audit.pop("flagged")
         order, audit["closest_pairs"] = closest_pairs(nearest[0], nearest[1], labels, splits.train, splits.classes,
                                                       pairs=pairs)

@@ -34,6 +34,8 @@ def _fidelity_lines(result: dict[str, Any]) -> list[str]:
     lines += ["", f"memorized = share of samples at most as far from their nearest training image as the closest "
                   f"{mem['quantile']:.0%} of training images are from theirs (real val images should give about "
                   f"{mem['quantile']:g})"]
+    if mem.get("note"):
+        lines.append(f"note: {mem['note']}")
     return lines
 
 
