@@ -21,12 +21,19 @@ class TrainConfig:
     out_dir: str = "runs/{generator}-{data}-seed{seed}"
 
 
+#: synthetic images of each early-stopping check of ``synthaug train --gate-every`` (the benchmark's
+#: ``quality.cas_images`` default)
+GATE_IMAGES = 2000
+
+
 def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, accelerator=None):
     """Train the generator of ``cfg`` on the training patients of its split into ``out_dir``; returns it.
 
     What ``synthaug train`` runs: loads the data (split by patient, ``train_fraction`` of the training
     patients), seeds the initial weights from ``cfg.seed``, records the options and the split in
-    ``training_options.json`` and trains (``resume=True`` continues ``out_dir/resume``).
+    ``training_options.json`` and trains (``resume=True`` continues ``out_dir/resume``). With
+    ``generator.train.gate_every`` (``--gate-every``) training stops once the quality gate (default thresholds)
+    passes on CAS of the split's validation patients (``GateStopper``, ``GATE_IMAGES`` synthetic images at most).
     """
     import torch
     from accelerate import Accelerator
@@ -52,8 +59,15 @@ def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = F
         if splits.info.get("skipped_files"):
             atomic_write_text(out_dir / "skipped_files.txt", "\n".join(splits.info["skipped_files"]) + "\n")
     train_cfg = GeneratorTrainConfig(**{**to_dict(cfg.generator.train), "seed": cfg.seed})
+    stop_when = None
+    if train_cfg.gate_every:
+        from .quality import GateStopper
+
+        # the validation patients of this split decide; the real-trained reference is kept beside the run
+        stop_when = GateStopper(splits, n=min(GATE_IMAGES, len(splits.train)), seed=cfg.seed,
+                                cache_dir=out_dir / "gate-cas-real")
     return train_generator(gen, splits.train, config=train_cfg, out_dir=out_dir, accelerator=accelerator,
-                           resume=resume, dataset_name=cfg.data.name)
+                           resume=resume, dataset_name=cfg.data.name, stop_when=stop_when)
 
 
 def _data_overrides(args: argparse.Namespace) -> list[str]:
@@ -72,7 +86,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .presets import config_file
 
     path = config_file(config=args.config, preset=args.preset, kind="generators")
-    cfg = load_config(TrainConfig, path, [*args.set, *_data_overrides(args)])
+    gate = [] if args.gate_every is None else [f"generator.train.gate_every={args.gate_every}"]
+    cfg = load_config(TrainConfig, path, [*args.set, *_data_overrides(args), *gate])
     out_dir = Path(args.out or cfg.out_dir.format(generator=cfg.generator.name, data=dataset_short_name(cfg.data.name),
                                                   seed=cfg.seed))
     if args.dry_run:
@@ -350,6 +365,18 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+def _gate_every(text: str) -> int:
+    """``--gate-every N``: an integer >= 0, refused by argparse with the option named."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of steps; give the steps between two checks of "
+                                         "the quality gate, an integer >= 0 (e.g. 500; 0 turns early stopping off)")
+    return value
+
+
 def _add_train_command(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a generator on the training patients of a data set")
     from .presets import list_presets
@@ -364,6 +391,9 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     _add_data_options(t, prefix="data.")
     t.add_argument("--resume", action="store_true",
                    help="continue the training in --out from its last checkpoint (same result as an uninterrupted run)")
+    t.add_argument("--gate-every", metavar="N", type=_gate_every,
+                   help="every N steps, measure CAS on the validation patients and stop once the quality gate passes "
+                        "(same as --set generator.train.gate_every=N; default 0: the whole budget)")
     t.set_defaults(func=_cmd_train)
 
 

@@ -38,8 +38,10 @@ def items_fingerprint(dataset: Any) -> str:
 
 
 # --------------------------------------------------------------------------- the generator
-def generator_for(spec: GeneratorSpec, splits, cell: Cell, out_dir: Path, accelerator: Any, parallel: str) -> Any:
-    """Train (or reuse) ``spec`` on the training patients of this data set, fraction and seed only."""
+def generator_for(spec: GeneratorSpec, splits, cell: Cell, out_dir: Path, accelerator: Any, parallel: str, *,
+                  stop_when: Any = None) -> Any:
+    """Train (or reuse) ``spec`` on the training patients of this data set, fraction and seed only.
+    ``stop_when``: with ``spec.train.gate_every``, the check that may end its training early (``gate_stopper``)."""
     from ..generators.training import data_fingerprint
 
     gen_dir = generator_dir(out_dir, cell.dataset, cell.fraction, cell.seed, spec.key)
@@ -47,14 +49,40 @@ def generator_for(spec: GeneratorSpec, splits, cell: Cell, out_dir: Path, accele
     if (gen_dir / "done.json").is_file():
         _check_reusable(gen_dir, fingerprint, spec)
         return load_generator(gen_dir / "checkpoint", device=accelerator.device)
-    gen, steps = _train_generator(spec, splits, cell, gen_dir, accelerator, parallel)
+    gen = _train_generator(spec, splits, cell, gen_dir, accelerator, parallel, stop_when)
     if accelerator.is_main_process:
         # done.json says what the generator trained on: the count, the labels and patients, and the very items
-        atomic_write_text(gen_dir / "done.json", json.dumps({"steps": steps, "train_items": len(splits.train),
+        atomic_write_text(gen_dir / "done.json", json.dumps({"steps": gen.training_record["steps"],
+                                                             "train_items": len(splits.train),
                                                              "data": fingerprint, "spec": spec.fingerprint(),
-                                                             "items_sha256": items_fingerprint(splits.train)}))
+                                                             "items_sha256": items_fingerprint(splits.train),
+                                                             **early_stop_fields(gen)}))
     accelerator.wait_for_everyone()
     return gen
+
+
+def gate_stopper(cfg: BenchConfig, spec: GeneratorSpec, splits, cell: Cell, positive: int, out_dir: Path) -> Any:
+    """The ``stop_when`` of a generator whose ``train.gate_every`` is set (None otherwise): the quality gate of
+    ``quality.gate`` on CAS of this cell's validation patients, measured as ``measure_quality`` measures it
+    (the extractor's recipe, ``quality.cas_images`` images); the real-trained reference is cached per split in
+    ``<run>/extractors/gate-cas-real``."""
+    if not spec.train.gate_every:
+        return None
+    from ..quality import GateStopper
+
+    q = cfg.quality
+    return GateStopper(splits, gate=q.gate, n=q.cas_images, seed=cell.seed, positive=positive,
+                       recipe={"model": q.extractor_model, "steps": q.extractor_steps},
+                       cache_dir=Path(out_dir) / "extractors" / "gate-cas-real")
+
+
+def early_stop_fields(gen: Any) -> dict:
+    """``generator_steps`` and ``stopped_early_at`` (None: the whole budget) of a generator trained with
+    ``train.gate_every``, for done.json and the results rows; nothing for one trained without."""
+    record = getattr(gen, "training_record", None) or {}
+    if not record.get("gate_every"):
+        return {}
+    return {"generator_steps": record.get("steps"), "stopped_early_at": record.get("stopped_early_at")}
 
 
 def _check_reusable(gen_dir: Path, fingerprint: dict, spec: GeneratorSpec) -> None:
@@ -65,8 +93,8 @@ def _check_reusable(gen_dir: Path, fingerprint: dict, spec: GeneratorSpec) -> No
                           f"{spec.fingerprint()}); use another --out folder")
 
 
-def _train_generator(spec: GeneratorSpec, splits, cell: Cell, gen_dir: Path, accelerator: Any,
-                     parallel: str) -> tuple[Any, int]:
+def _train_generator(spec: GeneratorSpec, splits, cell: Cell, gen_dir: Path, accelerator: Any, parallel: str,
+                     stop_when: Any) -> Any:
     from accelerate.utils import set_seed
 
     # The generator sees exactly the classifier's real training images (splits.train): never val or test
@@ -78,9 +106,9 @@ def _train_generator(spec: GeneratorSpec, splits, cell: Cell, gen_dir: Path, acc
     # resume=True: a run killed while training this generator continues from its last checkpoint
     gen = train_generator(gen, splits.train, config=train_cfg, out_dir=gen_dir, accelerator=accelerator,
                           desc=f"{cell.dataset} {cell.fraction:g} seed {cell.seed}: {spec.key}", resume=True,
-                          parallel=parallel)
+                          parallel=parallel, stop_when=stop_when)
     accelerator.free_memory()
-    return gen, train_cfg.steps
+    return gen
 
 
 def write_samples_png(gen: Any, splits, path: Path, *, seed: int, per_class: int = 12) -> Path:
@@ -128,6 +156,10 @@ def measure_quality(cfg: BenchConfig, data: DataConfig, splits, gen: Any, cell: 
                                     cas_images=q.cas_images, out_dir=folder, dataset_key=cell.dataset, recipe=recipe,
                                     positive=positive, gate=q.gate)
     result["extractor"]["trained_on"] = f"all {len(full.train)} training images of seed {cell.seed} (fraction 1)"
+    record = getattr(gen, "training_record", None) or {}
+    if record.get("gate_every"):  # trained with early stopping: where it stopped and what each check said
+        result["generator_training"] = {key: record.get(key) for key in ("planned_steps", "steps", "gate_every",
+                                                                         "stopped_early_at", "gate_checks")}
     atomic_write_text(folder / "quality.json", json.dumps(result, indent=2))
     return result
 

@@ -145,7 +145,10 @@ class GeneratorSpec:
 
     def fingerprint(self) -> str:
         """A short hash of the name, options and training budget: a reused checkpoint must match it."""
-        text = json.dumps({"name": self.name, "options": self.options, "train": to_dict(self.train)}, sort_keys=True)
+        train = to_dict(self.train)
+        if not train["gate_every"]:  # off: the hash of a spec written before early stopping existed
+            del train["gate_every"]
+        text = json.dumps({"name": self.name, "options": self.options, "train": train}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -270,11 +273,20 @@ class BenchConfig:
             raise ValueError(f"generators: {labels} repeat a name; give each entry a distinct `label`")
         if "real" in labels:
             raise ValueError("generators: 'real' names the baseline; choose another label")
+        self._check_early_stopping()
         for name, chosen in (("seeds", self.quality.seeds), ("fractions", self.quality.fractions)):
             missing = [v for v in chosen or [] if v not in getattr(self, name)]
             if missing:
                 raise ValueError(f"quality.{name}={chosen}: {missing} are not in the grid's {name} "
                                  f"{getattr(self, name)}")
+
+    def _check_early_stopping(self) -> None:
+        """``train.gate_every`` stops a generator's training once the quality gate (``quality.gate``) passes."""
+        for i, g in enumerate(self.generators):
+            if g.train.gate_every and not self.quality.gate.enabled:
+                raise ValueError(f"generators[{i}] ({g.key}): train.gate_every={g.train.gate_every} stops training "
+                                 "once the quality gate passes, and quality.gate.enabled is false; set "
+                                 "quality.gate.enabled: true, or train.gate_every: 0")
 
     def _check_datasets(self) -> None:
         if not self.datasets:

@@ -181,22 +181,27 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "datasets.*.channels": 3,
     "datasets.*.group_aliases": None,
     "quality.gate": {"enabled": True, "min_ratio": 0.8, "min_class_ratio": 0.6},
+    "generators.*.train.gate_every": 0,  # 0: no early stopping, the whole budget as before
 }
 
 
+def _parents(node: Any, path: list[str]) -> list[dict]:
+    """The mappings that ``path`` (keys, ``*`` for every entry of a list) leads to from ``node``."""
+    if not path:
+        return [node] if isinstance(node, dict) else []
+    head, rest = path[0], path[1:]
+    if head == "*":
+        return [p for item in node for p in _parents(item, rest)] if isinstance(node, list) else []
+    return _parents(node[head], rest) if isinstance(node, dict) and head in node else []
+
+
 def with_neutral_defaults(config: dict) -> dict:
-    """``config`` (a resolved config as JSON) with every missing key of ``NEUTRAL_DEFAULTS`` filled in."""
+    """``config`` (a resolved config as JSON) with every missing key of ``NEUTRAL_DEFAULTS`` filled in (only
+    where its parent exists: a config without ``datasets`` gains none)."""
     out = json.loads(json.dumps(config))
     for dotted, default in NEUTRAL_DEFAULTS.items():
-        head, *rest = dotted.split(".")
-        parents = out.get(head) if rest and head in out else None
-        if parents is None:
-            continue
-        if rest[0] == "*":
-            targets, key = (p for p in parents if isinstance(p, dict)), rest[1]
-        else:
-            targets, key = ([parents] if isinstance(parents, dict) else []), rest[0]
-        for target in targets:
+        *parent, key = dotted.split(".")
+        for target in _parents(out, parent):
             target.setdefault(key, json.loads(json.dumps(default)))
     return out
 

@@ -30,7 +30,8 @@ from ..config import ConfigError, to_dict
 from ..generators import create_generator
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from .analysis import analyze, without_nan
-from .cell import generator_for, measure_quality_or_record, train_and_evaluate, write_samples_png
+from .cell import (early_stop_fields, gate_stopper, generator_for, measure_quality_or_record, train_and_evaluate,
+                   write_samples_png)
 from .config import BenchConfig, Cell, DataConfig, GeneratorSpec, plan
 from .paths import (Shard, check_same_config, config_path, diff_keys, quality_records, read_config_records, read_results,
                     results_path, runs_path, samples_path, split_path, with_neutral_defaults)
@@ -228,14 +229,15 @@ def _run_split(run: _Run, todo: list[Cell]) -> None:
         metrics = train_and_evaluate(run.cfg, splits, cell, positive, run.accelerator, gen)
         if run.main:
             append_jsonl(results_path(run.out_dir, run.shard),
-                         _row(run, cell, splits, positive, metrics["synthetic_items"], metrics, start))
+                         _row(run, cell, splits, positive, metrics["synthetic_items"], metrics, start, gen))
         run.bar.update(1)
     run.accelerator.wait_for_everyone()
 
 
 def _ready_generator(run: _Run, data: DataConfig, splits, cell: Cell, spec: GeneratorSpec, positive: int) -> Any:
     """The cell's trained generator, its samples picture and (when wanted) its sample quality."""
-    gen = generator_for(spec, splits, cell, run.out_dir, run.accelerator, run.cfg.generator_parallel)
+    gen = generator_for(spec, splits, cell, run.out_dir, run.accelerator, run.cfg.generator_parallel,
+                        stop_when=gate_stopper(run.cfg, spec, splits, cell, positive, run.out_dir))
     samples = samples_path(run.out_dir, cell.dataset, cell.fraction, spec.key)
     # the first seed's generator draws the picture: the same picture whichever shard or rerun gets there first
     if run.main and cell.seed == run.cfg.seeds[0] and not samples.is_file():
@@ -247,7 +249,8 @@ def _ready_generator(run: _Run, data: DataConfig, splits, cell: Cell, spec: Gene
     return gen
 
 
-def _row(run: _Run, cell: Cell, splits, positive: int, n_syn: int, metrics: dict, start: float) -> dict:
+def _row(run: _Run, cell: Cell, splits, positive: int, n_syn: int, metrics: dict, start: float,
+         gen: Any = None) -> dict:
     """The results.jsonl row of a finished cell (its keys and their order are the file's format)."""
     return {"dataset": cell.dataset, "fraction": cell.fraction, "seed": cell.seed, "arm": cell.arm,
             "generator": cell.generator,
@@ -256,7 +259,9 @@ def _row(run: _Run, cell: Cell, splits, positive: int, n_syn: int, metrics: dict
             "group_kind": getattr(splits, "group_kind", "patients"), "synthetic_items": n_syn, "classifier_steps": run.cfg.classifier.steps,
             "positive_class": splits.classes[positive] if splits.num_classes == 2 else None,
             "val": metrics["val"], "test": metrics["test"], "seconds": round(time.time() - start, 1),
-            "processes": run.accelerator.num_processes, **metrics.get("fields", {})}
+            "processes": run.accelerator.num_processes, **metrics.get("fields", {}),
+            # a generator trained with train.gate_every: its steps and where the quality gate stopped it
+            **early_stop_fields(gen)}
 
 
 def _finish(cfg: BenchConfig, out_dir: Path, shard: Shard | None, *, started: float, ran: int, processes: int) -> None:

@@ -6,19 +6,25 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from ..checks import check_choice
+from ..checks import check_choice, check_float, check_int
 from ..state import load_state, save_state
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from ..viz import save_grid
 from .base import Generator
+
+
+OWNER = "generator training"
+#: what ``stop_when(gen, step)`` returns: a dict with at least ``passed`` (bool); see ``train_generator``
+StopWhen = Callable[[Generator, int], dict]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -36,16 +42,18 @@ class GeneratorTrainConfig:
     checkpoint_every: int = 500
     sample_every: int = 500
     samples_per_class: int = 8
+    #: call ``train_generator``'s ``stop_when`` every so many steps (e.g. a ``GateStopper``: stop once the quality
+    #: gate passes on the validation patients); 0 turns it off
+    gate_every: int = 0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "samples_per_class"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"generator training: {name}={getattr(self, name)!r} must be >= 1")
+            check_int(getattr(self, name), name, OWNER, minimum=1)
         for name in ("num_workers", "log_every", "checkpoint_every", "sample_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"generator training: {name}={getattr(self, name)!r} must be >= 0 (0 turns it off)")
-        if not self.lr > 0:
-            raise ValueError(f"generator training: lr={self.lr!r} must be > 0")
+            check_int(getattr(self, name), name, OWNER, minimum=0, hint="0 turns it off")
+        check_int(self.gate_every, "gate_every", OWNER, minimum=0,
+                  hint="steps between two checks of stop_when, e.g. 500; 0 turns early stopping off")
+        check_float(self.lr, "lr", OWNER, minimum=0, min_inclusive=False)
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -141,11 +149,27 @@ class _Run:
     #: training seconds of the runs this one resumes, and when this one started (``time.perf_counter``)
     seconds_before: float = 0.0
     started: float = 0.0
+    #: with ``config.gate_every``: every check of ``stop_when`` so far, and the step whose check passed
+    gate_checks: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early_at: int | None = None
 
     def training_record(self, step: int) -> dict[str, Any]:
-        """What the checkpoint of ``step`` records about its training."""
+        """What the checkpoint of ``step`` records about its training (with ``gate_every``, also its checks)."""
         seconds = self.seconds_before + time.perf_counter() - self.started
-        return {**self.record, "steps": step, "seconds": round(seconds, 3)}
+        return {**self.record, "steps": step, "seconds": round(seconds, 3), **self.gate_state()}
+
+    def gate_state(self) -> dict[str, Any]:
+        """The checks of ``stop_when``, for the training record and the resume state; nothing without
+        ``gate_every`` (both then stay exactly what they were before early stopping existed)."""
+        if not self.config.gate_every:
+            return {}
+        return {"gate_every": self.config.gate_every, "stopped_early_at": self.stopped_early_at,
+                "gate_checks": [dict(c) for c in self.gate_checks]}
+
+    @property
+    def last_step(self) -> int:
+        """The step training ends at: the budget, or the step whose check passed."""
+        return self.config.steps if self.stopped_early_at is None else self.stopped_early_at
 
     @property
     def main(self) -> bool:
@@ -168,6 +192,7 @@ def train_generator(
     resume: bool = False,
     parallel: str = "data",
     dataset_name: str | None = None,
+    stop_when: StopWhen | None = None,
 ) -> Generator:
     """Train ``gen`` on ``dataset`` (items ``(uint8 image, label)``) for ``config.steps`` optimizer steps.
 
@@ -188,11 +213,19 @@ def train_generator(
     synthaug's data sets have, also through a ``Subset``) and gets a ``training_record``: ``dataset_name``
     (default: ``dataset.name`` when there is one), the items, groups (patients) and fingerprint of the
     data, the image geometry, steps, seconds and the synthaug version. Both are saved with the weights.
+
+    Early stopping (``config.gate_every = N > 0``): ``stop_when(gen, step)`` (e.g. ``synthaug.quality.GateStopper``)
+    is called every N steps before the last, in eval mode on the main process, without touching the training's
+    random state; the first decision record (a dict) whose ``passed`` is true ends training at that step (the
+    checkpoint and resume state are saved there; resuming returns at once). The training record then gains
+    ``gate_every``, ``stopped_early_at`` (None: the whole budget) and ``gate_checks``; ``log.jsonl`` gets a
+    ``{"step", "gate"}`` row per check.
     """
     check_choice(parallel, "parallel", "train_generator", ("data", "replicate"))
     from accelerate import Accelerator
 
     config = config or GeneratorTrainConfig()
+    _check_stop_when(stop_when, config)
     accelerator = accelerator or Accelerator()
     if len(dataset) == 0:
         raise ValueError("cannot train a generator on an empty data set")
@@ -217,26 +250,40 @@ def train_generator(
         out.mkdir(parents=True, exist_ok=True)
 
     gen.train()
+    _train_steps(gen, dataset, optimizers, first_step, run, desc=desc or f"train {gen.generator_name}",
+                 stop_when=stop_when)
+    gen.eval()
+    gen.training_record = run.training_record(run.last_step)
+    if run.writes:
+        save_sample_grid(gen, out / "samples.png", per_class=config.samples_per_class)
+    accelerator.wait_for_everyone()
+    return gen
+
+
+def _train_steps(gen: Generator, dataset: Dataset, optimizers: list[torch.optim.Optimizer], first_step: int,
+                 run: _Run, *, desc: str, stop_when: StopWhen | None) -> None:
+    """Steps ``first_step + 1`` to the end of training: the step, its log row, the check of ``stop_when`` when
+    due, the checkpoint when due (or when the check passed, which ends training)."""
+    config, out = run.config, run.out
     batches = _batches(dataset, config, first_step, run.rank, run.world)
     per_epoch = EpochBatchSampler(len(dataset), config.batch_size, seed=config.seed, rank=run.rank,
                                   world_size=run.world).batches_per_epoch()
-    bar = tqdm(range(first_step + 1, config.steps + 1), desc=desc or f"train {gen.generator_name}",
-               disable=not run.main or None, mininterval=1.0, dynamic_ncols=True, initial=first_step,
-               total=config.steps)
+    # a run resumed after its early stop has nothing left to train: the range is empty
+    bar = tqdm(range(first_step + 1, run.last_step + 1), desc=desc, disable=not run.main or None, mininterval=1.0,
+               dynamic_ncols=True, initial=first_step, total=config.steps)
     for step in bar:
         values = _train_step(gen, next(batches), optimizers, step, per_epoch, run)
         if step % max(1, config.log_every) == 0 or step == config.steps:
             bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()})
             if run.writes and config.log_every:
                 append_jsonl(out / "log.jsonl", {"step": step, **values})
+        due = stop_when is not None and step % config.gate_every == 0 and step < config.steps
+        stop = due and _check_gate(gen, step, stop_when, run)
         if run.writes:
-            _save_progress(gen, optimizers, step, run)
-    gen.eval()
-    gen.training_record = run.training_record(config.steps)
-    if run.writes:
-        save_sample_grid(gen, out / "samples.png", per_class=config.samples_per_class)
-    accelerator.wait_for_everyone()
-    return gen
+            _save_progress(gen, optimizers, step, run, force=stop)
+        if stop:
+            break
+    bar.close()
 
 
 def _make_optimizers(gen: Generator, lr: float) -> list[torch.optim.Optimizer]:
@@ -253,7 +300,10 @@ def _make_optimizers(gen: Generator, lr: float) -> list[torch.optim.Optimizer]:
 def _restore(gen: Generator, optimizers: list[torch.optim.Optimizer], state: dict[str, Any], run: _Run) -> int:
     """Load a saved training state (after checking it belongs to this config, data and model); its step."""
     out = run.out
-    saved = {"config": state.get("config"), "data": state.get("data"), "generator": state.get("generator")}
+    saved_config = state.get("config")
+    if isinstance(saved_config, dict):  # a state saved before early stopping existed trained without it
+        saved_config = {"gate_every": 0, **saved_config}
+    saved = {"config": saved_config, "data": state.get("data"), "generator": state.get("generator")}
     now = {"config": asdict(run.config), "data": run.fingerprint, "generator": dict(gen.generator_options)}
     now = json.loads(json.dumps(now))  # tuples -> lists
     saved = json.loads(json.dumps(saved))  # the state may keep tuples as tuples
@@ -271,6 +321,8 @@ def _restore(gen: Generator, optimizers: list[torch.optim.Optimizer], state: dic
         opt.load_state_dict(opt_state)
     torch.set_rng_state(state["torch_rng"])
     first_step = int(state["step"])
+    run.gate_checks = list(state.get("gate_checks") or [])
+    run.stopped_early_at = state.get("stopped_early_at")
     if run.writes:
         _truncate_log(out / "log.jsonl", first_step)
     return first_step
@@ -309,19 +361,97 @@ def _train_step(gen: Generator, batch: Any, optimizers: list[torch.optim.Optimiz
     return values
 
 
-def _save_progress(gen: Generator, optimizers: list[torch.optim.Optimizer], step: int, run: _Run) -> None:
-    """The sample grid and the checkpoint (with the resume state) due at ``step``."""
+def _save_progress(gen: Generator, optimizers: list[torch.optim.Optimizer], step: int, run: _Run, *,
+                   force: bool = False) -> None:
+    """The sample grid and the checkpoint (with the resume state) due at ``step`` (``force``: the checkpoint
+    of an early stop, whatever ``checkpoint_every`` says)."""
     config, out = run.config, run.out
     if config.sample_every and step % config.sample_every == 0:
         save_sample_grid(gen, out / f"samples_{step:06d}.png", per_class=config.samples_per_class)
-    if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
+    if force or (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
         gen.training_record = run.training_record(step)
         # the resume state first: a kill between the two writes leaves a state to continue from
         save_state(out / "resume", {"step": step, "config": asdict(config), "data": run.fingerprint,
                                     "generator": gen.config_dict()["options"], "model": gen.state_dict(),
                                     "optimizers": [opt.state_dict() for opt in optimizers],
-                                    "torch_rng": torch.get_rng_state(), "seconds": gen.training_record["seconds"]})
+                                    "torch_rng": torch.get_rng_state(), "seconds": gen.training_record["seconds"],
+                                    **run.gate_state()})
         gen.save(out / "checkpoint")
+
+
+# --------------------------------------------------------------------------- early stopping
+def _check_stop_when(stop_when: Any, config: GeneratorTrainConfig) -> None:
+    """``stop_when`` and ``gate_every`` go together: one without the other is a mistake worth saying."""
+    if stop_when is not None and not callable(stop_when):
+        raise TypeError(f"train_generator: stop_when={stop_when!r} must be a callable (gen, step) -> dict with "
+                        "'passed', e.g. synthaug.quality.GateStopper(splits)")
+    if config.gate_every and stop_when is None:
+        raise ValueError(f"{OWNER}: gate_every={config.gate_every} checks stop_when every {config.gate_every} steps, "
+                         "and no stop_when was given; pass stop_when=synthaug.quality.GateStopper(splits), or set "
+                         "gate_every=0")
+    if stop_when is not None and not config.gate_every:
+        raise ValueError(f"{OWNER}: stop_when is given but gate_every=0, so it would never be called; set gate_every "
+                         "to the steps between two checks (e.g. 500), or drop stop_when")
+
+
+@contextmanager
+def _random_state_kept() -> Iterator[None]:
+    """Put every random generator back as it was (torch, CUDA, numpy, Python): what a check draws (a CAS
+    classifier seeds them all) must not change the training around it."""
+    import random
+
+    import numpy as np
+
+    saved = (torch.get_rng_state(), np.random.get_state(), random.getstate(),
+             torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(saved[0])
+        np.random.set_state(saved[1])
+        random.setstate(saved[2])
+        if saved[3] is not None:
+            torch.cuda.set_rng_state_all(saved[3])
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value (numpy numbers as numbers): what the training record and the resume state can hold."""
+    return json.loads(json.dumps(value, default=lambda v: float(v) if hasattr(v, "__float__") else str(v)))
+
+
+def _decision(record: Any, step: int) -> dict[str, Any]:
+    """The check's entry of ``gate_checks``, from the decision record ``stop_when`` returned."""
+    import numpy as np
+
+    if not isinstance(record, dict) or not isinstance(record.get("passed"), (bool, np.bool_)):
+        raise TypeError(f"train_generator: stop_when(gen, {step}) returned {record!r}; it must return a dict with "
+                        "'passed' (True or False), e.g. synthaug.quality.GateStopper's decision record")
+    return _plain({"step": step, "passed": bool(record["passed"]), "cas_ratio": record.get("ratio"),
+                   "weakest_class": record.get("weakest_class"),
+                   "weakest_class_ratio": record.get("weakest_class_ratio"), "reason": record.get("reason")})
+
+
+def _check_gate(gen: Generator, step: int, stop_when: StopWhen, run: _Run) -> bool:
+    """Call ``stop_when`` at ``step`` (the main process decides, the others are told), record the check
+    (training record, ``log.jsonl``); whether training stops here."""
+    entry = None
+    if run.main:
+        with _random_state_kept():
+            gen.eval()
+            try:
+                entry = _decision(stop_when(gen, step), step)
+            finally:
+                gen.train()
+    if run.accelerator.num_processes > 1:  # every process stops at the same step
+        from accelerate.utils import broadcast_object_list
+
+        entry = broadcast_object_list([entry])[0]
+    run.gate_checks.append(entry)
+    if run.writes:
+        append_jsonl(run.out / "log.jsonl", {"step": step, "gate": entry})
+    if entry["passed"]:
+        run.stopped_early_at = step
+    return entry["passed"]
 
 
 class OptimizerStep:

@@ -8,7 +8,8 @@ One job per module:
 - ``memorization``: the nearest training image of every sample, calibrated on held-out patients;
 - ``cas``: classification accuracy score over several seeds, beside the real-trained classifier, on the
   validation patients;
-- ``gate``: ``quality_gate`` (reject a generator whose CAS ratio or weakest class is too low) and ``GateConfig``;
+- ``gate``: ``quality_gate`` (reject a generator whose CAS ratio or weakest class is too low), ``GateConfig`` and
+  ``GateStopper`` (stop a generator's training once it passes);
 - ``evaluate``: ``evaluate_generator``, all of the above for one generator or pool (quality.json);
 - ``text``: the plain-text table ``synthaug evaluate`` prints;
 - ``leakage``: the guard refusing a generator trained on other patients than the split's training patients;
@@ -20,7 +21,7 @@ from .evaluate import evaluate_generator
 from .features import (EXTRACTOR_META, FeatureExtractor, default_cache_dir, extractor_key, get_feature_extractor,
                        train_features, training_fingerprint)
 from .filter import ClassifierFilter
-from .gate import GateConfig, quality_gate
+from .gate import GateConfig, GateStopper, quality_gate
 from .leakage import check_training_options, find_training_options
 from .memorization import memorization_audit
 from .recipe import DEFAULT_MODEL, DEFAULT_STEPS, classifier_recipe
@@ -31,4 +32,4 @@ __all__ = ["ClassifierFilter", "evaluate_generator", "format_report", "FeatureEx
            "classifier_recipe", "DEFAULT_MODEL", "DEFAULT_STEPS", "frechet_distance", "kernel_distance",
            "precision_recall", "nearest_neighbours", "fidelity_metrics", "memorization_audit",
            "classification_accuracy_score", "score_on", "score_on_val", "score_on_test", "quality_gate", "GateConfig",
-           "check_training_options", "find_training_options"]
+           "GateStopper", "check_training_options", "find_training_options"]

@@ -147,11 +147,23 @@ def real_scores(splits, recipe: dict[str, Any], *, seed: int, steps: int, positi
     return scores
 
 
+def _real_scores(splits, recipe: dict[str, Any], *, seed: int, steps: int, positive: int | None,
+                 cache_dir: str | os.PathLike | None, memo: dict | None) -> dict[str, Any]:
+    """``real_scores``, looked up first in ``memo`` (a dict kept by the caller for one split), then kept there."""
+    key = json.dumps({"recipe": recipe, "seed": int(seed), "steps": int(steps), "positive": positive}, sort_keys=True)
+    if memo is not None and key in memo:
+        return memo[key]
+    scores = real_scores(splits, recipe, seed=seed, steps=steps, positive=positive, cache_dir=cache_dir)
+    if memo is not None:
+        memo[key] = scores
+    return scores
+
+
 def classification_accuracy_score(images: np.ndarray | torch.Tensor, labels: np.ndarray, splits, *,
                                   recipe: dict[str, Any], seed: int = 0, seeds: int = DEFAULT_SEEDS,
                                   epochs: float | None = DEFAULT_EPOCHS, real_model: nn.Module | None = None,
-                                  positive: int | None = None,
-                                  cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+                                  positive: int | None = None, cache_dir: str | os.PathLike | None = None,
+                                  real_cache: dict | None = None) -> dict[str, Any]:
     """CAS: ``recipe`` trained on the synthetic ``images`` alone, tested on the real validation patients.
 
     ``seeds`` classifiers (initial weights and batches from ``seed``, ``seed + 1``, ...) are trained on the
@@ -162,7 +174,9 @@ def classification_accuracy_score(images: np.ndarray | torch.Tensor, labels: np.
     mean recall of each class (by class name), ``class_recall_ratio`` their ratio, ``ratio`` = cas / real_score
     (what ``quality_gate`` judges). The test patients are never touched. ``real_model``: the real-trained
     classifier of ``seed`` when one exists with these very steps (the feature extractor), not trained again.
-    ``cache_dir``: where the real-trained classifiers' scores are kept (``real_scores``).
+    ``cache_dir``: where the real-trained classifiers' scores are kept (``real_scores``). ``real_cache``: a dict
+    the caller keeps between calls on the same ``splits`` (``GateStopper``): the real-trained scores are then
+    computed once in memory, keyed by seed, steps, recipe and positive class.
     """
     from ..data import ImageArrayDataset
 
@@ -184,7 +198,8 @@ def classification_accuracy_score(images: np.ndarray | torch.Tensor, labels: np.
                                   desc=f"CAS: synthetic only, seed {s}") for s in seed_list]
     syn_seconds = time.time() - start
     real = [score_on_val(real_model, splits, positive=positive) if s == seed and real_model is not None else
-            real_scores(splits, recipe, seed=s, steps=real_steps, positive=positive, cache_dir=cache_dir)
+            _real_scores(splits, recipe, seed=s, steps=real_steps, positive=positive, cache_dir=cache_dir,
+                         memo=real_cache)
             for s in seed_list]
     return {"recipe": recipe, "seed": seed, "seeds": seed_list, "epochs": epochs, "steps": steps,
             "real_steps": real_steps, "synthetic_images": len(labels), "real_images": len(splits.train),

@@ -22,13 +22,22 @@ Why the defaults: they are fixed in advance, not tuned on any run's numbers.
 The ratio is relative to the real-trained reference: when that reference is weak (few training patients), a
 near-chance CAS can reach a high ratio. ``ratio_above_chance`` = (cas - chance) / (real_score - chance) is
 recorded beside it to read such cases; it does not decide.
+
+``GateStopper`` asks the same question during a generator's training (``train_generator(stop_when=...)`` with
+``gate_every``), so that training can stop once the answer is yes (issue 13, item 4).
 """
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..checks import check_bool, check_float
+import numpy as np
+
+from ..checks import check_bool, check_float, check_int
+from .cas import DEFAULT_EPOCHS, DEFAULT_SEEDS, check_cas_options, classification_accuracy_score
+from .recipe import classifier_recipe
 from .text import fmt
 
 DEFAULT_MIN_RATIO = 0.8
@@ -131,3 +140,74 @@ class GateConfig:
         if not self.enabled:
             return None
         return quality_gate(cas_record, min_ratio=self.min_ratio, min_class_ratio=self.min_class_ratio)
+
+
+class GateStopper:
+    """``stop_when`` for ``train_generator``: does the generator pass the quality gate yet?
+
+    Each call samples ``n`` images (default: as many as the training images) in the class frequencies of the
+    training split, always from the same noise (``seed``), measures CAS on the real **validation** patients
+    (``classification_accuracy_score``: ``cas_seeds`` classifiers of ``recipe``, ``cas_epochs`` passes each;
+    the test patients are never read) and applies ``gate`` (``quality_gate``). The real-trained reference depends on
+    the split alone: it is trained at the first call and kept in memory (and in ``cache_dir`` when given,
+    shared with other stoppers and evaluations of the same split). Returns the decision record: the gate's
+    record (``passed``, ``reason``, ``ratio``, ``weakest_class``, ``weakest_class_ratio``, ...) with the
+    ``step``, the CAS numbers (``cas``, ``real_score``, ``cas_ci``) and the check's ``seconds``::
+
+        stopper = GateStopper(splits, gate=GateConfig(min_ratio=0.8), n=2000)
+        train_generator(gen, splits.train, config=GeneratorTrainConfig(steps=5000, gate_every=500),
+                        stop_when=stopper)
+
+    A check trains ``cas_seeds`` CAS classifiers, so choose ``gate_every`` so that checks cost a small share of
+    training. The classifiers run on this process alone (``device``: default the generator's).
+    """
+
+    owner = "GateStopper"
+
+    def __init__(self, splits, *, gate: GateConfig | None = None, n: int | None = None,
+                 recipe: dict[str, Any] | None = None, seed: int = 0, cas_seeds: int = DEFAULT_SEEDS,
+                 cas_epochs: float | None = DEFAULT_EPOCHS, positive: int | None = None,
+                 cache_dir: str | os.PathLike | None = None, device: Any = None) -> None:
+        gate = GateConfig() if gate is None else gate
+        if not isinstance(gate, GateConfig):
+            raise TypeError(f"{self.owner}: gate={gate!r}: give a synthaug.quality.GateConfig, e.g. "
+                            "GateConfig(min_ratio=0.8, min_class_ratio=0.6)")
+        if not gate.enabled:
+            raise ValueError(f"{self.owner}: gate.enabled=False, so no check could ever pass; stopping early needs "
+                             "the gate on (GateConfig(enabled=True), quality.gate.enabled: true), or no stopper")
+        missing = [part for part in ("train", "val", "classes", "num_classes") if not hasattr(splits, part)]
+        if missing:
+            raise TypeError(f"{self.owner}: splits={type(splits).__name__} has no {missing}; give the Splits of "
+                            "load_dataset (training and validation patients)")
+        if len(splits.val) == 0:
+            raise ValueError(f"{self.owner}: the validation split is empty; CAS is measured on the validation patients "
+                             "(never the test patients): give a split with validation patients")
+        check_int(seed, "seed", self.owner, minimum=0)
+        check_cas_options(cas_seeds, cas_epochs, self.owner)
+        self.n = len(splits.train) if n is None else check_int(n, "n", self.owner, minimum=1,
+                                                                 hint="synthetic images per check, e.g. 2000")
+        self.splits, self.gate, self.seed = splits, gate, int(seed)
+        self.cas_seeds, self.cas_epochs = cas_seeds, cas_epochs
+        self.recipe = classifier_recipe(**(recipe or {}))
+        self.positive, self.cache_dir, self.device = positive, cache_dir, device
+        from ..synthetic import largest_remainder
+
+        counts = np.bincount(np.asarray(splits.train.targets), minlength=splits.num_classes)
+        self.labels = np.repeat(np.arange(splits.num_classes), largest_remainder(self.n, counts))
+        self._real: dict = {}  # the real-trained scores, computed at the first call
+
+    def __call__(self, gen: Any, step: int) -> dict[str, Any]:
+        from ..classifier import single_process
+        from ..pool import generate_pool
+
+        start = time.time()
+        device = self.device if self.device is not None else getattr(gen, "device", "cpu")
+        with single_process(device):  # the main process alone: the others wait in train_generator
+            pool = generate_pool(gen, self.labels, seed=self.seed, progress=False)
+            cas = classification_accuracy_score(pool.images, pool.labels, self.splits, recipe=self.recipe,
+                                                seed=self.seed, seeds=self.cas_seeds, epochs=self.cas_epochs,
+                                                positive=self.positive, cache_dir=self.cache_dir,
+                                                real_cache=self._real)
+        decision = self.gate.apply(cas)
+        return {**decision, "step": int(step), "cas_ci": cas.get("cas_ci"), "real_ci": cas.get("real_ci"),
+                "synthetic_images": int(len(pool.labels)), "seconds": round(time.time() - start, 1)}
