@@ -20,11 +20,12 @@ from .edits import EditSource  # noqa: E402
 from .generators import create_generator, list_generators, load_generator, register_generator  # noqa: E402
 from .pool import SyntheticPool, load_pool  # noqa: E402
 from .quality import ClassifierFilter  # noqa: E402
+from .strategies import TeacherLabels  # noqa: E402
 from .synthetic import ClassQuotas, SyntheticDataset  # noqa: E402
 
 __all__ = ["__version__", "load_dataset", "create_generator", "list_generators", "load_generator",
            "register_generator", "SyntheticDataset", "ClassQuotas", "SyntheticPool", "load_pool",
-           "ClassifierFilter", "SyntheticMix", "EditSource"]
+           "ClassifierFilter", "SyntheticMix", "EditSource", "TeacherLabels"]
 
 # Public names whose modules pull in heavy optional libraries: imported on first access (PEP 562).
 _LAZY = {"SyntheticMix": "transforms"}

@@ -4,6 +4,8 @@ The real data set may be any map-style torch data set of ``(image, label)`` item
 uint8 tensors ``(C, H, W)``, float tensors in [0, 1] or numpy ``(H, W, C)`` arrays; labels as Python or
 numpy integers, 0-d tensors or one-element arrays (MedMNIST's ``(1,)``). Each item is converted once, on
 read, into the one item format both kinds share, ``(uint8 tensor (C, S, S), int)`` (``synthaug.items``).
+Options change the label and the item: ``teacher=TeacherLabels(...)`` (``synthaug.strategies``) relabels the
+synthetic images, ``return_is_synthetic=True`` adds a third element saying which items are generated.
 """
 from __future__ import annotations
 
@@ -19,13 +21,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .checks import check_float, check_int, check_range, is_int
+from .checks import check_bool, check_float, check_int, check_range, is_int
 from .data.imageio import convert_channels, resize_batch
 from .items import (augmenting_steps, class_id, declared, fit_image, read_targets, real_classes, real_transforms,
                     split_item, to_uint8_image)
 from .pool import (Processes, SyntheticPool, check_device, check_progress, current_processes, generate_pool,
                    generation_device, is_pool, labels_fingerprint, load_pool, sample_until_kept, shared_pool,
                    weights_fingerprint)
+from .strategies import (TeacherLabels, decode_array, encode_array, labels_from_logits, one_hot, teacher_logits,
+                         teacher_report)
 
 __all__ = ["SyntheticDataset", "ClassQuotas", "check_ratio", "largest_remainder", "class_weights", "open_source"]
 
@@ -131,7 +135,8 @@ def open_source(gen: Any, *, device: torch.device | None = None) -> tuple[Synthe
 
 def _check_arguments(ratio: Any, *, quotas: ClassQuotas | None, real: Dataset | None, length: Any, pool_size: Any,
                      batch_size: Any, refresh_every: Any, quality_filter: Any, max_filter_rounds: Any,
-                     ready_pool: bool, device: Any, pool_dir: Any) -> float | None:
+                     ready_pool: bool, device: Any, pool_dir: Any, teacher: Any,
+                     return_is_synthetic: Any) -> float | None:
     """Refuse contradictory or malformed SyntheticDataset options; returns the ratio (None with quotas)."""
     owner = "SyntheticDataset"
     if quotas is not None:
@@ -167,6 +172,11 @@ def _check_arguments(ratio: Any, *, quotas: ClassQuotas | None, real: Dataset | 
         check_int(refresh_every, "refresh_every", owner, minimum=1, hint="a number of epochs, or None")
     if quality_filter is not None and not callable(quality_filter):
         raise ValueError("quality_filter must be a callable (images, labels) -> keep mask, e.g. a ClassifierFilter")
+    if teacher is not None and not isinstance(teacher, TeacherLabels):
+        raise ValueError(f"{owner}: teacher={type(teacher).__name__} must be a synthaug.strategies.TeacherLabels, "
+                         "e.g. teacher=TeacherLabels(model, mode='soft', temperature=2.0) with a model trained on the "
+                         "real training images only (or None: the generator's labels)")
+    check_bool(return_is_synthetic, "return_is_synthetic", owner)
     return ratio
 
 
@@ -208,6 +218,17 @@ class SyntheticDataset(Dataset):
 
     ``quality_filter``: a callable ``(images, labels) -> keep mask`` or a ``ClassifierFilter``; rejected
     images are replaced by new ones (same seed, same result) and ``filter_report`` gives the rejection rate.
+
+    ``teacher``: a ``TeacherLabels`` (``synthaug.strategies``): a classifier trained on the real images only
+    relabels the synthetic ones. It runs once per pool, in the process that samples it, and its logits are kept
+    with the pool (in ``pool_dir``, whose recipe names the teacher). ``mode="soft"``: every label is a float32
+    ``(num_classes,)`` tensor of probabilities (real items one-hot), which ``nn.CrossEntropyLoss`` takes as it
+    is; ``mode="hard"``: a synthetic item's label is the teacher's argmax. ``teacher_report`` gives how often
+    the teacher agrees with the generator's labels; ``synthetic_labels`` stay the generator's.
+
+    ``return_is_synthetic=True``: items are ``(image, label, is_synthetic)`` (a bool), for a loss that weights
+    synthetic items (``synthaug.losses.weighted_cross_entropy``). ``length`` without ``real``: synthetic
+    items only (e.g. for synthetic pre-training; ``ratio`` is then not used and ``self.ratio`` is 1).
     """
 
     def __init__(
@@ -229,6 +250,8 @@ class SyntheticDataset(Dataset):
         pool_dir: str | os.PathLike | None = None,
         accelerator: Any = None,
         progress: bool | None = None,
+        teacher: TeacherLabels | None = None,
+        return_is_synthetic: bool = False,
     ) -> None:
         self.device = check_device(device, "SyntheticDataset")
         self.progress = check_progress(progress, "SyntheticDataset")
@@ -238,7 +261,8 @@ class SyntheticDataset(Dataset):
         ratio = _check_arguments(ratio, quotas=quotas, real=real, length=length, pool_size=pool_size,
                                  batch_size=batch_size, refresh_every=refresh_every, quality_filter=quality_filter,
                                  max_filter_rounds=max_filter_rounds, ready_pool=self._source_pool is not None,
-                                 device=device, pool_dir=pool_dir)
+                                 device=device, pool_dir=pool_dir, teacher=teacher,
+                                 return_is_synthetic=return_is_synthetic)
         self.pool_dir = None if pool_dir is None else Path(pool_dir).expanduser().absolute()
         self._processes: Processes | None = current_processes(accelerator)
         self._identity: dict[str, Any] | None = None  # the generator's part of a pool's recipe, kept by copies
@@ -247,10 +271,21 @@ class SyntheticDataset(Dataset):
         self.seed = int(seed)
         self.batch_size, self.refresh_every = int(batch_size), refresh_every
         self.quality_filter, self.max_filter_rounds = quality_filter, int(max_filter_rounds)
+        self.teacher, self.return_is_synthetic = teacher, bool(return_is_synthetic)
+        self.teacher_mode = None if teacher is None else teacher.mode
+        self._teacher_temperature = None if teacher is None else teacher.temperature
+        self._teacher_logits: np.ndarray | None = None  # per pool row, float32 (rows, num_classes)
+        self._teacher_labels: np.ndarray | None = None  # per pool row: probabilities (soft) or class ids (hard)
+        self.teacher_report: dict[str, Any] | None = None
         self._index_real(real, int(source.num_classes))
         counts, weights = self._synthetic_counts(ratio, quotas, length, label_distribution)
         self.num_synthetic = int(counts.sum())
-        self.ratio = self.num_synthetic / max(1, self.num_real + self.num_synthetic) if quotas is not None else ratio
+        if real is None:
+            self.ratio = 1.0  # every item is synthetic
+        elif quotas is not None:
+            self.ratio = self.num_synthetic / max(1, self.num_real + self.num_synthetic)
+        else:
+            self.ratio = ratio
         rng = np.random.default_rng([self.seed, 104729])
         self.synthetic_labels = rng.permutation(np.repeat(np.arange(self.num_classes), counts))
         self.channels, self.image_size = self._target_format(real, source)
@@ -364,11 +399,15 @@ class SyntheticDataset(Dataset):
             self.pool_labels = self._source_pool.labels
             rng = np.random.default_rng([seed, 15485863])
             self._pool_index = self._assign(lambda c: rng.permutation(self._source_pool.indices_of(c)))
+            if self.teacher_mode is not None:
+                self._teach_ready_pool()
         else:
             folder = self._pool_folder(generation)
-            pool = shared_pool(lambda: self._make_pool(seed), directory=folder, labels=self._plan_labels,
-                               recipe=self._recipe(seed) if folder is not None else {},
+            pool = shared_pool(lambda: self._with_teacher(self._make_pool(seed)), directory=folder,
+                               labels=self._plan_labels, recipe=self._recipe(seed) if folder is not None else {},
                                processes=self._processes or Processes())
+            if self.teacher_mode is not None:
+                self._teacher_logits = decode_array(pool.meta["teacher_logits"])
             if folder is None:  # in memory: convert once, reads are plain indexing
                 images = torch.from_numpy(pool.images)
                 self._images = resize_batch(convert_channels(images, self.channels), self.image_size)
@@ -377,6 +416,11 @@ class SyntheticDataset(Dataset):
             self.filter_report = pool.meta.get("filter_report", self.filter_report)
             self.pool_labels = self._plan_labels
             self._pool_index = self._assign(lambda c: np.flatnonzero(self.pool_labels == c))
+        if self.teacher_mode is not None:
+            self._teacher_labels = labels_from_logits(self._teacher_logits, self.teacher_mode,
+                                                      self._teacher_temperature)
+            self.teacher_report = teacher_report(self._teacher_logits, self.pool_labels, np.unique(self._pool_index),
+                                                 self.classes, teacher=repr(self.teacher))
         self._generation = generation
 
     def _pool_folder(self, generation: int) -> Path | None:
@@ -390,7 +434,8 @@ class SyntheticDataset(Dataset):
         if self._identity is None and gen is not None:  # computed once, in the process that has the generator
             self._identity = {"generator": getattr(gen, "generator_name", type(gen).__name__),
                               "generator_options": getattr(gen, "generator_options", {}),
-                              "weights_sha256": weights_fingerprint(gen)}
+                              "weights_sha256": weights_fingerprint(gen),
+                              "teacher_sha256": None if self.teacher is None else self.teacher.fingerprint()}
         if self._identity is None:
             raise RuntimeError("this SyntheticDataset was copied into another process without its generator; call "
                                "set_epoch() in the main process, before the DataLoader starts its workers")
@@ -411,6 +456,35 @@ class SyntheticDataset(Dataset):
             images = self._generate_filtered(self._plan_labels, seed, empty)
         meta = {"seed": int(seed), "filter_report": self.filter_report}
         return SyntheticPool(images.numpy(), self._plan_labels, self.num_classes, meta)
+
+    # ----------------------------------------------------------------- teacher labels (synthaug.strategies)
+    def _run_teacher(self, images: Any) -> np.ndarray:
+        if self.teacher is None:
+            raise RuntimeError("this SyntheticDataset was copied into another process without its teacher; call "
+                               "set_epoch() in the main process, before the DataLoader starts its workers")
+        return teacher_logits(self.teacher, images, channels=self.channels, image_size=self.image_size,
+                              classes=self.classes)
+
+    def _with_teacher(self, pool: SyntheticPool) -> SyntheticPool:
+        """A newly sampled pool with its teacher logits in ``meta``, written with it to ``pool_dir``."""
+        if self.teacher_mode is not None:
+            pool.meta["teacher_logits"] = encode_array(self._run_teacher(pool.images))
+        return pool
+
+    def _teach_ready_pool(self) -> None:
+        """Teacher logits for the rows of a ready pool this epoch uses; each row is seen by the teacher once."""
+        if self._teacher_logits is None:
+            self._teacher_logits = np.full((len(self._source_pool), self.num_classes), np.nan, np.float32)
+        rows = np.unique(self._pool_index)
+        todo = rows[np.isnan(self._teacher_logits[rows, 0])]
+        if len(todo):
+            self._teacher_logits[todo] = self._run_teacher(self._source_pool.images[todo])
+
+    def _synthetic_label(self, j: int) -> Any:
+        if self._teacher_labels is None:
+            return int(self.synthetic_labels[j])
+        value = self._teacher_labels[self._pool_index[j]]
+        return int(value) if self.teacher_mode == "hard" else torch.from_numpy(value.copy())
 
     def _assign(self, slots_of: Callable[[int], np.ndarray]) -> np.ndarray:
         """Pool row of every synthetic item: the items of class c cycle through ``slots_of(c)``."""
@@ -460,6 +534,7 @@ class SyntheticDataset(Dataset):
         # made in __init__ / set_epoch, in the main process.
         state = self.__dict__.copy()
         state["_gen"] = None
+        state["teacher"] = None  # its labels are in _teacher_labels
         state["_processes"] = None
         return state
 
@@ -488,20 +563,23 @@ class SyntheticDataset(Dataset):
             image = resize_batch(convert_channels(image[None], self.channels), self.image_size)[0]
         return image
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
         """``(image, label)``: a uint8 ``(C, S, S)`` tensor (or what ``transform`` makes of it) and an ``int``,
-        for real and synthetic items alike, so any sampler's batches collate."""
+        for real and synthetic items alike, so any sampler's batches collate. With a soft teacher the label is
+        a float32 ``(num_classes,)`` tensor; with ``return_is_synthetic`` a bool follows the label."""
         index = self._check_index(index)
         if index < self.num_real:
             image, label = split_item(self.real[index], index)
             image = fit_image(to_uint8_image(image, where=f"real item {index}"), self.channels, self.image_size)
             label = class_id(label, key=f"the label of real item {index}")
+            if self.teacher_mode == "soft":
+                label = one_hot(label, self.num_classes)
         else:
             j = index - self.num_real
-            image, label = self._synthetic_image(j), int(self.synthetic_labels[j])
+            image, label = self._synthetic_image(j), self._synthetic_label(j)
         if self.transform is not None:
             image = self.transform(image)
-        return image, label
+        return (image, label, index >= self.num_real) if self.return_is_synthetic else (image, label)
 
     @property
     def pool(self) -> torch.Tensor:
@@ -512,8 +590,14 @@ class SyntheticDataset(Dataset):
 
     @property
     def targets(self) -> np.ndarray:
+        """Every item's class id: a synthetic item's is the generator's label, or with a teacher the teacher's
+        most likely class."""
         real = self.real_targets if self.real_targets is not None else np.zeros(0, dtype=np.int64)
-        return np.concatenate([real, self.synthetic_labels.astype(np.int64)])
+        synthetic = self.synthetic_labels.astype(np.int64)
+        if self._teacher_labels is not None:
+            chosen = self._teacher_labels[self._pool_index]
+            synthetic = chosen.astype(np.int64) if self.teacher_mode == "hard" else chosen.argmax(1)
+        return np.concatenate([real, synthetic])
 
     @property
     def groups(self) -> np.ndarray:
@@ -526,5 +610,8 @@ class SyntheticDataset(Dataset):
         extra = ""
         if self.filter_report is not None:
             extra = f", filter rejected {100 * self.filter_report['rejection_rate']:.1f} %"
+        if self.teacher_mode is not None:
+            extra += ", teacher labels " + (f"soft (T={self._teacher_temperature:g})" if self.teacher_mode == "soft"
+                                            else "hard")
         return (f"SyntheticDataset(real={self.num_real}, synthetic={self.num_synthetic}, ratio={self.ratio:.3g}, "
                 f"pool={len(self.pool_labels)}, classes={self.classes}{extra})")

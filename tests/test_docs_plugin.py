@@ -29,8 +29,8 @@ def workdir(tmp_path_factory):
     return work
 
 
-def test_the_page_has_the_six_examples():
-    assert len(EXAMPLES) == 6
+def test_the_page_has_the_ten_examples():
+    assert len(EXAMPLES) == 10
 
 
 @pytest.mark.parametrize("index", range(len(EXAMPLES)))
