@@ -8,7 +8,9 @@ is trained on the training patients of the seed's patient split (val and test pa
 seen), in ``OUT/<name>/`` (resumable: a finished model is skipped, a killed one continues from its
 last checkpoint). Then ``DOCS/<name>.png`` shows, per class, real training cells beside generated
 ones, and ``DOCS/<name>-interpolation.png`` a walk between two latent codes. ``DOCS/gallery.json``
-and the printed table record steps, wall time and sampling speed per model.
+and the printed table record steps, wall time and sampling speed per model and (``quality: true``, the
+default) its quality on the validation patients: ``cas_val``, ``real_val``, ``cas_ratio``, ``class_recall``
+and ``real_class_recall`` per class name, FID/KID/precision/recall and the quality gate's verdict.
 """
 from __future__ import annotations
 
@@ -37,6 +39,11 @@ class GalleryConfig:
     models: dict[str, dict] = field(default_factory=dict)  # name -> overrides of the preset, e.g. {steps: 2000}
     out_dir: str = "runs/gallery"
     docs_dir: str = "docs/generators"
+    # sample quality on the VALIDATION patients (never test): CAS (3 seeds) with per-class recall beside the
+    # real-trained reference, FID/KID/precision/recall on features trained here, the quality gate
+    quality: bool = True
+    quality_n: int = 500          # images for FID/KID/precision/recall
+    cas_images: int = 1000        # synthetic images CAS trains on
 
 
 def _overrides(name: str, cfg: GalleryConfig, entry: dict) -> list[str]:
@@ -114,7 +121,58 @@ def run_model(name: str, cfg: GalleryConfig, entry: dict, out_root: Path, docs: 
                     title=f"{name}: spherical interpolation between two latent codes, per class")
     record = {**record, "sample_images_per_s": round(gen.num_classes * cfg.per_class / sample_seconds, 1),
               "grid": f"{name}.png", "interpolation": f"{name}-interpolation.png"}
+    if cfg.quality:
+        record.update(quality_fields(_quality(gen, splits, train_cfg, cfg, out)))
     return record
+
+
+def _quality(gen, splits, train_cfg, cfg: GalleryConfig, out: Path) -> dict:
+    """``quality.json`` of the model (cached in ``out/quality``): scored on the validation patients only."""
+    import warnings
+
+    from synthaug.quality import GateConfig, evaluate_generator, get_feature_extractor
+
+    folder = out / "quality"
+    if (folder / "quality.json").is_file():
+        return json.loads((folder / "quality.json").read_text())
+    full = splits if cfg.train_fraction == 1.0 else train_cfg.data.load(cfg.seed, 1.0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="the feature extractor was not trained on this split")
+        extractor = get_feature_extractor(full, dataset_key=train_cfg.data.key, seed=cfg.seed,
+                                          cache_dir=out.parent / "extractors", verbose=False)
+        positive = splits.classes.index("Parasitized") if "Parasitized" in splits.classes else None
+        return evaluate_generator(gen, splits, n=cfg.quality_n, seed=cfg.seed, extractor=extractor, cas=True,
+                                  cas_images=cfg.cas_images, out_dir=folder, dataset_key=train_cfg.data.key,
+                                  positive=positive, gate=GateConfig())
+
+
+def quality_fields(q: dict) -> dict:
+    """What gallery.json records of a model's quality: CAS and the real-trained reference on validation, their
+    ratio, per-class recall of both, FID/KID/precision/recall, the gate's verdict."""
+    cas, fid, gate = q["cas"], q["fidelity"]["overall"], q.get("gate") or {}
+    return {"cas_val": cas["cas"], "real_val": cas["real_score"], "cas_ratio": cas["ratio"],
+            "class_recall": cas["synthetic"]["per_class_recall"], "real_class_recall": cas["real"]["per_class_recall"],
+            "fid": fid["fid"], "kid": fid["kid"], "precision": fid["precision"], "recall": fid["recall"],
+            "gate": gate.get("reason"), "gate_passed": gate.get("passed")}
+
+
+def _f(value, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def table(models: dict) -> str:
+    """The gallery's Markdown table: budget, time, sampling speed and (when measured) quality on validation."""
+    lines = ["| model | steps | batch | train time | sampling images/s | CAS (val) | real (val) | CAS ratio | "
+             "Parasitized recall (syn / real) | FID | gate |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in models.items():
+        syn, real = r.get("class_recall") or {}, r.get("real_class_recall") or {}
+        recall = (f"{_f(syn.get('Parasitized'))} / {_f(real.get('Parasitized'))}" if "Parasitized" in real
+                  else "n/a")
+        gate = "n/a" if r.get("gate_passed") is None else ("passed" if r["gate_passed"] else "rejected")
+        lines.append(f"| {name} | {r['steps']} | {r['batch_size']} | {r['train_seconds'] / 60:.1f} min | "
+                     f"{r['sample_images_per_s']:.0f} | {_f(r.get('cas_val'))} | {_f(r.get('real_val'))} | "
+                     f"{_f(r.get('cas_ratio'), '.2f')} | {recall} | {_f(r.get('fid'), '.1f')} | {gate} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,10 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True))
     print(f"\ngallery: {len(names)} model(s) in {time.perf_counter() - total:.0f} s (trainings already done are "
           "skipped)\n")
-    print("| model | steps | batch | train time | sampling images/s |\n|---|---|---|---|---|")
-    for name, r in summary["models"].items():
-        print(f"| {name} | {r['steps']} | {r['batch_size']} | {r['train_seconds'] / 60:.1f} min | "
-              f"{r['sample_images_per_s']:.0f} |")
+    print(table(summary["models"]))
     print(f"\nwrote {summary_path} and the grids in {docs}")
     return 0
 

@@ -43,6 +43,7 @@ presets: configs/generators/{{name}}-smoke.yaml
 image_size: 32
 train_fraction: 0.05
 per_class: 4
+quality: false
 out_dir: {tmp_path / 'runs'}
 docs_dir: {tmp_path / 'docs'}
 models:
@@ -57,7 +58,7 @@ models:
     assert record["steps"] == 6 and record["train_seconds"] > 0
     assert (tmp_path / "docs" / "cvae-tiny.png").stat().st_size > 1000
     assert (tmp_path / "docs" / "cvae-tiny-interpolation.png").is_file()
-    assert "| cvae-tiny | 6 |" in out.stdout
+    assert "| cvae-tiny | 6 |" in out.stdout and "cas_val" not in record  # quality: false
     # a second run reuses the training (same record) and redraws
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -69,6 +70,25 @@ models:
     assert bad.returncode == 2 and "trained for 6 steps" in bad.stderr and "Traceback" not in bad.stderr
     unknown = subprocess.run(cmd + ["--models", "nope"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "nope" in unknown.stderr
+
+
+def test_gallery_records_quality_on_validation():
+    """gallery.json's quality fields come from evaluate_generator's record (CAS on the validation patients)."""
+    from benchmarks.gallery import quality_fields, table
+
+    q = {"cas": {"cas": 0.62, "real_score": 0.9, "ratio": 0.62 / 0.9, "split": "val",
+                 "synthetic": {"per_class_recall": {"Parasitized": 0.3, "Uninfected": 0.94}},
+                 "real": {"per_class_recall": {"Parasitized": 0.88, "Uninfected": 0.92}}},
+         "fidelity": {"overall": {"fid": 41.5, "kid": 0.03, "precision": 0.5, "recall": 0.2}},
+         "gate": {"passed": False, "reason": "generator rejected (CAS ratio 0.69 < 0.80)"}}
+    fields = quality_fields(q)
+    assert fields["cas_val"] == 0.62 and fields["real_val"] == 0.9 and fields["cas_ratio"] == 0.62 / 0.9
+    assert fields["class_recall"] == {"Parasitized": 0.3, "Uninfected": 0.94}
+    assert fields["real_class_recall"]["Parasitized"] == 0.88 and fields["gate_passed"] is False
+    base = {"steps": 10, "batch_size": 64, "train_seconds": 60.0, "sample_images_per_s": 100.0}
+    text = table({"cgan": {**base, **fields}, "old": base})
+    assert "| cgan | 10 | 64 | 1.0 min | 100 | 0.620 | 0.900 | 0.69 | 0.300 / 0.880 | 41.5 | rejected |" in text
+    assert "| old | 10 | 64 | 1.0 min | 100 | n/a | n/a | n/a | n/a | n/a | n/a |" in text
 
 
 def test_throughput_writes_a_row_per_generator_and_size(tmp_path):
