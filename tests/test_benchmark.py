@@ -23,8 +23,14 @@ TINY = [
 DKEY = "malaria-16px"
 
 
+def bench_env(data_root: Path) -> dict[str, str]:
+    # one torch thread: on a busy 2-core machine two threads make these tiny models many times slower; every run
+    # of this file uses the same setting (the sigkill test compares its metrics with the tiny run's exactly)
+    return {**os.environ, "SYNTHAUG_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
+
+
 def run_bench(out: Path, *extra: str, data_root: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SYNTHAUG_DATA": str(data_root)}
+    env = bench_env(data_root)
     cmd = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--config",
            str(REPO / "configs" / "bench" / "malaria-quick.yaml"), *TINY, *extra, "--out", str(out)]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -153,11 +159,18 @@ def test_different_config_into_same_folder_is_refused(tiny_run, data_root):
     ("quality.n=1", "quality.n=1"),
     ("quality.extractor_stepz=3", "did you mean 'extractor_steps'"),
 ])
-def test_bad_config_fails_before_any_work(tmp_path, data_root, override, message):
+def test_bad_config_fails_before_any_work(tmp_path, data_root, override, message, monkeypatch, capsys):
+    # in-process: the same main() that benchmarks/run.py calls, without a Python + torch start per case
+    # (test_different_config_into_same_folder_is_refused and test_dry_run_prints_resolved_config run the script)
+    from synthaug.bench.launch import main
+
+    monkeypatch.setenv("SYNTHAUG_DATA", str(data_root))
     out = tmp_path / "run"
-    proc = run_bench(out, "--set", override, data_root=data_root)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert message.lower() in proc.stderr.lower()
+    code = main(["--config", str(REPO / "configs" / "bench" / "malaria-quick.yaml"), *TINY, "--set", override,
+                 "--out", str(out)], prog="benchmarks/run.py")
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert message.lower() in err.lower() and "benchmarks/run.py: error:" in err
     assert not (out / "results.jsonl").exists()
 
 
@@ -183,7 +196,7 @@ def test_sigkilled_run_resumes_to_the_same_metrics(tiny_run, tmp_path, data_root
 
     reference, _ = tiny_run
     out = tmp_path / "run"
-    env = {**os.environ, "SYNTHAUG_DATA": str(data_root)}
+    env = bench_env(data_root)
     cmd = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--config",
            str(REPO / "configs" / "bench" / "malaria-quick.yaml"), *TINY, "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-STEPS = 2000
+from synthaug.cli import main
+
+# The kill comes at the first saved step >= 100 (checkpoints every 50 steps, polled every 20 ms): 1000 steps
+# leave about 850 steps after it (seconds even on a fast machine), and the resumed run crosses epoch boundaries.
+STEPS = 1000
 
 
 def _config(tmp_path: Path, data_root: Path) -> Path:
@@ -27,8 +31,11 @@ def _config(tmp_path: Path, data_root: Path) -> Path:
 
 
 def _train(cfg: Path, out: Path, *extra: str) -> subprocess.Popen:
+    # one thread: on a busy 2-core machine two threads make this tiny model's steps many times slower (measured:
+    # 150 steps took 67 s with 2 threads, 4 s with one); every run of a comparison uses the same setting
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "synthaug.cli", "train", "--config", str(cfg), "--out", str(out),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _saved_step(out: Path) -> int:
@@ -39,7 +46,7 @@ def _saved_step(out: Path) -> int:
     return dict(meta["__dict__"])["step"]
 
 
-def test_sigkilled_generator_training_resumes_bit_identical(tmp_path, data_root):
+def test_sigkilled_generator_training_resumes_bit_identical(tmp_path, data_root, capsys):
     cfg = _config(tmp_path, data_root)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     proc = _train(cfg, whole)
@@ -55,11 +62,11 @@ def test_sigkilled_generator_training_resumes_bit_identical(tmp_path, data_root)
     killed_at = _saved_step(cut)
     assert 100 <= killed_at < STEPS, f"the kill came at saved step {killed_at}; the test needs it mid-run"
 
-    # Without --resume the existing training is refused, and nothing in it is touched.
+    # Without --resume the existing training is refused, and nothing in it is touched (in-process: the command's
+    # main(); the runs before and after this one are true subprocesses).
     before = (cut / "checkpoint" / "model.safetensors").read_bytes()
-    proc = _train(cfg, cut)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 2 and "--resume" in err
+    assert main(["train", "--config", str(cfg), "--out", str(cut)]) == 2
+    assert "--resume" in capsys.readouterr().err
     assert (cut / "checkpoint" / "model.safetensors").read_bytes() == before
 
     proc = _train(cfg, cut, "--resume")
@@ -69,12 +76,12 @@ def test_sigkilled_generator_training_resumes_bit_identical(tmp_path, data_root)
     assert (cut / "log.jsonl").read_text() == (whole / "log.jsonl").read_text()
 
 
-def test_resume_with_another_config_is_refused(tmp_path, data_root):
+def test_resume_with_another_config_is_refused(tmp_path, data_root, capsys):
     cfg = _config(tmp_path, data_root)
     out = tmp_path / "run"
     proc = _train(cfg, out, "--set", "generator.train.steps=60")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
-    proc = _train(cfg, out, "--resume", "--set", "generator.train.steps=80")
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 2 and "same config" in err
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--resume", "--set",
+                 "generator.train.steps=80"]) == 2  # in-process, as above
+    assert "same config" in capsys.readouterr().err
