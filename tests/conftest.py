@@ -134,3 +134,17 @@ def browser():
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny models (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``),
+    restored afterwards. Tiny ops gain nothing from a second intra-op thread, and on a busy 2-core machine every
+    op waits for a descheduled one (measured: test_gan.py 250 s with two threads, 20 s with one). No assertion
+    depends on the thread count: every comparison runs both sides with the same setting."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,14 +14,7 @@ from synthaug.generators.diffusion import DDPM, beta_schedule, ddim_timesteps, d
 TINY = {"base_width": 8, "channel_mults": (1, 2), "sample_steps": 3}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: on a busy 2-core machine two torch threads make each step several times slower (the same
-    # fixture as tests/test_metrics.py and tests/test_gate_stop.py); no assertion depends on the thread count
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: see conftest.py
 
 
 def ddpm(seed: int = 0, *, image_size: int = 32, channels: int = 3, num_classes: int = 2, **options) -> DDPM:

@@ -17,14 +17,7 @@ GANS = ["dcgan", "cgan", "infogan"]
 TINY = {"latent_dim": 16, "g_width": 8, "d_width": 8, "embed_dim": 4}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tests run many tiny ops: with two intra-op threads on a busy machine every op waits for a
-    descheduled thread (measured: 250 s instead of 20 s for this file), so one thread, restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: see conftest.py
 
 
 def build(name: str, *, seed: int = 0, size: int = 32, channels: int = 3, classes: int = 2, **options) -> GAN:

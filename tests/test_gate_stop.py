@@ -55,12 +55,7 @@ def splits() -> Splits:
     return Splits(_images(128, 0), _images(64, 1), _images(64, 2, _Untouchable), {"name": "brightness", "seed": 0})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine runs other work; tiny models gain nothing from more threads
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: see conftest.py
 
 
 def _tiny(seed: int = 0):

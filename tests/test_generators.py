@@ -33,14 +33,7 @@ GENERATORS = list_generators()
 SIZE, CHANNELS, CLASSES = 32, 3, 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: on a busy 2-core machine two torch threads make each step several times slower (the same
-    # fixture as tests/test_metrics.py and tests/test_gate_stop.py); no assertion depends on the thread count
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: see conftest.py
 
 
 # The test entry of every registered generator: small options that keep it fast at 32 px on a CPU

@@ -24,12 +24,7 @@ from synthaug.pool import SyntheticPool
 TINY = {"model": "test_resnet", "steps": 100, "batch_size": 32, "lr": 1e-2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: see conftest.py
 
 
 def _subset(splits: Splits, n_train: int, n_val: int, n_test: int, seed: int = 0) -> Splits:

@@ -38,14 +38,7 @@ from tests.test_generators import SMALL_OPTIONS
 ZOO = ["fc-vae", "conv-vae", "beta-vae", "msssim-vae", "joint-vae", "vae-gan"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: on a busy 2-core machine two torch threads make each step several times slower (the same
-    # fixture as tests/test_metrics.py and tests/test_gate_stop.py); no assertion depends on the thread count
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: see conftest.py
 
 
 def build(name: str, *, seed: int = 0, size: int = 32, channels: int = 3, classes: int = 2, **overrides):
