@@ -378,3 +378,24 @@ def test_report_of_a_partial_grid_with_one_seed_and_no_quality(tmp_path):
     assert "No sample-quality metrics in this run" in text and "wall time not recorded" in text
     assert (run / "report_files" / "fraction-malaria-32px.png").stat().st_size > 1000
     assert page.read_text().count("data:image/png;base64,") == 2  # the fraction and gain plots
+
+
+def test_report_of_a_real_only_run(tmp_path):
+    """A config with no generator (a baseline check) reports the real-only arm instead of failing."""
+    from synthaug.bench import BenchConfig, build_report, prepare_run_dir
+    from synthaug.config import from_dict
+    from synthaug.utils import append_jsonl
+
+    cfg = from_dict(BenchConfig, {"name": "baseline", "seeds": [0, 1], "fractions": [1.0], "generators": [],
+                                  "synthetic": {"ratios": [0.25]}, "quality": {"enabled": False}})
+    run = tmp_path / "run"
+    prepare_run_dir(cfg, run)
+    for seed, value in ((0, 0.95), (1, 0.93)):
+        metrics = {m: value for m in ("accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "specificity")}
+        append_jsonl(run / "results.jsonl", {"dataset": "malaria-32px", "fraction": 1.0, "seed": seed,
+                                             "generator": None, "ratio": 0.0, "train_items": 100, "train_patients": 3,
+                                             "val": metrics, "test": metrics})
+    md, _ = build_report(run)
+    text = md.read_text()
+    assert "A real-only run (no generator in its config)" in text
+    assert "Real-only baseline" in text and "| **balanced_accuracy** | 0.940 [" in text  # mean of the two seeds

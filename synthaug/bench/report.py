@@ -30,7 +30,7 @@ from .paths import (check_same_config, quality_records, read_config_records, rea
                     samples_path, shard_of)
 from .plots import plot_curves, plot_fraction, plot_gain
 from .summary import classifier_budget, mixes, title
-from .tables import (answer, curves_section, group_quality, quality_tables, runs_table, selected_section,
+from .tables import (answer, baseline_section, curves_section, group_quality, quality_tables, runs_table, selected_section,
                      settings_section, verdict_section)
 
 
@@ -79,10 +79,15 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     runs = read_runs(run_dir)
     quality = quality_records(run_dir, cfg)
     picture = _lead_picture(run_dir, cfg)
-    blocks: list[Any] = [Heading(title(cfg), 1), *_answer(analysis, picture, files),
+    lead = ([Para("A real-only run (no generator in its config): it measures the real-only baseline by the "
+                  "protocol below, with no synthetic arm to compare: its learning curves and the baseline table "
+                  "below.")] if not cfg.generators else _answer(analysis, picture, files))
+    blocks: list[Any] = [Heading(title(cfg), 1), *lead,
                          *_intro(run_dir, cfg, rows, runs, analysis),
                          *verdict_section(analysis, len(cfg.seeds), quality), *_figures(cfg, analysis, files),
-                         *_curves(analysis, files), *settings_section(analysis), *selected_section(analysis),
+                         *_curves(analysis, files),
+                         *(baseline_section(analysis) if not cfg.generators else
+                           [*settings_section(analysis), *selected_section(analysis)]),
                          *_samples(run_dir, files, shown=picture), *_quality(run_dir, cfg, files, quality),
                          *_provenance(cfg, versions, runs, run_dir)]
     md_path, html_path = out / "report.md", out / "report.html"
@@ -94,6 +99,8 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
 def _lead_picture(run_dir: Path, cfg: BenchConfig) -> Path | None:
     """The samples picture the report opens with: the first generator's at the largest fraction of the first
     data set (the most real data, so the best samples the run has), else the first one written, else none."""
+    if not cfg.generators:  # a real-only run (e.g. a baseline check) draws nothing
+        return None
     preferred = samples_path(run_dir, cfg.datasets[0].key, max(cfg.fractions), cfg.generators[0].key)
     if preferred.is_file():
         return preferred

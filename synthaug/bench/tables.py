@@ -216,6 +216,22 @@ def selected_section(analysis: dict) -> list[Any]:
     return blocks
 
 
+def baseline_section(analysis: dict) -> list[Any]:
+    """The real-only baseline of each data set and fraction, every metric on the validation and test patients
+    (mean over seeds with its 95 % t interval): what a real-only run (no generator) reports."""
+    primary = analysis["primary_metric"]
+    blocks: list[Any] = [Heading("Real-only baseline (every metric, mean over seeds)")]
+    for b in analysis.get("baselines") or []:
+        patients = b.get("train_patients") or []
+        blocks += [Heading(f"{b['dataset']}, fraction {b['fraction']:g} ({span(patients)} training patients, "
+                           f"{len(b['seeds'])} seeds)", 3),
+                   Table(["metric", "validation", "test"],
+                         [[f"**{m}**" if m == primary else m, fmt_stat(b["val"][m]), fmt_stat(b["test"][m])]
+                          for m in METRICS if m in b["test"]])]
+    blocks.append(Para(INTERVAL_NOTE))
+    return blocks
+
+
 def _all_metrics_table(setting: dict, primary: str) -> Table:
     matched = setting.get("matched") is not None
     diffs = setting["diff_matched_test" if reference_of(setting, primary) == "real-matched" else "diff_test"]
