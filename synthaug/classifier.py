@@ -122,6 +122,20 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return images.float().div(255).sub(0.5).div(0.25).contiguous(memory_format=torch.channels_last)
 
 
+@torch.no_grad()
+def batched_logits(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int,
+                   device: torch.device | str) -> list[torch.Tensor]:
+    """``model``'s float32 CPU outputs for uint8 ``images`` ``(N, C, H, W)`` (``normalize``d), ``batch_size`` at
+    a time, in eval mode (its mode is restored afterwards): one tensor per batch, none for no image."""
+    was_training = model.training
+    model.eval()
+    try:
+        return [model(normalize(images[i:i + batch_size].to(device))).float().cpu()
+                for i in range(0, len(images), batch_size)]
+    finally:
+        model.train(was_training)
+
+
 def create_classifier(model: str, *, num_classes: int, channels: int) -> torch.nn.Module:
     import timm
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .checks import check_choice, check_float, check_int
-from .classifier import load_classifier, normalize
+from .classifier import batched_logits, load_classifier
 from .data.imageio import convert_channels, resize_batch
 from .pool import check_device, weights_fingerprint
 
@@ -102,13 +102,7 @@ class TeacherLabels:
                              f"{images.dtype} {tuple(images.shape)}")
         if self.image_size is not None:
             images = resize_batch(convert_channels(images, self.channels), self.image_size)
-        was_training, device = self.model.training, self.device
-        self.model.eval()
-        try:
-            out = [self.model(normalize(images[i:i + self.batch_size].to(device))).float().cpu()
-                   for i in range(0, len(images), self.batch_size)]
-        finally:
-            self.model.train(was_training)
+        out = batched_logits(self.model, images, batch_size=self.batch_size, device=self.device)
         if not out:
             return torch.zeros(0, 0)
         logits = torch.cat(out)

@@ -6,7 +6,7 @@ import os
 import torch
 
 from ..checks import check_float
-from ..classifier import load_classifier, normalize
+from ..classifier import batched_logits, load_classifier
 from ..data.imageio import convert_channels, resize_batch
 
 
@@ -34,9 +34,8 @@ class ClassifierFilter:
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         images = resize_batch(convert_channels(images, self.channels), self.image_size)
-        out = [self.model(normalize(images[i:i + self.batch_size].to(self.device))).float().softmax(1).cpu()
-               for i in range(0, len(images), self.batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, 1)
+        out = batched_logits(self.model, images, batch_size=self.batch_size, device=self.device)
+        return torch.cat(out).softmax(1) if out else torch.zeros(0, 1)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         probs = self.probabilities(images)
