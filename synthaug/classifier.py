@@ -308,6 +308,15 @@ def _loader(dataset: Dataset, extra: Dataset | None, extra_per_batch: int, *, ba
     return sampler, DataLoader(data, batch_sampler=sampler, num_workers=num_workers)
 
 
+def _loss(loss_fn: torch.nn.Module, logits: torch.Tensor, labels: torch.Tensor, weights: list) -> torch.Tensor:
+    """Cross-entropy of a batch; items ``(image, target, weight)`` (``synthaug.bench.strategies.TargetItems``:
+    class probabilities and a per-item weight) give ``mean(weight * cross_entropy)`` over the batch."""
+    if not weights:
+        return loss_fn(logits, labels)
+    per_item = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    return (weights[0].to(per_item) * per_item).mean()
+
+
 # Over 80 lines with its 24-line signature and 17-line docstring; the body (about 40 lines) is the one
 # training loop every arm shares, kept in one screen on purpose (accelerate's cv_example shape).
 def fit_classifier(
@@ -347,6 +356,10 @@ def fit_classifier(
     ``bn="recompute"``: before every validation and on the returned weights, BatchNorm statistics come from
     ``bn_batches`` batches of ``bn_data`` (default ``dataset``; give the real images when ``dataset`` mixes in
     synthetic ones), unaugmented (``recompute_bn``). ``"keep"``: the running statistics of training.
+
+    Items are ``(image, label)``, or ``(image, class probabilities, weight)`` in ``dataset`` and ``extra`` alike
+    (the benchmark's strategy arms: teacher labels, down-weighted synthetic items): the loss is then the mean
+    over the batch of ``weight * cross_entropy``.
     """
     accelerator = accelerator or default_accelerator()
     check_choice(bn, "bn", "fit_classifier", BN_MODES)
@@ -375,10 +388,10 @@ def fit_classifier(
     loss_fn = torch.nn.CrossEntropyLoss()
     bar = tqdm(loader, total=steps, desc=desc, disable=not accelerator.is_main_process or None, mininterval=1.0,
                dynamic_ncols=True, leave=False)
-    for step, (images, labels) in enumerate(bar):
+    for step, (images, labels, *weights) in enumerate(bar):
         images, labels = images.to(accelerator.device), labels.to(accelerator.device)
         images = _augment(augment, images, sampler, seed=seed, step=step)
-        loss = loss_fn(model(normalize(images)), labels)
+        loss = _loss(loss_fn, model(normalize(images)), labels, weights)
         value = loss.item()
         if not math.isfinite(value):
             raise FloatingPointError(f"{desc}: classifier loss is {value} at step {step + 1}; lower lr={lr}")

@@ -276,8 +276,10 @@ def _evaluate_gate(args: argparse.Namespace):
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .bench.report import build_report
+    from .bench.strategy_report import build_strategies_report, is_strategies_run
 
-    md, page = build_report(args.run_dir, args.out)
+    builder = build_strategies_report if is_strategies_run(args.run_dir) else build_report  # its own report
+    md, page = builder(args.run_dir, args.out)
     print(f"wrote {md} and {page} (pictures in {md.parent / 'report_files'})")
     return 0
 

@@ -39,12 +39,13 @@ def items_fingerprint(dataset: Any) -> str:
 
 # --------------------------------------------------------------------------- the generator
 def generator_for(spec: GeneratorSpec, splits, cell: Cell, out_dir: Path, accelerator: Any, parallel: str, *,
-                  stop_when: Any = None) -> Any:
-    """Train (or reuse) ``spec`` on the training patients of this data set, fraction and seed only.
+                  stop_when: Any = None, gen_dir: Path | None = None) -> Any:
+    """Train (or reuse) ``spec`` on the training patients of this data set, fraction and seed only
+    (``splits.train``; in ``gen_dir``, default the cell's generator folder).
     ``stop_when``: with ``spec.train.gate_every``, the check that may end its training early (``gate_stopper``)."""
     from ..generators.training import data_fingerprint
 
-    gen_dir = generator_dir(out_dir, cell.dataset, cell.fraction, cell.seed, spec.key)
+    gen_dir = gen_dir or generator_dir(out_dir, cell.dataset, cell.fraction, cell.seed, spec.key)
     fingerprint = data_fingerprint(splits.train)
     if (gen_dir / "done.json").is_file():
         _check_reusable(gen_dir, fingerprint, spec)

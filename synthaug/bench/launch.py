@@ -53,18 +53,23 @@ def run(args: argparse.Namespace) -> int:
     from .paths import Shard, results_path
     from .runner import shard_cells
 
+    from .strategy_config import StrategiesConfig, plan_strategies
+    from .strategy_run import run_strategies, shard_strategy_cells
+
     prog = getattr(args, "bench_prog", "synthaug bench")
     try:
         path = config_file(config=args.config, preset=args.preset, kind="bench")
-        cfg = load_config(BenchConfig, path, args.set)
+        strategies = is_strategies_config(path)
+        cfg = load_config(StrategiesConfig if strategies else BenchConfig, path, args.set)
         shard = Shard.parse(args.shard) if args.shard is not None else None
     except ValueError as err:  # ConfigError is a ValueError
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     out_dir = Path(args.out or cfg.out_dir.format(name=cfg.name))
     if args.dry_run:
-        extra = {} if shard is None else {"shard": str(shard), "shard_cells": len(shard_cells(plan(cfg), cfg, shard)),
-                                          "grid_cells": len(plan(cfg))}
+        cells = plan_strategies(cfg) if strategies else plan(cfg)
+        mine = shard_strategy_cells(cells, shard) if strategies else shard_cells(cells, cfg, shard)
+        extra = {} if shard is None else {"shard": str(shard), "shard_cells": len(mine), "grid_cells": len(cells)}
         print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir), "config_file": str(path), **extra}, indent=2))
         return 0
     from datetime import timedelta
@@ -76,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     # a long collective timeout instead of torch's default
     accelerator = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
     try:
-        run_benchmark(cfg, out_dir, accelerator=accelerator, shard=shard)
+        (run_strategies if strategies else run_benchmark)(cfg, out_dir, accelerator=accelerator, shard=shard)
     except USER_ERRORS as err:
         # a ValueError deep inside a long run may be a bug rather than bad input: keep its traceback at hand
         if os.environ.get("SYNTHAUG_DEBUG") == "1":
@@ -86,10 +91,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"{prog}: ({type(err).__name__}; finished cells are kept, rerun the same command to resume; "
                   "SYNTHAUG_DEBUG=1 prints the traceback)", file=sys.stderr)
         return 2
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and strategies:
+        print(f"run folder: {out_dir} ({results_path(out_dir, shard).name}); the report: synthaug report {out_dir}")
+    elif accelerator.is_main_process:
         print((out_dir / "summary.md").read_text())
         print(f"run folder: {out_dir} ({results_path(out_dir, shard).name}, summary.md, samples/, generators/)")
     return 0
+
+
+def is_strategies_config(path: str | os.PathLike) -> bool:
+    """Whether a YAML config is a strategies grid (it has a top-level ``strategies`` list)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return False  # load_config says what is wrong with it
+    return isinstance(data, dict) and "strategies" in data
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

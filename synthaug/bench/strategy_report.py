@@ -1,0 +1,360 @@
+"""The strategies grid's analysis and report: one sentence that answers the question, one figure a clinician
+reads in 30 seconds (real infected cells beside synthetic ones; missed infections per arm), then the tables.
+
+Per fraction and strategy, the setting with the best mean validation score is chosen (test is not looked at);
+its verdict on the test patients is read against the stronger, on validation, of the baseline and the
+strategy's own control (``strategy_config``), paired by seed, with Holm-adjusted p across the local strategies'
+verdicts. The donor strategy answers another question (a generator trained on other patients, against sharing
+their images) and is reported apart: its own Holm family, and the share of the donor-real upper bound's gain
+that the donor generator recovers.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..classifier import METRICS
+from ..config import from_dict
+from ..stats import HELPS, HURTS, holm, mean_ci, paired_difference, verdict_of
+from ..utils import atomic_write_text
+from .document import Bullets, Figure, Heading, Para, Table, render_html, render_markdown
+from .paths import check_same_config, read_config_records, read_results
+from .report import read_runs
+from .strategy_config import BASELINE, StrategiesConfig, arms
+from .tables import fmt_interval, fmt_p, fmt_ratio, runs_table
+
+ALPHA = 0.05
+SHOWN = ("balanced_accuracy", "sensitivity")
+
+
+def is_strategies_run(run_dir: str | os.PathLike) -> bool:
+    records = read_config_records(Path(run_dir))
+    return bool(records) and "strategies" in next(iter(records.values())).get("config", {})
+
+
+def load_strategies_run(run_dir: str | os.PathLike) -> tuple[StrategiesConfig, list[dict]]:
+    run_dir = Path(run_dir)
+    records = read_config_records(run_dir)
+    config = check_same_config(records, run_dir)
+    return from_dict(StrategiesConfig, config, where=next(iter(records)).name), read_results(run_dir)
+
+
+# --------------------------------------------------------------------------- analysis
+def _stat(values: list[float]) -> dict[str, float]:
+    mean, lo, hi = mean_ci(values)
+    return {"mean": mean, "lo": lo, "hi": hi}
+
+
+def analyze_strategies(rows: list[dict], cfg: StrategiesConfig) -> dict:
+    """Settings (every synthetic arm, paired with the baseline and its control), the setting chosen on
+    validation per fraction and strategy, and its test verdict; the donor's recovered share."""
+    primary = cfg.primary_metric
+    by: dict[tuple, dict[int, dict]] = {}
+    patients: dict[float, set] = {}
+    for r in rows:
+        by.setdefault((float(r["fraction"]), r["arm"]), {})[int(r["seed"])] = r
+        patients.setdefault(float(r["fraction"]), set()).add(r["train_patients"])
+    settings = []
+    for f in cfg.fractions:
+        base = by.get((f, BASELINE), {})
+        for arm in arms(cfg):
+            if arm.role != "synthetic" or (f, arm.name) not in by:
+                continue
+            mine, control = by[(f, arm.name)], by.get((f, arm.control), {})
+            seeds = sorted(set(mine) & set(base) & set(control))
+            e: dict[str, Any] = {"fraction": f, "arm": arm.name, "strategy": arm.strategy, "kind": arm.kind,
+                                 "setting": arm.setting, "control": arm.control, "seeds": seeds,
+                                 "train_patients": sorted({mine[s]["train_patients"] for s in seeds})}
+            for part in ("val", "test"):
+                for name, src in (("arm", mine), ("baseline", base), ("control", control)):
+                    e[f"{name}_{part}"] = {m: _stat([src[s][part][m] for s in seeds]) for m in METRICS}
+                for ref, src in (("baseline", base), ("control", control)):
+                    e[f"diff_{ref}_{part}"] = {m: paired_difference([mine[s][part][m] for s in seeds],
+                                                                    [src[s][part][m] for s in seeds]) for m in METRICS}
+                # the control against the baseline: for the donor, the upper bound's gain
+                e[f"diff_control_baseline_{part}"] = {m: paired_difference([control[s][part][m] for s in seeds],
+                                                                           [base[s][part][m] for s in seeds])
+                                                      for m in METRICS}
+            settings.append(e)
+    verdicts = [_verdict(family, primary) for family in _families(settings)]
+    verdicts = [v for v in verdicts if v is not None]
+    for donor in (False, True):
+        family = [v for v in verdicts if (v["kind"] == "donor") == donor]
+        for v, p in zip(family, holm([v["diff"]["p"] for v in family])):
+            v["p_holm"] = p
+            v["verdict"] = verdict_of(v["diff"], p=p, alpha=ALPHA)
+    return {"name": cfg.name, "primary_metric": primary, "settings": settings, "verdicts": verdicts,
+            "baselines": _arm_table(by, cfg, role=("baseline", "control")),
+            "patients": {f: sorted(p) for f, p in patients.items()}}
+
+
+def _families(settings: list[dict]) -> list[list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for e in settings:
+        out.setdefault((e["fraction"], e["strategy"]), []).append(e)
+    return list(out.values())
+
+
+def _verdict(family: list[dict], primary: str) -> dict | None:
+    """The setting with the best mean validation score among those with the most seeds, read on test against
+    the stronger control on validation (the donor: against the baseline, with its upper bound beside it)."""
+    scored = [e for e in family if e["seeds"]]
+    if not scored:
+        return None
+    most = max(len(e["seeds"]) for e in scored)
+    best = max((e for e in scored if len(e["seeds"]) == most),
+               key=lambda e: np.nan_to_num(e["arm_val"][primary]["mean"], nan=-np.inf))
+    best["selected"] = True
+    base, control = best["baseline_val"][primary]["mean"], best["control_val"][primary]["mean"]
+    use_control = best["kind"] != "donor" and not math.isnan(control) and control > np.nan_to_num(base, nan=-np.inf)
+    ref = "control" if use_control else "baseline"
+    out = {"fraction": best["fraction"], "strategy": best["strategy"], "kind": best["kind"], "arm": best["arm"],
+           "setting": best["setting"], "settings_tried": len(family), "seeds": best["seeds"],
+           "train_patients": best["train_patients"], "reference": best["control"] if use_control else BASELINE,
+           "diff": best[f"diff_{ref}_test"][primary], "arm_test": best["arm_test"][primary],
+           "reference_test": best[f"{ref}_test"][primary],
+           "diff_sensitivity": best[f"diff_{ref}_test"]["sensitivity"], "p_holm": math.nan, "verdict": ""}
+    if best["kind"] == "donor":  # the share of sharing the donor's images' gain that its generator recovers
+        upper = best["diff_control_baseline_test"][primary]
+        out["upper_diff"] = upper
+        out["upper_test"] = best["control_test"][primary]
+        out["share"] = (out["diff"]["mean"] / upper["mean"]
+                        if upper["mean"] > 0 and not math.isnan(upper["lo"]) and upper["lo"] > 0 else math.nan)
+    return out
+
+
+def _arm_table(by: dict, cfg: StrategiesConfig, role: tuple) -> list[dict]:
+    out = []
+    for f in cfg.fractions:
+        for arm in arms(cfg):
+            if arm.role in role and (f, arm.name) in by:
+                rows = by[(f, arm.name)]
+                seeds = sorted(rows)
+                out.append({"fraction": f, "arm": arm.name, "seeds": seeds,
+                            **{part: {m: _stat([rows[s][part][m] for s in seeds]) for m in METRICS}
+                               for part in ("val", "test")}})
+    return out
+
+
+# --------------------------------------------------------------------------- words
+def _patients(v: dict) -> str:
+    p = v["train_patients"]
+    return f"{p[0]}" if len(p) == 1 else f"{p[0]}-{p[-1]}"
+
+
+def _setting(setting: dict) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in setting.items())
+
+
+def _diff(d: dict) -> str:
+    return fmt_interval(d["mean"], d["lo"], d["hi"], signed=True)
+
+
+def headline(analysis: dict) -> str:
+    """One sentence: the local strategy with the largest gain (a Holm-significant one first), against its
+    reference, then what did not help."""
+    local = [v for v in analysis["verdicts"] if v["kind"] != "donor" and not math.isnan(v["diff"]["mean"])]
+    if not local:
+        return "No strategy has finished on enough seeds to answer yet."
+    helped = [v for v in local if v["verdict"] == HELPS]
+    best = max(helped or local, key=lambda v: v["diff"]["mean"])
+    metric = analysis["primary_metric"].replace("_", " ")
+    first = (f"At {_patients(best)} patients, {best['strategy']} ({_setting(best['setting'])}) changed {metric} by "
+             f"{_diff(best['diff'])} against {best['reference']} (Holm p {fmt_p(best['p_holm'])}: {best['verdict']})")
+    others = [v for v in local if v is not best]
+    hurt = sorted({v["strategy"] for v in others if v["verdict"] == HURTS})
+    helps = sorted({v["strategy"] for v in others if v["verdict"] == HELPS})
+    if helped:
+        rest = "; " + (f"{', '.join(helps)} also helped somewhere; " if helps else "")
+    else:
+        rest = "; no strategy helped at any number of patients (Holm-adjusted, against the stronger control); "
+    rest += (f"{', '.join(hurt)} hurt somewhere" if hurt else "none hurt") + ", the rest showed no significant difference."
+    return first + rest
+
+
+# --------------------------------------------------------------------------- the figure
+def clinician_figure(analysis: dict, cells_file: Path | None, path: Path) -> Path:
+    """Left: real infected cells beside synthetic ones (the first seed, smallest fraction); right: infections
+    missed per 100 infected test cells (1 - sensitivity), baseline and each strategy's chosen setting."""
+    from .plots import _plt, _save
+
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.3]})
+    left.axis("off")
+    if cells_file is not None and cells_file.is_file():
+        data = np.load(cells_file)
+        names = [k for k in data.files if k != "positive" and data[k].ndim == 4]
+        rows = []
+        for k in names:
+            imgs = data[k].transpose(0, 2, 3, 1)
+            pad = np.full((8 - len(imgs),) + imgs.shape[1:], 255, np.uint8) if len(imgs) < 8 else imgs[:0]
+            rows.append(np.concatenate(list(np.concatenate([imgs[:8], pad])), axis=1))
+        if rows:
+            left.imshow(np.concatenate(rows, axis=0))
+            size = rows[0].shape[0]
+            for i, k in enumerate(names):
+                left.text(-4, i * size + size / 2, k, ha="right", va="center", fontsize=9)
+        left.set_title(f"{data['positive']} cells: real vs synthetic", fontsize=10)
+    verdicts = [v for v in analysis["verdicts"]]
+    fractions = sorted({v["fraction"] for v in verdicts})
+    labels = ["baseline"] + sorted({v["strategy"] for v in verdicts})
+    width = 0.8 / max(1, len(labels))
+    for j, label in enumerate(labels):
+        xs, ys, errs = [], [], []
+        for i, f in enumerate(fractions):
+            base = next((b for b in analysis["baselines"] if b["fraction"] == f and b["arm"] == BASELINE), None)
+            if label == "baseline":
+                s = base["test"]["sensitivity"] if base else None
+            else:
+                v = next((e for e in analysis["settings"] if e["fraction"] == f and e["strategy"] == label
+                          and e.get("selected")), None)
+                s = v["arm_test"]["sensitivity"] if v else None
+            if s is None or math.isnan(s["mean"]):
+                continue
+            xs.append(i + (j - (len(labels) - 1) / 2) * width)
+            ys.append(100 * (1 - s["mean"]))
+            errs.append(0 if math.isnan(s["lo"]) else 100 * (s["hi"] - s["lo"]) / 2)
+        right.bar(xs, ys, width, yerr=errs, capsize=2, label=label,
+                  color="0.35" if label == "baseline" else None)
+    right.set_xticks(range(len(fractions)))
+    right.set_xticklabels([f"{_patients({'train_patients': analysis['patients'].get(f, [0])})} patients"
+                           for f in fractions])
+    right.set_ylabel("infections missed per 100 infected test cells")
+    right.set_title("missed infections (test patients, mean and 95 % CI over seeds)", fontsize=10)
+    right.legend(fontsize=8, ncol=2)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- tables
+def verdict_table(verdicts: list[dict], metric: str) -> Table:
+    rows = []
+    for v in verdicts:
+        rows.append([_patients(v), v["strategy"], _setting(v["setting"]), str(len(v["seeds"])), v["reference"],
+                     fmt_interval(v["arm_test"]["mean"], v["arm_test"]["lo"], v["arm_test"]["hi"]),
+                     fmt_interval(v["reference_test"]["mean"], v["reference_test"]["lo"], v["reference_test"]["hi"]),
+                     _diff(v["diff"]), fmt_p(v["diff"]["p"]), fmt_p(v["p_holm"]), f"**{v['verdict']}**",
+                     _diff(v["diff_sensitivity"])])
+    return Table(["patients", "strategy", "setting (chosen on validation)", "seeds", "against", f"{metric} (test)",
+                  "against (test)", "difference [95 % CI]", "raw p", "Holm p", "verdict", "sensitivity difference"],
+                 rows)
+
+
+def donor_table(verdicts: list[dict]) -> Table:
+    rows = []
+    for v in verdicts:
+        if v["kind"] != "donor":
+            continue
+        rows.append([_patients(v), _setting(v["setting"]), str(len(v["seeds"])), _diff(v["diff"]),
+                     _diff(v["upper_diff"]), "n/a (no significant upper-bound gain)" if math.isnan(v["share"])
+                     else f"{100 * v['share']:.0f} %", fmt_p(v["p_holm"]), v["verdict"]])
+    return Table(["patients", "setting", "seeds", "donor generator vs local real", "donor real (upper bound) vs local "
+                  "real", "share of the upper bound's gain recovered", "Holm p (donor family)", "verdict"], rows)
+
+
+def settings_table(settings: list[dict], metric: str) -> Table:
+    rows = []
+    for e in settings:
+        rows.append([f"{e['fraction']:g}", e["arm"] + (" (chosen)" if e.get("selected") else ""), e["control"],
+                     str(len(e["seeds"])), f"{e['arm_val'][metric]['mean']:.3f}", f"{e['control_val'][metric]['mean']:.3f}",
+                     f"{e['baseline_val'][metric]['mean']:.3f}", _diff(e["diff_baseline_test"][metric]),
+                     _diff(e["diff_control_test"][metric])])
+    return Table(["fraction", "arm", "its control", "seeds", "val", "control val", "baseline val",
+                  "test: vs baseline", "test: vs control"], rows)
+
+
+def controls_table(baselines: list[dict], metric: str) -> Table:
+    return Table(["fraction", "arm", "seeds", f"{metric} (val)", f"{metric} (test)", "sensitivity (test)"],
+                 [[f"{b['fraction']:g}", b["arm"], str(len(b["seeds"])), fmt_interval(**_m(b["val"][metric])),
+                   fmt_interval(**_m(b["test"][metric])), fmt_interval(**_m(b["test"]["sensitivity"]))]
+                  for b in baselines])
+
+
+def _m(s: dict) -> dict:
+    return {"mean": s["mean"], "lo": s["lo"], "hi": s["hi"]}
+
+
+def gate_table(run_dir: Path) -> Table | None:
+    rows = []
+    for path in sorted((run_dir / "quality").glob("*/frac*/seed*/*/quality.json")):
+        q = json.loads(path.read_text())
+        cas, gate = q.get("cas") or {}, q.get("gate") or {}
+        recall = cas.get("class_recall_ratio") or {}
+        rows.append([path.parts[-4].replace("frac", ""), path.parts[-3].replace("seed", ""), path.parts[-2],
+                     fmt_ratio(cas.get("cas")), fmt_ratio(cas.get("real_score")), fmt_ratio(cas.get("ratio")),
+                     ", ".join(f"{k} {fmt_ratio(v)}" for k, v in recall.items()),
+                     "passed" if gate.get("passed") else ("rejected" if gate else "n/a")])
+    if not rows:
+        return None
+    return Table(["fraction", "seed", "source", "CAS (val)", "real-trained (val)", "CAS ratio", "class recall ratio",
+                  "gate"], rows)
+
+
+# --------------------------------------------------------------------------- the report
+def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir
+    cfg, rows = load_strategies_run(run_dir)
+    if not rows:
+        raise ValueError(f"{run_dir}: no finished arm yet; run the grid first")
+    files = out / "report_files"
+    files.mkdir(parents=True, exist_ok=True)
+    analysis = analyze_strategies(rows, cfg)
+    metric = analysis["primary_metric"]
+    from .strategy_run import cells_path
+
+    cells = cells_path(run_dir, cfg.data.key, min(cfg.fractions))
+    figure = clinician_figure(analysis, cells, files / "clinician.png")
+    local = [v for v in analysis["verdicts"] if v["kind"] != "donor"]
+    runs = [r for r in read_runs(run_dir) if r.get("status") == "finished"]
+    minutes = sum(r.get("seconds", 0) for r in runs) / 60
+    expected = len(cfg.fractions) * len(cfg.seeds) * len(arms(cfg))
+    blocks: list[Any] = [
+        Heading(f"{cfg.name}: how synthetic cells are used", 1),
+        Para(f"**{headline(analysis)}**"),
+        Figure(figure, "Left: real infected cells beside the synthetic ones each strategy uses (first seed, fewest "
+                       "patients). Right: infections missed per 100 infected test cells, baseline and each "
+                       "strategy at its setting chosen on validation."),
+        Bullets([f"{len(rows)} of {expected} classifier trainings ({len(cfg.fractions)} fractions x {len(cfg.seeds)} "
+                 f"seeds x {len(arms(cfg))} arms); wall time of the finished invocations: {minutes:.0f} min "
+                 "(shards add up; they may have run side by side).",
+                 "Every arm draws exactly the baseline's real batches; a strategy's images come on top. Its control "
+                 "gets the same draws with real cells instead (the same teacher, class, weight or pre-training "
+                 "steps). Settings are chosen on validation patients; test patients only score the verdicts.",
+                 "A verdict is read against the stronger, on validation, of the baseline and the strategy's control, "
+                 "paired by seed, Holm-adjusted across the local strategies' verdict rows. The donor strategy (a "
+                 "generator trained on other training patients) is its own question and family."]),
+        Heading("Verdicts: a generator trained on the cell's own patients", 2),
+        verdict_table(local, metric),
+    ]
+    if any(v["kind"] == "donor" for v in analysis["verdicts"]):
+        blocks += [Heading("The data-sharing question: a donor generator", 2),
+                   Para("The donor generator trained on other training patients of the same split (never validation "
+                        "or test ones); its upper bound adds the donor patients' real cells instead (what sharing "
+                        "the data itself would give)."),
+                   donor_table(analysis["verdicts"])]
+    gates = gate_table(run_dir)
+    if gates is not None:
+        blocks += [Heading("Do the sources carry the diagnosis? (CAS on validation patients)", 2), gates]
+    blocks += [Heading("Every setting", 2), settings_table(analysis["settings"], metric),
+               Heading("Baseline and controls", 2), controls_table(analysis["baselines"], metric),
+               Heading("Invocations", 2), runs_table(runs)]
+    md, page = out / "report.md", out / "report.html"
+    atomic_write_text(md, render_markdown(blocks, out))
+    atomic_write_text(page, render_html(blocks, f"{cfg.name}: synthaug strategies report"))
+    atomic_write_text(out / "analysis.json", json.dumps(_plain(analysis), indent=1))
+    return md, page
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

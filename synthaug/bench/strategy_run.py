@@ -1,0 +1,390 @@
+"""Running the strategies grid (``strategy_config.py`` says what the arms are).
+
+Per (fraction, seed), on one patient split: the baseline classifier first (real only; its weights are kept in
+``<run>/teachers/`` as the teacher of the ``teacher`` arms and the judge of ``target_class: weakest``), then each
+control and strategy arm. The generator trains on the cell's training patients only (cached as the benchmark
+caches it); the donor generator on the donor pool (``<run>/generators/<data>/donor/seed<s>/``), one per seed,
+shared by every fraction of that seed (the donor patients are outside all of them). Rows go to
+``results.jsonl`` (or a shard's file) as the benchmark's do; a rerun skips finished arms.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+from tqdm.auto import tqdm
+
+from ..classifier import (StandardAugment, create_classifier, fit_classifier, load_classifier, predict,
+                          save_classifier)
+from ..mixing import extra_per_batch
+from ..utils import append_jsonl, atomic_write_text, read_jsonl
+from .cell import _evaluate, _validator, additive_items, generator_for, measure_quality_or_record, write_samples_png
+from .config import Cell
+from .paths import Shard, read_results, results_path, runs_path, samples_path, split_path
+from .runner import _shard_field, positive_index, prepare_run_dir, stamp, world_size
+from .strategy_config import BASELINE, Arm, StrategiesConfig, StrategyCell, plan_strategies, pretrain_steps, spec_of
+
+
+class TargetItems(Dataset):
+    """Items ``(image, class probabilities, weight)`` of a data set of ``(image, label)`` items: its labels as
+    one-hot vectors (or ``probs``, e.g. a teacher's), every item weighted ``weight`` in the loss
+    (``fit_classifier`` takes such items: the mean of ``weight * cross_entropy``)."""
+
+    def __init__(self, items: Dataset, num_classes: int, *, weight: float = 1.0, probs: torch.Tensor | None = None):
+        if probs is not None and tuple(probs.shape) != (len(items), num_classes):
+            raise ValueError(f"TargetItems: probs of shape {tuple(probs.shape)} for {len(items)} items of "
+                             f"{num_classes} classes")
+        self.items, self.num_classes, self.probs = items, int(num_classes), probs
+        self.weight = torch.tensor(float(weight))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        image, label = self.items[index][:2]
+        if self.probs is not None:
+            target = self.probs[index]
+        else:
+            target = torch.nn.functional.one_hot(torch.as_tensor(int(label)), self.num_classes).float()
+        return image, target, self.weight
+
+
+def images_of(items: Dataset) -> torch.Tensor:
+    """Every image of a data set of uint8 ``(image, label)`` items, stacked."""
+    return torch.stack([torch.as_tensor(items[i][0]) for i in range(len(items))])
+
+
+def donor_pool(cfg: StrategiesConfig, seed: int) -> tuple[Any, Dataset, list[str]]:
+    """The seed's split at fraction 1, the donor pool's real training items and their patients: ``donor.patients``
+    of the training patients, drawn (seeded) among those outside the grid's largest fraction."""
+    full = cfg.data.load(seed, 1.0)
+    largest = max(cfg.fractions)
+    taken = set(cfg.data.load(seed, largest).info["train_groups"]) if largest < 1 else set(full.info["train_groups"])
+    free = sorted(set(full.info["train_groups"]) - taken)
+    want = max(1, int(round(cfg.donor.patients * len(full.info["train_groups"]))))
+    if len(free) < want:
+        raise ValueError(f"donor.patients={cfg.donor.patients}: {want} donor patients wanted but only {len(free)} "
+                         f"training patients are outside fraction {largest}; lower one of them")
+    rng = np.random.default_rng([seed, 104729])
+    chosen = sorted(free[i] for i in rng.permutation(len(free))[:want])
+    groups = np.asarray(full.train.groups).astype(str)
+    idx = np.flatnonzero(np.isin(groups, chosen))
+    return full, full.train.subset(idx), chosen
+
+
+class _Unit:
+    """One (fraction, seed): its split, sources and caches, shared by its arms."""
+
+    def __init__(self, cfg: StrategiesConfig, out_dir: Path, accelerator: Any, fraction: float, seed: int):
+        self.cfg, self.out_dir, self.accelerator = cfg, out_dir, accelerator
+        self.fraction, self.seed = fraction, seed
+        with accelerator.main_process_first():
+            self.splits = cfg.data.load(seed, fraction)
+        self.positive = positive_index(cfg, cfg.data, self.splits.classes)
+        self.real = self.splits.train.subset(np.arange(len(self.splits.train)))
+        self.classes = list(self.splits.classes)
+        self._gen = self._donor_gen = self._teacher = None
+        self._donor: tuple | None = None
+        self._pools: dict[tuple, Dataset] = {}
+        self._weakest: int | None = None
+
+    @property
+    def cell(self) -> Cell:
+        return Cell(self.cfg.data.key, self.fraction, self.seed)
+
+    # ----------------------------------------------------------------- sources
+    def generator(self) -> Any:
+        if self._gen is None:
+            self._gen = generator_for(self.cfg.generator, self.splits, self.cell, self.out_dir, self.accelerator,
+                                      self.cfg.generator_parallel)
+            self._picture_and_quality(self._gen, self.cfg.generator.key, self.splits)
+        return self._gen
+
+    def donor(self) -> tuple[Any, Dataset, list[str]]:
+        if self._donor is None:
+            full, items, patients = donor_pool(self.cfg, self.seed)
+            if set(patients) & set(self.splits.info["train_groups"]):
+                raise RuntimeError(f"{self.cell}: a donor patient is one of the cell's own training patients")
+            self._donor = (full, items, patients)
+        return self._donor
+
+    def donor_generator(self) -> Any:
+        if self._donor_gen is None:
+            full, items, patients = self.donor()
+            spec = self.cfg.donor_spec
+            gen_dir = Path(self.out_dir) / "generators" / self.cfg.data.key / "donor" / f"seed{self.seed}" / spec.key
+            donor_splits = SimpleNamespace(train=items, num_classes=full.num_classes, image_size=full.image_size,
+                                           channels=full.channels, classes=full.classes)
+            self._donor_gen = generator_for(spec, donor_splits, self.cell, self.out_dir, self.accelerator,
+                                            self.cfg.generator_parallel, gen_dir=gen_dir)
+            self._picture_and_quality(self._donor_gen, f"donor-{spec.key}", self.splits)
+        return self._donor_gen
+
+    def _picture_and_quality(self, gen: Any, key: str, splits: Any) -> None:
+        """The first seed's picture (real training cells vs synthetic) and, where wanted, sample quality and the
+        gate on this cell's validation patients."""
+        if not self.accelerator.is_main_process:
+            return
+        samples = samples_path(self.out_dir, self.cfg.data.key, self.fraction, key)
+        if self.seed == self.cfg.seeds[0] and not samples.is_file():
+            write_samples_png(gen, splits, samples, seed=self.seed)
+        if self.cfg.quality.wanted(self.fraction, self.seed):
+            measure_quality_or_record(self.cfg, self.cfg.data, splits, gen, self.cell, SimpleNamespace(key=key),
+                                      self.positive, self.out_dir, self.accelerator.device)
+
+    def edit_source(self, strength: float, per_image: int) -> Any:
+        from ..edits import EditSource
+
+        source = EditSource(self.generator(), self.real, strength=strength, per_image=per_image, seed=self.seed)
+        self._picture_and_quality(source, f"edits-s{strength:g}", self.splits)
+        return source
+
+    def teacher(self) -> torch.nn.Module:
+        """The baseline classifier of this cell (trained by the baseline arm, or read back on a rerun)."""
+        if self._teacher is None:
+            folder = teacher_dir(self.out_dir, self.cfg.data.key, self.fraction, self.seed)
+            if not folder.is_dir():  # the baseline row exists but its weights are gone: train it again
+                self.train(Arm(BASELINE, BASELINE, BASELINE))
+            self._teacher = load_classifier(folder)[0].to(self.accelerator.device)
+        return self._teacher
+
+    def target_class(self, name: str) -> int:
+        """``positive`` (the positive class), ``weakest`` (the lowest recall of the baseline on validation
+        patients) or a class name."""
+        if name == "positive":
+            return self.positive
+        if name == "weakest":
+            if self._weakest is None:
+                probs, targets = predict(self.teacher(), self.splits.val, batch_size=self.cfg.classifier.eval_batch_size)
+                pred = probs.argmax(1)
+                recall = [float((pred[targets == c] == c).float().mean()) for c in range(len(self.classes))]
+                self._weakest = int(np.argmin(recall))
+            return self._weakest
+        if name not in self.classes:
+            raise ValueError(f"strategies: target_class={name!r} is not a class of {self.cfg.data.name}: {self.classes}"
+                             " (or 'positive', 'weakest')")
+        return self.classes.index(name)
+
+    def pool(self, source_key: tuple, make_source: Any, *, only_class: int | None = None,
+             size: int | None = None) -> Dataset:
+        """The synthetic items (one image each) of a source, in the real class mix or of one class only."""
+        size = size or self.cfg.synthetic.pool_size
+        key = (source_key, only_class, size)
+        if key not in self._pools:
+            dist = self.cfg.synthetic.label_distribution if only_class is None else {self.classes[only_class]: 1.0}
+            self._pools[key] = additive_items(make_source(), self.real, self.classes, ratio=1.0, seed=self.seed,
+                                              label_distribution=dist, pool_size=size)
+        return self._pools[key]
+
+    # ----------------------------------------------------------------- one arm
+    def inputs(self, arm: Arm) -> dict:
+        """What ``arm`` trains on: ``dataset`` (the real batches), ``extra`` items appended (``per_batch`` each
+        step), ``pretrain`` items (the phase before), and what the row records of them."""
+        cfg, n_cls = self.cfg, len(self.classes)
+        spec, s = spec_of(cfg, arm), arm.setting
+        per_batch = extra_per_batch(arm.ratio, cfg.classifier.batch_size) if arm.ratio else 0
+        out: dict[str, Any] = {"dataset": self.real, "extra": None, "per_batch": per_batch, "pretrain": None,
+                               "record": {}}
+        gen_pool = lambda **kw: self.pool(("gen",), self.generator, **kw)  # noqa: E731
+        kind = arm.kind
+        if kind == BASELINE:
+            out["per_batch"] = 0
+        elif kind in ("real-repeat", "samples"):
+            out["extra"] = self.real if kind == "real-repeat" else gen_pool()
+        elif kind == "weighted":
+            out.update(dataset=TargetItems(self.real, n_cls),
+                       extra=TargetItems(gen_pool(), n_cls, weight=s["weight"]))
+        elif kind in ("teacher", "teacher-real"):
+            extra = gen_pool() if kind == "teacher" else self.real
+            probs = self._distill(extra, s["temperature"])
+            out.update(dataset=TargetItems(self.real, n_cls), extra=TargetItems(extra, n_cls, probs=probs))
+            agree = float((probs.argmax(1) == torch.as_tensor([int(extra[i][1]) for i in range(len(extra))])).float().mean())
+            out["record"]["teacher_agreement"] = round(agree, 4)
+        elif kind in ("minority", "minority-real"):
+            c = self.target_class(s["target_class"])
+            out["record"]["target_class"] = self.classes[c]
+            if kind == "minority":
+                out["extra"] = gen_pool(only_class=c)
+            else:
+                out["extra"] = Subset(self.real, np.flatnonzero(np.asarray(self.real.targets) == c).tolist())
+        elif kind == "edits":
+            out["extra"] = self.pool(("edits", s["strength"], spec.per_image),
+                                     lambda: self.edit_source(s["strength"], spec.per_image))
+        elif kind in ("pretrain", "pretrain-real"):
+            size = spec.pool_size if spec is not None else None
+            out["pretrain"] = gen_pool(size=size) if kind == "pretrain" else self.real
+            out["per_batch"] = 0
+        elif kind in ("donor", "donor-real"):
+            if kind == "donor":
+                out["extra"] = self.pool(("donor",), self.donor_generator)
+            else:
+                out["extra"] = self.donor()[1]
+            out["record"]["donor_patients"] = len(self.donor()[2])
+            out["record"]["donor_items"] = len(self.donor()[1])
+        else:
+            raise ValueError(f"unknown arm kind {kind!r}")
+        return out
+
+    def save_cells(self, path: Path, per_source: int = 8) -> Path:
+        """Real cells of the positive (infected) class beside those of every synthetic source the strategies use
+        (generator samples, edits at each strength, the donor's samples), as uint8 arrays in one ``.npz``: the
+        report's clinician figure."""
+        rng = np.random.default_rng(self.seed)
+
+        def of_class(items: Dataset) -> np.ndarray:
+            idx = [i for i in range(len(items)) if int(items[i][1]) == self.positive]
+            pick = rng.choice(idx, size=min(per_source, len(idx)), replace=False) if idx else []
+            return np.stack([np.asarray(items[int(i)][0]) for i in pick]) if len(pick) else np.zeros((0,))
+
+        arrays = {"real": of_class(self.real)}
+        kinds = {spec.kind for spec in self.cfg.strategies}
+        if kinds & {"samples", "weighted", "teacher", "minority", "pretrain"}:
+            arrays["samples"] = of_class(self.pool(("gen",), self.generator))
+        for spec in self.cfg.strategies:
+            if spec.kind == "edits":
+                for strength in spec.strength:
+                    arrays[f"edits s{strength:g}"] = of_class(self.pool(
+                        ("edits", strength, spec.per_image), lambda st=strength, k=spec.per_image: self.edit_source(st, k)))
+        if "donor" in kinds:
+            arrays["donor samples"] = of_class(self.pool(("donor",), self.donor_generator))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez_compressed(tmp, positive=np.asarray(self.classes[self.positive]), **arrays)
+        tmp.replace(path)
+        return path
+
+    def _distill(self, items: Dataset, temperature: float) -> torch.Tensor:
+        from ..strategies import distill_targets
+
+        return distill_targets(self.teacher(), images_of(items), temperature).float().cpu()
+
+    def train(self, arm: Arm) -> dict:
+        """Train and evaluate ``arm``'s classifier; the baseline's weights are kept as this cell's teacher."""
+        from accelerate.utils import set_seed
+
+        cfg, c = self.cfg, self.cfg.classifier
+        data = self.inputs(arm)
+        steps = c.budget(len(self.real))
+        set_seed(self.seed)  # the same initial weights in every arm of a seed
+        model = create_classifier(c.model, num_classes=len(self.classes), channels=self.splits.channels)
+        desc = f"{self.fraction:g} seed {self.seed}: {arm.name}"
+        augment = StandardAugment(c.augment)
+        pre_steps = 0
+        if data["pretrain"] is not None:
+            pre_steps = pretrain_steps(arm.setting, steps)
+            model = fit_classifier(model, data["pretrain"], steps=pre_steps, batch_size=c.batch_size, lr=c.lr,
+                                   weight_decay=c.weight_decay, seed=self.seed + 7919, accelerator=self.accelerator,
+                                   augment=augment, bn="keep", desc=desc + " (pre-training)").model
+        validate = None if c.eval_every is None else _validator(self.splits.val, cfg, self.positive, self.accelerator)
+        fit = fit_classifier(model, data["dataset"], steps=steps, batch_size=c.batch_size, lr=c.lr,
+                             weight_decay=c.weight_decay, seed=self.seed, num_workers=c.num_workers,
+                             accelerator=self.accelerator, augment=augment, extra=data["extra"],
+                             extra_per_batch=data["per_batch"] if data["extra"] is not None else 0, validate=validate,
+                             eval_every=c.eval_every, bn=c.bn, bn_data=self.real, bn_batches=c.bn_batches, desc=desc)
+        if arm.kind == BASELINE and self.accelerator.is_main_process:
+            save_classifier(fit.model, teacher_dir(self.out_dir, cfg.data.key, self.fraction, self.seed),
+                            model_name=c.model, num_classes=len(self.classes), channels=self.splits.channels,
+                            image_size=self.splits.image_size, classes=self.classes)
+            self._teacher = None
+        self.accelerator.wait_for_everyone()
+        out = {part: _evaluate(fit.model, getattr(self.splits, part), part, c.eval_batch_size, self.positive,
+                               self.accelerator) for part in ("val", "test")}
+        out["fields"] = {"classifier_steps": fit.steps, "pretrain_steps": pre_steps, "batch_size": c.batch_size,
+                         "extra_per_batch": data["per_batch"] if data["extra"] is not None else 0,
+                         "extra_items": 0 if data["extra"] is None else len(data["extra"]),
+                         "real_draws": fit.draws, "extra_draws": fit.extra_draws, "best_step": fit.best_step,
+                         "curve": [[int(st), None if v != v else v] for st, v in fit.curve], "bn": c.bn,
+                         **data["record"]}
+        self.accelerator.free_memory()
+        return out
+
+
+def cells_path(out_dir: Path, dataset: str, fraction: float) -> Path:
+    """Infected cells, real and synthetic, of the first seed of a fraction (the report's clinician figure)."""
+    return Path(out_dir) / "cells" / f"{dataset}-frac{fraction:g}.npz"
+
+
+def teacher_dir(out_dir: Path, dataset: str, fraction: float, seed: int) -> Path:
+    return Path(out_dir) / "teachers" / dataset / f"frac{fraction:g}" / f"seed{seed}"
+
+
+# --------------------------------------------------------------------------- the grid
+def strategy_units(cells: list[StrategyCell]) -> list[tuple]:
+    return list(dict.fromkeys((c.fraction, c.seed) for c in cells))
+
+
+def shard_strategy_cells(cells: list[StrategyCell], shard: Shard | None) -> list[StrategyCell]:
+    """Unit (fraction, seed) ``k`` goes to shard ``k mod N``: all arms of a split on one shard, so its
+    generator, teacher and pools are made once."""
+    if shard is None or shard.count == 1:
+        return list(cells)
+    mine = {u for k, u in enumerate(strategy_units(cells)) if k % shard.count == shard.index}
+    return [c for c in cells if (c.fraction, c.seed) in mine]
+
+
+def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: Any = None,
+                   shard: Shard | None = None) -> list[dict]:
+    """Run every arm of the grid (of ``shard``) not yet in its results file; return every row of the folder."""
+    from accelerate import Accelerator
+
+    started = time.time()
+    accelerator = accelerator or Accelerator()
+    out_dir = Path(out_dir)
+    if accelerator.is_main_process:
+        prepare_run_dir(cfg, out_dir, shard)
+        append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "started",
+                                                 "processes": accelerator.num_processes, **_shard_field(shard)})
+    accelerator.wait_for_everyone()
+    if world_size() > 1 and cfg.classifier.batch_size % world_size():
+        raise ValueError(f"classifier.batch_size={cfg.classifier.batch_size} must be divisible by the "
+                         f"{world_size()} processes")
+    done = {(r["dataset"], float(r["fraction"]), int(r["seed"]), r["arm"]) for r in read_jsonl(results_path(out_dir, shard))}
+    cells = shard_strategy_cells(plan_strategies(cfg), shard)
+    bar = tqdm(total=len(cells), initial=sum(c.key() in done for c in cells), desc=f"{cfg.name}: arms",
+               disable=not accelerator.is_main_process or None, dynamic_ncols=True)
+    ran = 0
+    for fraction, seed in strategy_units(cells):
+        todo = [c for c in cells if (c.fraction, c.seed) == (fraction, seed) and c.key() not in done]
+        cells_file = cells_path(out_dir, cfg.data.key, fraction)
+        want_cells = accelerator.is_main_process and seed == cfg.seeds[0] and not cells_file.is_file()
+        if not todo and not want_cells:
+            continue
+        unit = _Unit(cfg, out_dir, accelerator, fraction, seed)
+        if accelerator.is_main_process:
+            atomic_write_text(split_path(out_dir, cfg.data.key, fraction, seed), json.dumps(unit.splits.info, indent=1))
+        for cell in todo:
+            start = time.time()
+            metrics = unit.train(cell.arm)
+            if accelerator.is_main_process:
+                append_jsonl(results_path(out_dir, shard), _row(unit, cell, metrics, start))
+            bar.update(1)
+            ran += 1
+        if want_cells:
+            unit.save_cells(cells_file)
+    bar.close()
+    if accelerator.is_main_process:
+        append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "finished",
+                                                 "finished": stamp(time.time()),
+                                                 "seconds": round(time.time() - started, 1), "cells_run": ran,
+                                                 "processes": accelerator.num_processes, **_shard_field(shard)})
+    accelerator.wait_for_everyone()
+    return read_results(out_dir)
+
+
+def _row(unit: _Unit, cell: StrategyCell, metrics: dict, start: float) -> dict:
+    arm, splits = cell.arm, unit.splits
+    return {"dataset": cell.dataset, "fraction": cell.fraction, "seed": cell.seed, "arm": arm.name, "kind": arm.kind,
+            "role": arm.role, "strategy": arm.strategy, "setting": arm.setting, "control": arm.control,
+            "generator": None, "ratio": arm.ratio, "mix": "strategy",
+            "train_items": len(splits.train), "train_patients": len(splits.info["train_groups"]),
+            "group_kind": getattr(splits, "group_kind", "patients"),
+            "positive_class": splits.classes[unit.positive] if splits.num_classes == 2 else None,
+            "val": metrics["val"], "test": metrics["test"], "seconds": round(time.time() - start, 1),
+            "processes": unit.accelerator.num_processes, **metrics["fields"]}
+

@@ -1,0 +1,227 @@
+"""The strategies grid (issue 14): its config and arms, the donor pool's patients, one tiny run on the real
+malaria data through every strategy and control, resume, and the report's analysis and headline."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from synthaug.bench.strategy_config import StrategiesConfig, StrategySpec, arms, plan_strategies
+from synthaug.config import ConfigError, from_dict
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY_DDPM = {"name": "ddpm", "options": {"base_width": 8, "channel_mults": [1, 2], "num_res_blocks": 1,
+                                         "attention": False, "timesteps": 50, "sample_steps": 2},
+             "train": {"steps": 4, "batch_size": 16, "checkpoint_every": 4, "sample_every": 4}}
+EVERY_KIND = [{"kind": "samples", "ratio": 0.25}, {"kind": "weighted", "ratio": 0.25, "weight": [0.0, 0.5]},
+              {"kind": "teacher", "ratio": 0.25, "temperature": 2.0},
+              {"kind": "minority", "ratio": 0.25, "target_class": "weakest"},
+              {"kind": "edits", "ratio": 0.25, "strength": 0.1, "per_image": 2},
+              {"kind": "pretrain", "steps": 3, "pool_size": 32}, {"kind": "donor", "ratio": 0.25}]
+
+
+def config(**over) -> StrategiesConfig:
+    data = {"datasets": [{"name": "malaria", "image_size": 16}], "fractions": [0.02], "seeds": [0],
+            "generator": TINY_DDPM, "donor": {"patients": 0.05}, "strategies": EVERY_KIND,
+            "synthetic": {"pool_size": 32},
+            "classifier": {"model": "test_resnet", "steps": 6, "eval_every": 3, "batch_size": 16, "bn_batches": 2},
+            "quality": {"enabled": False}, "positive_class": "Parasitized", **over}
+    return from_dict(StrategiesConfig, data)
+
+
+# --------------------------------------------------------------------------- config and arms
+def test_every_strategy_has_its_control_and_shared_controls_train_once():
+    cfg = config()
+    names = [a.name for a in arms(cfg)]
+    assert names[0] == "baseline" and len(names) == len(set(names))
+    by_name = {a.name: a for a in arms(cfg)}
+    controls = {a.strategy: by_name[a.control].kind for a in arms(cfg) if a.role == "synthetic"}
+    assert controls == {"samples": "real-repeat", "weighted": "real-repeat", "teacher": "teacher-real",
+                        "minority": "minority-real", "edits": "real-repeat", "pretrain": "pretrain-real",
+                        "donor": "donor-real"}
+    # samples, both weights and edits share one real-repeat control at ratio 0.25
+    assert sum(a.kind == "real-repeat" for a in arms(cfg)) == 1
+    # a list is one setting per value; the control keeps what the strategy shares with it (teacher, class, steps)
+    assert [a.setting["weight"] for a in arms(cfg) if a.kind == "weighted"] == [0.0, 0.5]
+    assert by_name["teacher r0.25 T2"].control == "teacher-real r0.25 T2"
+    assert by_name["pretrain steps3"].control == "pretrain-real steps3"
+    assert len(plan_strategies(config(seeds=[0, 1], fractions=[0.02, 0.05]))) == 4 * len(names)
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"strategies": [{"kind": "mixup"}]}, "kind"),
+    ({"strategies": [{"kind": "samples", "ratio": 0.01}]}, "appends no item"),
+    ({"strategies": [{"kind": "samples"}, {"kind": "samples"}]}, "distinct label"),
+    ({"strategies": [{"kind": "edits", "strength": 1.5}]}, "strength"),
+    ({"strategies": [{"kind": "weighted", "weight": [0.1, 0.1]}]}, "distinct numbers"),
+    ({"fractions": [0.9], "donor": {"patients": 0.25}}, "donor.patients"),
+    ({"datasets": [{"name": "malaria"}, {"name": "malaria", "image_size": 16}]}, "one data set"),
+])
+def test_bad_strategy_configs_are_refused_with_the_key(over, message):
+    with pytest.raises(ConfigError, match=message):
+        config(**over)
+
+
+def test_a_strategy_spec_expands_its_lists_on_its_own_parameters_only():
+    spec = StrategySpec(kind="edits", ratio=[0.25, 0.5], strength=[0.1, 0.2], weight=[0.1, 0.9])
+    assert spec.settings() == [{"ratio": 0.25, "strength": 0.1}, {"ratio": 0.25, "strength": 0.2},
+                               {"ratio": 0.5, "strength": 0.1}, {"ratio": 0.5, "strength": 0.2}]
+
+
+# --------------------------------------------------------------------------- the donor pool
+def test_donor_patients_are_training_patients_outside_every_fraction(malaria_dir, data_root, monkeypatch):
+    from synthaug.bench.strategy_run import donor_pool
+
+    monkeypatch.setenv("SYNTHAUG_DATA", str(data_root))
+    cfg = config(fractions=[0.02, 0.25], donor={"patients": 0.25})
+    full, items, patients = donor_pool(cfg, seed=0)
+    local = set(cfg.data.load(0, 0.25).info["train_groups"])
+    assert patients and not set(patients) & local
+    assert set(patients) <= set(full.info["train_groups"])
+    assert not set(patients) & (set(full.info["val_groups"]) | set(full.info["test_groups"]))
+    assert set(np.asarray(items.groups).astype(str)) == set(patients)
+    assert len(patients) == round(0.25 * len(full.info["train_groups"]))
+    assert donor_pool(cfg, seed=0)[2] == patients  # seeded: the same pool every time
+
+
+# --------------------------------------------------------------------------- one tiny run, every arm
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, data_root):
+    import os
+
+    from synthaug.bench.strategy_run import run_strategies
+
+    old = os.environ.get("SYNTHAUG_DATA")
+    os.environ["SYNTHAUG_DATA"] = str(data_root)
+    try:
+        out = tmp_path_factory.mktemp("strategies")
+        rows = run_strategies(config(), out)
+    finally:
+        if old is None:
+            os.environ.pop("SYNTHAUG_DATA", None)
+        else:
+            os.environ["SYNTHAUG_DATA"] = old
+    return out, rows
+
+
+def test_every_arm_trains_once_with_what_its_strategy_draws(tiny_run):
+    out, rows = tiny_run
+    by = {r["arm"]: r for r in rows}
+    assert set(by) == {a.name for a in arms(config())}
+    real = by["baseline"]["train_items"]
+    # every arm but pretraining draws the baseline's real batches, and its extras on top
+    assert {r["real_draws"] for r in rows} == {6 * 16}
+    assert by["baseline"]["extra_draws"] == 0 and by["real-repeat r0.25"]["extra_items"] == real
+    assert by["samples r0.25"]["extra_per_batch"] == 4 and by["samples r0.25"]["extra_items"] == 32
+    assert by["pretrain steps3"]["pretrain_steps"] == by["pretrain-real steps3"]["pretrain_steps"] == 3
+    # the minority arm and its control take the class the baseline misses most on validation patients
+    assert by["minority r0.25 weakest"]["target_class"] == by["minority-real r0.25 weakest"]["target_class"]
+    assert by["minority-real r0.25 weakest"]["extra_items"] < real
+    # the donor's upper bound draws the donor patients' real cells, never the cell's own
+    assert by["donor-real r0.25"]["donor_patients"] >= 1
+    assert 0 <= by["teacher r0.25 T2"]["teacher_agreement"] <= 1
+    assert (out / "teachers").is_dir() and list((out / "cells").glob("*.npz"))
+    assert len(list((out / "generators").rglob("done.json"))) == 2  # the cell's ddpm and the donor's
+
+
+def test_the_donor_generator_trained_on_the_donor_patients_only(tiny_run, data_root, monkeypatch):
+    from synthaug.bench.cell import items_fingerprint
+    from synthaug.bench.strategy_run import donor_pool
+
+    out, _ = tiny_run
+    monkeypatch.setenv("SYNTHAUG_DATA", str(data_root))
+    cfg = config()
+    done = json.loads(next((out / "generators").rglob("donor/**/done.json")).read_text())
+    assert done["items_sha256"] == items_fingerprint(donor_pool(cfg, 0)[1])
+    local = json.loads(next(p for p in (out / "generators").rglob("done.json") if "donor" not in p.parts).read_text())
+    assert local["items_sha256"] == items_fingerprint(cfg.data.load(0, 0.02).train)
+
+
+def test_a_rerun_skips_finished_arms_and_the_report_answers_in_one_sentence(tiny_run, data_root, monkeypatch):
+    from synthaug.bench.strategy_report import build_strategies_report, is_strategies_run
+    from synthaug.bench.strategy_run import run_strategies
+
+    out, rows = tiny_run
+    monkeypatch.setenv("SYNTHAUG_DATA", str(data_root))
+    again = run_strategies(config(), out)
+    assert len(again) == len(rows)
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert runs[-1]["cells_run"] == 0
+    assert is_strategies_run(out)
+    md, page = build_strategies_report(out, out / "report")
+    text = md.read_text()
+    assert text.splitlines()[2].startswith("**At ") and "patients" in text.splitlines()[2]
+    assert (out / "report" / "report_files" / "clinician.png").stat().st_size > 1000
+    assert "donor generator" in text and "Holm p" in text
+
+
+# --------------------------------------------------------------------------- analysis
+def _row(arm: str, seed: int, val: float, test: float, fraction: float = 0.02, patients: int = 3) -> dict:
+    metrics = lambda v: {m: v for m in ("accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity",  # noqa: E731
+                                        "specificity")}
+    return {"dataset": "malaria-16px", "fraction": fraction, "seed": seed, "arm": arm, "train_patients": patients,
+            "val": metrics(val), "test": metrics(test)}
+
+
+def test_the_verdict_reads_against_the_stronger_control_on_validation_and_holm_adjusts():
+    from synthaug.bench.strategy_report import analyze_strategies, headline
+
+    cfg = config(seeds=[0, 1, 2, 3, 4], strategies=[{"kind": "teacher", "ratio": 0.25},
+                                                    {"kind": "samples", "ratio": 0.25}])
+    rows = []
+    for s in range(5):
+        jitter = 0.001 * s
+        rows += [_row("baseline", s, 0.70, 0.70 + jitter), _row("real-repeat r0.25", s, 0.69, 0.69),
+                 # the teacher's control is stronger on validation: the teacher arm is read against it
+                 _row("teacher-real r0.25 T2", s, 0.75, 0.74 + jitter),
+                 _row("teacher r0.25 T2", s, 0.76, 0.77 + 2 * jitter),
+                 _row("samples r0.25", s, 0.71, 0.60 + jitter * 3)]
+    analysis = analyze_strategies(rows, cfg)
+    by = {v["strategy"]: v for v in analysis["verdicts"]}
+    assert by["teacher"]["reference"] == "teacher-real r0.25 T2"
+    assert by["teacher"]["diff"]["mean"] == pytest.approx(0.03 + 0.001 * 2)
+    assert by["samples"]["reference"] == "baseline" and by["samples"]["verdict"] == "hurts"
+    raw = [by["teacher"]["diff"]["p"], by["samples"]["diff"]["p"]]
+    assert sorted([by["teacher"]["p_holm"], by["samples"]["p_holm"]]) == pytest.approx(
+        sorted([min(1, 2 * min(raw)), max(min(1, 2 * min(raw)), max(raw))]))
+    sentence = headline(analysis)
+    assert sentence.startswith("At 3 patients, teacher (ratio 0.25, temperature 2) changed balanced accuracy by +0.032")
+    assert "against teacher-real r0.25 T2" in sentence and "samples hurt" in sentence
+
+
+def test_the_donor_recovers_a_share_of_the_real_donor_gain_only_when_that_gain_is_there():
+    from synthaug.bench.strategy_report import analyze_strategies
+
+    cfg = config(seeds=[0, 1, 2], strategies=[{"kind": "donor", "ratio": 0.25}])
+    rows = []
+    for s in range(3):
+        rows += [_row("baseline", s, 0.70, 0.70 + 0.01 * s), _row("donor-real r0.25", s, 0.8, 0.80 + 0.012 * s),
+                 _row("donor r0.25", s, 0.75, 0.75 + 0.011 * s)]
+    (v,) = analyze_strategies(rows, cfg)["verdicts"]
+    assert v["reference"] == "baseline"  # the upper bound is not a control to beat
+    assert v["share"] == pytest.approx(v["diff"]["mean"] / v["upper_diff"]["mean"]) and 0.4 < v["share"] < 0.6
+    flat = [dict(r, test={**r["test"], "balanced_accuracy": 0.70 + 0.01 * r["seed"]}) if r["arm"] == "donor-real r0.25"
+            else r for r in rows]
+    (v,) = analyze_strategies(flat, cfg)["verdicts"]
+    assert math.isnan(v["share"])  # no gain of sharing the data: nothing to recover
+
+
+def test_weighted_items_give_the_mean_of_weight_times_cross_entropy():
+    from torch.utils.data import TensorDataset
+
+    from synthaug.bench.strategy_run import TargetItems
+    from synthaug.classifier import _loss
+
+    images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    items = TargetItems(TensorDataset(images, torch.tensor([0, 1, 1, 0])), 2, weight=0.25)
+    image, target, weight = items[1]
+    assert target.tolist() == [0.0, 1.0] and float(weight) == 0.25
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    per_item = torch.nn.functional.cross_entropy(logits, labels.argmax(1), reduction="none")
+    got = _loss(torch.nn.CrossEntropyLoss(), logits, labels, [torch.tensor([1.0, 0.25])])
+    assert got.item() == pytest.approx(((per_item * torch.tensor([1.0, 0.25])).mean()).item(), rel=1e-6)
