@@ -337,15 +337,27 @@ def test_report_of_a_folder_that_is_no_run(tmp_path):
 def test_every_benchmark_preset_builds(preset):
     """Each preset parses, and its generators and classifier build at its image size (no data needed)."""
     from synthaug.bench import BenchConfig
+    from synthaug.bench.launch import is_strategies_config
+    from synthaug.bench.strategy_config import StrategiesConfig
     from synthaug.classifier import create_classifier
     from synthaug.config import load_config
     from synthaug.generators import create_generator
 
-    cfg = load_config(BenchConfig, REPO / "configs" / "bench" / preset)
-    assert len(cfg.seeds) >= 3 and cfg.synthetic.ratios
+    path = REPO / "configs" / "bench" / preset
+    if is_strategies_config(path):  # the strategies grid: one generator (and the donor's), its strategies
+        cfg = load_config(StrategiesConfig, path)
+        from synthaug.bench.strategy_config import KINDS
+
+        assert len(cfg.seeds) >= 5 and {s.kind for s in cfg.strategies} == set(KINDS)  # every strategy of issue 14
+        assert cfg.fractions == [0.02, 0.05, 0.25]  # about 3, 7 and 35 training patients
+        generators = [cfg.generator, cfg.donor_spec]
+    else:
+        cfg = load_config(BenchConfig, path)
+        assert len(cfg.seeds) >= 3 and cfg.synthetic.ratios
+        generators = cfg.generators
     for d in cfg.datasets:
         channels = 1 if d.name.startswith("medmnist:breast") else 3
-        for g in cfg.generators:
+        for g in generators:
             create_generator(g.name, num_classes=2, image_size=d.image_size, channels=channels, **g.options)
         create_classifier(cfg.classifier.model, num_classes=2, channels=channels)
     if preset == "malaria-lowdata.yaml":  # what the issue asks of it
