@@ -29,8 +29,8 @@ def workdir(tmp_path_factory):
     return work
 
 
-def test_the_page_has_the_ten_examples():
-    assert len(EXAMPLES) == 10
+def test_the_page_has_the_eleven_examples():
+    assert len(EXAMPLES) == 11
 
 
 def _cut(index: int) -> str:
