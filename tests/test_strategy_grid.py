@@ -225,3 +225,14 @@ def test_weighted_items_give_the_mean_of_weight_times_cross_entropy():
     per_item = torch.nn.functional.cross_entropy(logits, labels.argmax(1), reduction="none")
     got = _loss(torch.nn.CrossEntropyLoss(), logits, labels, [torch.tensor([1.0, 0.25])])
     assert got.item() == pytest.approx(((per_item * torch.tensor([1.0, 0.25])).mean()).item(), rel=1e-6)
+
+
+def test_shards_split_the_grid_by_seed_so_a_seeds_donor_generator_trains_on_one_shard():
+    from synthaug.bench.paths import Shard
+    from synthaug.bench.strategy_run import shard_strategy_cells
+
+    cells = plan_strategies(config(seeds=[0, 1, 2, 3, 4], fractions=[0.02, 0.05, 0.25], donor={"patients": 0.25}))
+    parts = [shard_strategy_cells(cells, Shard(i, 2)) for i in range(2)]
+    assert sorted(c.key() for part in parts for c in part) == sorted(c.key() for c in cells)  # each cell once
+    assert [sorted({c.seed for c in part}) for part in parts] == [[0, 2, 4], [1, 3]]
+    assert all({c.fraction for c in part if c.seed == s} == {0.02, 0.05, 0.25} for part in parts for s in (0, 1))

@@ -320,12 +320,14 @@ def strategy_units(cells: list[StrategyCell]) -> list[tuple]:
 
 
 def shard_strategy_cells(cells: list[StrategyCell], shard: Shard | None) -> list[StrategyCell]:
-    """Unit (fraction, seed) ``k`` goes to shard ``k mod N``: all arms of a split on one shard, so its
-    generator, teacher and pools are made once."""
+    """The ``k``-th seed of the grid goes to shard ``k mod N``, with every fraction and arm of it: a split's
+    generator, teacher and pools are made once, and so is the seed's donor generator (which every fraction of
+    the seed shares: two shards training it at once would write into one folder)."""
     if shard is None or shard.count == 1:
         return list(cells)
-    mine = {u for k, u in enumerate(strategy_units(cells)) if k % shard.count == shard.index}
-    return [c for c in cells if (c.fraction, c.seed) in mine]
+    seeds = list(dict.fromkeys(c.seed for c in cells))
+    mine = {s for k, s in enumerate(seeds) if k % shard.count == shard.index}
+    return [c for c in cells if c.seed in mine]
 
 
 def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: Any = None,
