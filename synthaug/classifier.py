@@ -309,10 +309,16 @@ def _loader(dataset: Dataset, extra: Dataset | None, extra_per_batch: int, *, ba
 
 
 def _loss(loss_fn: torch.nn.Module, logits: torch.Tensor, labels: torch.Tensor, weights: list) -> torch.Tensor:
-    """Cross-entropy of a batch; items ``(image, target, weight)`` (``synthaug.bench.strategies.TargetItems``:
-    class probabilities and a per-item weight) give ``mean(weight * cross_entropy)`` over the batch."""
+    """Cross-entropy of a batch; items ``(image, target, weight)`` (``synthaug.bench.strategy_run.TargetItems``:
+    class probabilities and a float per-item weight) give ``mean(weight * cross_entropy)`` over the batch."""
     if not weights:
         return loss_fn(logits, labels)
+    if len(weights) > 1 or not weights[0].is_floating_point():
+        raise ValueError(f"fit_classifier: items of {2 + len(weights)} elements whose third is "
+                         f"{weights[0].dtype}: give (image, label) items, or (image, class probabilities, float "
+                         "loss weight) items. For SyntheticDataset(..., return_is_synthetic=True) items, whose third "
+                         "element says which are synthetic, write your own loop with "
+                         "synthaug.losses.weighted_cross_entropy (docs/plugin.md example 7)")
     per_item = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     return (weights[0].to(per_item) * per_item).mean()
 

@@ -25,6 +25,7 @@ def workdir(tmp_path_factory):
     torch.manual_seed(0)
     gen = create_generator("cvae-tiny", num_classes=2, image_size=32, channels=3)
     gen.save(work / "runs" / "cvae-malaria" / "checkpoint")
+    gen.save(work / "received" / "other-hospital-cvae")  # example 11: a checkpoint trained on other patients
     generate_pool(gen, np.repeat([0, 1], 64), seed=0).save(work / "pools" / "cvae-malaria")
     return work
 

@@ -40,11 +40,12 @@ def test_every_strategy_has_its_control_and_shared_controls_train_once():
     assert names[0] == "baseline" and len(names) == len(set(names))
     by_name = {a.name: a for a in arms(cfg)}
     controls = {a.strategy: by_name[a.control].kind for a in arms(cfg) if a.role == "synthetic"}
-    assert controls == {"samples": "real-repeat", "weighted": "real-repeat", "teacher": "teacher-real",
+    assert controls == {"samples": "real-repeat", "weighted": "weighted-real", "teacher": "teacher-real",
                         "minority": "minority-real", "edits": "real-repeat", "pretrain": "pretrain-real",
                         "donor": "donor-real"}
-    # samples, both weights and edits share one real-repeat control at ratio 0.25
+    # samples and edits share one real-repeat control at ratio 0.25; each weight has its weighted-real control
     assert sum(a.kind == "real-repeat" for a in arms(cfg)) == 1
+    assert by_name["weighted r0.25 w0.5"].control == "weighted-real r0.25 w0.5"
     # a list is one setting per value; the control keeps what the strategy shares with it (teacher, class, steps)
     assert [a.setting["weight"] for a in arms(cfg) if a.kind == "weighted"] == [0.0, 0.5]
     assert by_name["teacher r0.25 T2"].control == "teacher-real r0.25 T2"
@@ -60,6 +61,8 @@ def test_every_strategy_has_its_control_and_shared_controls_train_once():
     ({"strategies": [{"kind": "weighted", "weight": [0.1, 0.1]}]}, "distinct numbers"),
     ({"fractions": [0.9], "donor": {"patients": 0.25}}, "donor.patients"),
     ({"datasets": [{"name": "malaria"}, {"name": "malaria", "image_size": 16}]}, "one data set"),
+    ({"strategies": [{"kind": "samples", "label": "real-repeat"}]}, "name the baseline or a control"),
+    ({"generator": {**TINY_DDPM, "train": {"steps": 4, "gate_every": 2}}}, "gate_every"),
 ])
 def test_bad_strategy_configs_are_refused_with_the_key(over, message):
     with pytest.raises(ConfigError, match=message):
@@ -154,9 +157,10 @@ def test_a_rerun_skips_finished_arms_and_the_report_answers_in_one_sentence(tiny
     assert is_strategies_run(out)
     md, page = build_strategies_report(out, out / "report")
     text = md.read_text()
-    assert text.splitlines()[2].startswith("**At ") and "patients" in text.splitlines()[2]
+    # one seed: no verdict can be reached, and the sentence says so before the largest estimate
+    assert text.splitlines()[2].startswith("**Too few seeds to answer yet; the largest estimate so far: at 3 patients")
     assert (out / "report" / "report_files" / "clinician.png").stat().st_size > 1000
-    assert "donor generator" in text and "Holm p" in text
+    assert "donor generator" in text and "Holm p" in text and "Target (a helps verdict" in text
 
 
 # --------------------------------------------------------------------------- analysis
@@ -189,8 +193,29 @@ def test_the_verdict_reads_against_the_stronger_control_on_validation_and_holm_a
     assert sorted([by["teacher"]["p_holm"], by["samples"]["p_holm"]]) == pytest.approx(
         sorted([min(1, 2 * min(raw)), max(min(1, 2 * min(raw)), max(raw))]))
     sentence = headline(analysis)
-    assert sentence.startswith("At 3 patients, teacher (ratio 0.25, temperature 2) changed balanced accuracy by +0.032")
+    if by["teacher"]["verdict"] == "helps":
+        assert sentence.startswith("At 3 patients, teacher (ratio 0.25, temperature 2) changed balanced accuracy by "
+                                   "+0.032")
+    else:  # nothing helped: it says so before the row that came closest
+        assert sentence.startswith("No strategy helped at any number of patients")
+        assert "the closest: at 3 patients, teacher (ratio 0.25, temperature 2) changed balanced accuracy by +0.032" \
+            in sentence
     assert "against teacher-real r0.25 T2" in sentence and "samples hurt" in sentence
+
+
+def test_the_headline_says_plainly_when_nothing_helped_and_names_the_closest():
+    from synthaug.bench.strategy_report import analyze_strategies, headline, target_line
+
+    cfg = config(seeds=[0, 1, 2], strategies=[{"kind": "samples", "ratio": 0.25}, {"kind": "edits", "ratio": 0.25}])
+    rows = []
+    for s in range(3):
+        rows += [_row("baseline", s, 0.70, 0.70 + 0.01 * s), _row("real-repeat r0.25", s, 0.69, 0.69),
+                 _row("samples r0.25", s, 0.71, 0.69 + 0.013 * s), _row("edits r0.25 s0.1", s, 0.72, 0.705 + 0.008 * s)]
+    analysis = analyze_strategies(rows, cfg)
+    sentence = headline(analysis)
+    assert sentence.startswith("No strategy helped at any number of patients (Holm-adjusted, against the stronger "
+                               "control); the closest: at 3 patients, edits (ratio 0.25, strength 0.1)")
+    assert "**not met**" in target_line(analysis)
 
 
 def test_the_donor_recovers_a_share_of_the_real_donor_gain_only_when_that_gain_is_there():
@@ -204,6 +229,7 @@ def test_the_donor_recovers_a_share_of_the_real_donor_gain_only_when_that_gain_i
     (v,) = analyze_strategies(rows, cfg)["verdicts"]
     assert v["reference"] == "baseline"  # the upper bound is not a control to beat
     assert v["share"] == pytest.approx(v["diff"]["mean"] / v["upper_diff"]["mean"]) and 0.4 < v["share"] < 0.6
+    assert v["share_ci"][0] <= v["share"] <= v["share_ci"][1]
     flat = [dict(r, test={**r["test"], "balanced_accuracy": 0.70 + 0.01 * r["seed"]}) if r["arm"] == "donor-real r0.25"
             else r for r in rows]
     (v,) = analyze_strategies(flat, cfg)["verdicts"]
@@ -237,3 +263,15 @@ def test_shards_split_the_grid_by_seed_so_a_seeds_donor_generator_trains_on_one_
     assert [sorted({c.seed for c in part}) for part in parts] == [[0, 2, 4], [1, 3]]
     assert all({c.fraction for c in part if c.seed == s} == {0.02, 0.05, 0.25} for part in parts
                for s in {c.seed for c in part})  # every fraction of a seed with it
+
+
+def test_fit_classifier_refuses_a_third_item_element_that_is_not_a_float_weight():
+    from torch.utils.data import TensorDataset
+
+    from synthaug.classifier import create_classifier, fit_classifier
+
+    images = torch.zeros(8, 3, 16, 16, dtype=torch.uint8)
+    flags = TensorDataset(images, torch.tensor([0, 1] * 4), torch.tensor([True, False] * 4))  # is_synthetic flags
+    model = create_classifier("test_resnet", num_classes=2, channels=3)
+    with pytest.raises(ValueError, match="weighted_cross_entropy"):
+        fit_classifier(model, flags, steps=1, batch_size=4, lr=1e-3)

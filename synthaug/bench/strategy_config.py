@@ -5,18 +5,18 @@ sees it and runs this grid instead of the generator-by-ratio one. Every arm is a
 baseline's real batches; what a strategy adds comes on top) and has a real-only control that gets the same draws
 and the same treatment, with real cells where the strategy has synthetic ones:
 
-=========  ===============================================  ===============================================
-kind       synthetic arm                                    its control (real cells instead)
-=========  ===============================================  ===============================================
-samples    generator samples on top, hard labels            ``real-repeat``: the cell's real images again
-weighted   ... with the synthetic loss weighted ``weight``  ``real-repeat``
-teacher    ... relabelled by the baseline (soft, ``T``)     ``teacher-real``: real images, the same teacher
-minority   samples of one class only (``target_class``)     ``minority-real``: real images of that class
-edits      ``EditSource`` edits of the cell's real images   ``real-repeat`` (an edit of strength 0 is the cell)
-pretrain   ``steps`` on samples only, then the budget real  ``pretrain-real``: ``steps`` on real, then the same
-donor      samples of a generator trained on *other*        ``donor-real``: the donor patients' real cells (the
-           training patients (the donor pool)               upper bound: sharing the data itself)
-=========  ===============================================  ===============================================
+- ``samples``: generator samples on top, hard labels; control ``real-repeat`` (the cell's real images again);
+- ``weighted``: the same, each synthetic item's loss weighted ``weight``; control ``weighted-real`` (the real
+  images again, weighted alike);
+- ``teacher``: samples relabelled by the cell's baseline (soft, ``temperature``); control ``teacher-real`` (the
+  real images, the same teacher: self-distillation);
+- ``minority``: samples of one class only (``target_class``); control ``minority-real`` (that class's real images);
+- ``edits``: ``EditSource`` edits of the cell's real images; control ``real-repeat`` (an edit of strength 0 is the
+  cell itself);
+- ``pretrain``: ``steps`` on samples only, then the budget on real; control ``pretrain-real`` (``steps`` on real,
+  then the same);
+- ``donor``: samples of a generator trained on *other* training patients (the donor pool), in their class mix;
+  control ``donor-real``: those patients' real cells, the upper bound of sharing the data itself.
 
 A list of values (``ratio: [0.25, 0.5]``) makes one setting per value; the setting is chosen on validation
 patients. The donor pool: ``donor.patients`` of the seed's training patients, drawn from those outside the
@@ -36,6 +36,8 @@ from .config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, 
 
 KINDS = ("samples", "weighted", "teacher", "minority", "edits", "pretrain", "donor")
 BASELINE = "baseline"
+CONTROL_KINDS = ("real-repeat", "weighted-real", "teacher-real", "minority-real", "pretrain-real", "donor-real")
+RESERVED = {BASELINE, *CONTROL_KINDS}
 # the parameters a kind takes (besides ``ratio``, which every kind but pretrain takes)
 _PARAMS = {"samples": (), "weighted": ("weight",), "teacher": ("temperature",), "minority": (),
            "edits": ("strength",), "pretrain": (), "donor": ()}
@@ -161,6 +163,19 @@ class StrategiesConfig:
         keys = [s.key for s in self.strategies]
         if not keys or len(set(keys)) != len(keys):
             raise ValueError(f"strategies: {keys} must be at least one, each with a distinct label")
+        reserved = [k for k in keys if k.split(" ")[0] in RESERVED]
+        if reserved:
+            raise ValueError(f"strategies: the labels {reserved} name the baseline or a control arm ({sorted(RESERVED)}); "
+                             "choose other labels")
+        for spec in (self.generator, self.donor_spec):
+            if spec.train.gate_every:
+                raise ValueError(f"generator {spec.key}: train.gate_every (early stopping on the quality gate) is not "
+                                 "supported by the strategies grid; set it to 0")
+        for d in self.datasets:
+            if d.train_fraction != 1.0:
+                raise ValueError(f"datasets: {d.name}: set the real training fractions in `fractions`, not "
+                                 f"train_fraction={d.train_fraction}")
+        check_choice(self.generator_parallel, "generator_parallel", "", ("replicate", "data"))
         if any(s.kind == "donor" for s in self.strategies) and max(self.fractions) + self.donor.patients > 1:
             raise ValueError(f"donor.patients={self.donor.patients} with fractions up to {max(self.fractions)}: the "
                              "donor patients come from outside the largest fraction, so the two must sum to <= 1")
@@ -212,14 +227,14 @@ def _setting_text(params: dict[str, Any]) -> str:
     return " ".join(f"{_SHORT.get(k, k)}{v:g}" if isinstance(v, (int, float)) else f"{v}" for k, v in params.items())
 
 
-_CONTROL = {"samples": "real-repeat", "weighted": "real-repeat", "edits": "real-repeat", "teacher": "teacher-real",
+_CONTROL = {"samples": "real-repeat", "weighted": "weighted-real", "edits": "real-repeat", "teacher": "teacher-real",
             "minority": "minority-real", "pretrain": "pretrain-real", "donor": "donor-real"}
 
 
 def control_of(spec: StrategySpec, setting: dict[str, float]) -> Arm:
     """The real-only control of a strategy setting: the same draws and treatment, real cells instead."""
     kind = _CONTROL[spec.kind]
-    params = {k: v for k, v in setting.items() if k in ("ratio", "temperature", "target_class", "steps")}
+    params = {k: v for k, v in setting.items() if k in ("ratio", "weight", "temperature", "target_class", "steps")}
     return Arm(f"{kind} {_setting_text(params)}".strip(), kind, "control", params=tuple(params.items()))
 
 

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
-from ..classifier import (StandardAugment, create_classifier, fit_classifier, load_classifier, predict,
+from ..classifier import (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, StandardAugment, create_classifier, fit_classifier, load_classifier, predict,
                           save_classifier)
 from ..mixing import extra_per_batch
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
@@ -78,6 +78,15 @@ def donor_pool(cfg: StrategiesConfig, seed: int) -> tuple[Any, Dataset, list[str
     return full, full.train.subset(idx), chosen
 
 
+def donor_splits(full: Any, items: Dataset, patients: list[str]) -> Any:
+    """The seed's split with the donor items as its training set (validation and test patients unchanged): what
+    the donor generator trains on, and what its picture and sample quality compare it with."""
+    import dataclasses
+
+    return dataclasses.replace(full, train=items, info={**full.info, "train_groups": list(patients),
+                                                        "train_fraction": "donor"})
+
+
 class _Unit:
     """One (fraction, seed): its split, sources and caches, shared by its arms."""
 
@@ -116,14 +125,13 @@ class _Unit:
 
     def donor_generator(self) -> Any:
         if self._donor_gen is None:
-            full, items, patients = self.donor()
+            splits = donor_splits(*self.donor())
             spec = self.cfg.donor_spec
             gen_dir = Path(self.out_dir) / "generators" / self.cfg.data.key / "donor" / f"seed{self.seed}" / spec.key
-            donor_splits = SimpleNamespace(train=items, num_classes=full.num_classes, image_size=full.image_size,
-                                           channels=full.channels, classes=full.classes)
-            self._donor_gen = generator_for(spec, donor_splits, self.cell, self.out_dir, self.accelerator,
+            self._donor_gen = generator_for(spec, splits, self.cell, self.out_dir, self.accelerator,
                                             self.cfg.generator_parallel, gen_dir=gen_dir)
-            self._picture_and_quality(self._donor_gen, f"donor-{spec.key}", self.splits)
+            # compared with the donor patients it trained on; CAS on this split's validation patients
+            self._picture_and_quality(self._donor_gen, f"donor-{spec.key}", splits)
         return self._donor_gen
 
     def _picture_and_quality(self, gen: Any, key: str, splits: Any) -> None:
@@ -149,7 +157,8 @@ class _Unit:
         """The baseline classifier of this cell (trained by the baseline arm, or read back on a rerun)."""
         if self._teacher is None:
             folder = teacher_dir(self.out_dir, self.cfg.data.key, self.fraction, self.seed)
-            if not folder.is_dir():  # the baseline row exists but its weights are gone: train it again
+            if not all((folder / name).is_file() for name in (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS)):
+                # the baseline row exists but its weights are gone (or half written): train it again
                 self.train(Arm(BASELINE, BASELINE, BASELINE))
             self._teacher = load_classifier(folder)[0].to(self.accelerator.device)
         return self._teacher
@@ -172,14 +181,15 @@ class _Unit:
         return self.classes.index(name)
 
     def pool(self, source_key: tuple, make_source: Any, *, only_class: int | None = None,
-             size: int | None = None) -> Dataset:
-        """The synthetic items (one image each) of a source, in the real class mix or of one class only."""
+             size: int | None = None, mix_of: Dataset | None = None) -> Dataset:
+        """The synthetic items (one image each) of a source: in the class mix of ``label_distribution`` (``match``:
+        of ``mix_of``, default the cell's real images), or of one class only."""
         size = size or self.cfg.synthetic.pool_size
         key = (source_key, only_class, size)
         if key not in self._pools:
             dist = self.cfg.synthetic.label_distribution if only_class is None else {self.classes[only_class]: 1.0}
-            self._pools[key] = additive_items(make_source(), self.real, self.classes, ratio=1.0, seed=self.seed,
-                                              label_distribution=dist, pool_size=size)
+            self._pools[key] = additive_items(make_source(), self.real if mix_of is None else mix_of, self.classes,
+                                              ratio=1.0, seed=self.seed, label_distribution=dist, pool_size=size)
         return self._pools[key]
 
     # ----------------------------------------------------------------- one arm
@@ -197,9 +207,9 @@ class _Unit:
             out["per_batch"] = 0
         elif kind in ("real-repeat", "samples"):
             out["extra"] = self.real if kind == "real-repeat" else gen_pool()
-        elif kind == "weighted":
+        elif kind in ("weighted", "weighted-real"):
             out.update(dataset=TargetItems(self.real, n_cls),
-                       extra=TargetItems(gen_pool(), n_cls, weight=s["weight"]))
+                       extra=TargetItems(gen_pool() if kind == "weighted" else self.real, n_cls, weight=s["weight"]))
         elif kind in ("teacher", "teacher-real"):
             extra = gen_pool() if kind == "teacher" else self.real
             probs = self._distill(extra, s["temperature"])
@@ -221,8 +231,8 @@ class _Unit:
             out["pretrain"] = gen_pool(size=size) if kind == "pretrain" else self.real
             out["per_batch"] = 0
         elif kind in ("donor", "donor-real"):
-            if kind == "donor":
-                out["extra"] = self.pool(("donor",), self.donor_generator)
+            if kind == "donor":  # in the donor patients' class mix, as its upper bound draws them
+                out["extra"] = self.pool(("donor",), self.donor_generator, mix_of=self.donor()[1])
             else:
                 out["extra"] = self.donor()[1]
             out["record"]["donor_patients"] = len(self.donor()[2])
@@ -252,7 +262,7 @@ class _Unit:
                     arrays[f"edits s{strength:g}"] = of_class(self.pool(
                         ("edits", strength, spec.per_image), lambda st=strength, k=spec.per_image: self.edit_source(st, k)))
         if "donor" in kinds:
-            arrays["donor samples"] = of_class(self.pool(("donor",), self.donor_generator))
+            arrays["donor samples"] = of_class(self.pool(("donor",), self.donor_generator, mix_of=self.donor()[1]))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.npz")
         np.savez_compressed(tmp, positive=np.asarray(self.classes[self.positive]), **arrays)
@@ -295,7 +305,8 @@ class _Unit:
         self.accelerator.wait_for_everyone()
         out = {part: _evaluate(fit.model, getattr(self.splits, part), part, c.eval_batch_size, self.positive,
                                self.accelerator) for part in ("val", "test")}
-        out["fields"] = {"classifier_steps": fit.steps, "pretrain_steps": pre_steps, "batch_size": c.batch_size,
+        out["fields"] = {"classifier_steps": fit.steps, "pretrain_steps": pre_steps,
+                         "pretrain_draws": pre_steps * c.batch_size, "batch_size": c.batch_size,
                          "extra_per_batch": data["per_batch"] if data["extra"] is not None else 0,
                          "extra_items": 0 if data["extra"] is None else len(data["extra"]),
                          "real_draws": fit.draws, "extra_draws": fit.extra_draws, "best_step": fit.best_step,
@@ -343,9 +354,7 @@ def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: A
         append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "started",
                                                  "processes": accelerator.num_processes, **_shard_field(shard)})
     accelerator.wait_for_everyone()
-    if world_size() > 1 and cfg.classifier.batch_size % world_size():
-        raise ValueError(f"classifier.batch_size={cfg.classifier.batch_size} must be divisible by the "
-                         f"{world_size()} processes")
+    check_before_work(cfg)
     done = {(r["dataset"], float(r["fraction"]), int(r["seed"]), r["arm"]) for r in read_jsonl(results_path(out_dir, shard))}
     cells = shard_strategy_cells(plan_strategies(cfg), shard)
     bar = tqdm(total=len(cells), initial=sum(c.key() in done for c in cells), desc=f"{cfg.name}: arms",
@@ -354,7 +363,8 @@ def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: A
     for fraction, seed in strategy_units(cells):
         todo = [c for c in cells if (c.fraction, c.seed) == (fraction, seed) and c.key() not in done]
         cells_file = cells_path(out_dir, cfg.data.key, fraction)
-        want_cells = accelerator.is_main_process and seed == cfg.seeds[0] and not cells_file.is_file()
+        # the same answer in every process (the file is written before the last barrier), so all build the unit
+        want_cells = seed == cfg.seeds[0] and not cells_file.is_file()
         if not todo and not want_cells:
             continue
         unit = _Unit(cfg, out_dir, accelerator, fraction, seed)
@@ -367,8 +377,9 @@ def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: A
                 append_jsonl(results_path(out_dir, shard), _row(unit, cell, metrics, start))
             bar.update(1)
             ran += 1
-        if want_cells:
+        if want_cells and accelerator.is_main_process:
             unit.save_cells(cells_file)
+        accelerator.wait_for_everyone()
     bar.close()
     if accelerator.is_main_process:
         append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "finished",
@@ -377,6 +388,32 @@ def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: A
                                                  "processes": accelerator.num_processes, **_shard_field(shard)})
     accelerator.wait_for_everyone()
     return read_results(out_dir)
+
+
+def check_before_work(cfg: StrategiesConfig) -> None:
+    """Refuse, before anything trains, a generator or classifier that cannot be built, a class that is not the
+    data set's, and extra items that the processes cannot share equally."""
+    from ..config import ConfigError
+    from ..generators import create_generator
+
+    splits = cfg.data.load(cfg.seeds[0], min(cfg.fractions))
+    try:
+        for spec in (cfg.generator, cfg.donor_spec):
+            create_generator(spec.name, num_classes=splits.num_classes, image_size=splits.image_size,
+                             channels=splits.channels, **spec.options)
+        create_classifier(cfg.classifier.model, num_classes=splits.num_classes, channels=splits.channels)
+        positive_index(cfg, cfg.data, splits.classes)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config of {cfg.name!r}: {err}") from err
+    for spec in cfg.strategies:
+        if spec.kind == "minority" and spec.target_class not in ("positive", "weakest", *splits.classes):
+            raise ConfigError(f"strategies ({spec.key}): target_class={spec.target_class!r} is not a class of "
+                              f"{cfg.data.name} {splits.classes}, nor 'positive' or 'weakest'")
+        for setting in spec.settings():
+            n = extra_per_batch(setting.get("ratio", 0), cfg.classifier.batch_size)
+            if n % world_size() or cfg.classifier.batch_size % world_size():
+                raise ConfigError(f"strategies ({spec.key}): the batch of {cfg.classifier.batch_size} and its {n} "
+                                  f"extra items must be divisible by the {world_size()} processes")
 
 
 def _row(unit: _Unit, cell: StrategyCell, metrics: dict, start: float) -> dict:
