@@ -8,8 +8,12 @@ Run the real-only protocol at a few ``classifier.min_steps`` floors (each its ow
         --set quality.fractions=[] --set synthetic.real_matched=false --set classifier.min_steps=$m \\
         --out runs/budget-min$m
     done
-    python benchmarks/budget.py runs/malaria-lowdata-v2 runs/budget-min600 runs/budget-min1200 runs/budget-min2400 \\
-        --out docs/results/budget
+    python benchmarks/budget.py runs/malaria-lowdata-v2-min300 runs/budget-min600 runs/budget-min1200 \\
+        runs/budget-min2400 --out docs/results/budget
+
+(``runs/malaria-lowdata-v2-min300``: the committed v2 run with the 300-step floor, restored from
+``docs/results/malaria-lowdata-v2/run-record``; ``docs/results/budget/run-record`` holds the other three folders'
+records, enough for this script.) The committed study ran 2400 at fractions 0.02 and 0.05 only.
 
 Any run folder of the benchmark works (only its real-only baseline rows are read, with the step budget its
 config gave them). Writes ``budget.md`` (per fraction and budget: validation and test balanced accuracy over
