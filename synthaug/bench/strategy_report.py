@@ -243,25 +243,32 @@ def clinician_figure(analysis: dict, cells_file: Path | None, path: Path) -> Pat
             for i, k in enumerate(names):
                 left.text(-4, i * size + size / 2, k, ha="right", va="center", fontsize=9)
         left.set_title(f"{data['positive']} cells: real vs synthetic", fontsize=10)
-    verdicts = [v for v in analysis["verdicts"]]
+    verdicts = analysis["verdicts"]
     fractions = sorted({v["fraction"] for v in verdicts})
     labels = ["baseline"] + sorted({v["strategy"] for v in verdicts})
     width = 0.8 / max(1, len(labels))
+    controls_drawn = False
     for j, label in enumerate(labels):
         xs, ys, errs = [], [], []
         for i, f in enumerate(fractions):
             base = next((b for b in analysis["baselines"] if b["fraction"] == f and b["arm"] == BASELINE), None)
+            control = None
             if label == "baseline":
                 s = base["test"]["sensitivity"] if base else None
             else:
                 v = next((e for e in analysis["settings"] if e["fraction"] == f and e["strategy"] == label
                           and e.get("selected")), None)
                 s = v["arm_test"]["sensitivity"] if v else None
+                control = v["control_test"]["sensitivity"]["mean"] if v else None
             if s is None or math.isnan(s["mean"]):
                 continue
             xs.append(i + (j - (len(labels) - 1) / 2) * width)
             ys.append(100 * (1 - s["mean"]))
             errs.append(0 if math.isnan(s["lo"]) else 100 * (s["hi"] - s["lo"]) / 2)
+            if control is not None and not math.isnan(control):  # its own control, real cells instead
+                right.plot([xs[-1]], [100 * (1 - control)], marker="_", markersize=14, color="black",
+                           label="its control" if not controls_drawn else None)
+                controls_drawn = True
         right.bar(xs, ys, width, yerr=errs, capsize=2, label=label,
                   color="0.35" if label == "baseline" else None)
     right.set_xticks(range(len(fractions)))
@@ -384,7 +391,8 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
         Para(target_line(analysis)),
         Figure(figure, "Left: real infected cells beside the synthetic ones each strategy uses (first seed, fewest "
                        "patients). Right: infections missed per 100 infected test cells, baseline and each "
-                       "strategy at its setting chosen on validation."),
+                       "strategy at its setting chosen on validation; a black bar marks that setting's own control "
+                       "(real cells instead)."),
         Bullets([f"{len(rows)} of {expected} classifier trainings ({len(cfg.fractions)} fractions x {len(cfg.seeds)} "
                  f"seeds x {len(arms(cfg))} arms); wall time of the finished invocations: {minutes:.0f} min "
                  "(shards add up; they may have run side by side).",
