@@ -13,7 +13,7 @@ Run the real-only protocol at a few ``classifier.min_steps`` floors (each its ow
 
 (``runs/malaria-lowdata-v2-min300``: the committed v2 run with the 300-step floor, restored from
 ``docs/results/malaria-lowdata-v2/run-record``; ``docs/results/budget/run-record`` holds the other three folders'
-records, enough for this script.) The committed study ran 2400 at fractions 0.02 and 0.05 only.
+records, enough for this script.) The committed study's 2400 run (--set fractions=[0.02,0.05]) was stopped once fraction 0.02 had its 5 seeds.
 
 Any run folder of the benchmark works (only its real-only baseline rows are read, with the step budget its
 config gave them). Writes ``budget.md`` (per fraction and budget: validation and test balanced accuracy over
