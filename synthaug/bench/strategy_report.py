@@ -349,6 +349,17 @@ def attach_gates(analysis: dict, run_dir: Path, cfg: StrategiesConfig) -> None:
         v["gate"] = "not measured" if not gates else ("passed" if all(g["passed"] for g in gates) else "failed")
 
 
+def _donor_sizes(rows: list[dict]) -> str:
+    """How many distinct images each donor arm draws from: a pool smaller than the donor's real cells gives the
+    generator fewer distinct images than sharing the data would, which the share it recovers must be read with."""
+    def span(kind: str) -> str:
+        sizes = sorted({r["extra_items"] for r in rows if r.get("kind") == kind})
+        return "-".join(str(x) for x in sorted({sizes[0], sizes[-1]})) if sizes else "n/a"
+
+    return (f" The generator's arm draws from {span('donor')} distinct synthetic images per cell; the upper bound "
+            f"from the donor patients' {span('donor-real')} real cells.")
+
+
 def gate_table(run_dir: Path) -> Table | None:
     rows = []
     for path in sorted((run_dir / "quality").glob("*/frac*/seed*/*/quality.json")):
@@ -409,7 +420,7 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
         blocks += [Heading("The data-sharing question: a donor generator", 2),
                    Para("The donor generator trained on other training patients of the same split (never validation "
                         "or test ones); its upper bound adds the donor patients' real cells instead (what sharing "
-                        "the data itself would give)."),
+                        "the data itself would give)." + _donor_sizes(rows)),
                    donor_table(analysis["verdicts"])]
     gates = gate_table(run_dir)
     if gates is not None:
