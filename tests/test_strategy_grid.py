@@ -126,6 +126,10 @@ def test_every_arm_trains_once_with_what_its_strategy_draws(tiny_run):
     assert by["minority-real r0.25 weakest"]["extra_items"] < real
     # the donor's upper bound draws the donor patients' real cells, never the cell's own
     assert by["donor-real r0.25"]["donor_patients"] >= 1
+    # the donor generator's arm draws from as many distinct images as its upper bound's real cells, in their
+    # class mix, sampled once per seed on disk
+    assert by["donor r0.25"]["extra_items"] == by["donor-real r0.25"]["extra_items"] == by["donor r0.25"]["donor_items"]
+    assert list((out / "generators").rglob("donor/seed0/*-pool-*/images.npy"))
     assert 0 <= by["teacher r0.25 T2"]["teacher_agreement"] <= 1
     assert (out / "teachers").is_dir() and list((out / "cells").glob("*.npz"))
     assert len(list((out / "generators").rglob("done.json"))) == 2  # the cell's ddpm and the donor's

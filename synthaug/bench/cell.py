@@ -213,7 +213,7 @@ def arm_data(cfg: BenchConfig, splits, cell: Cell, gen: Any = None) -> ArmData:
 
 
 def additive_items(gen: Any, real: Dataset, classes: list[str], *, ratio: float, seed: int,
-                   label_distribution: Any, pool_size: int | None) -> Dataset:
+                   label_distribution: Any, pool_size: int | None, pool_dir: Path | None = None) -> Dataset:
     """The synthetic items an additive arm draws its extras from, one image each, labels by
     ``label_distribution`` (``match``: the real class frequencies): ``pool_size`` of them, or without a pool
     size ``round(ratio * len(real))`` (at least one), so the extra stream passes over them as often as the
@@ -222,7 +222,7 @@ def additive_items(gen: Any, real: Dataset, classes: list[str], *, ratio: float,
     weights = class_weights(label_distribution, num_classes=len(classes), classes=classes,
                             real_targets=np.asarray(real.targets))
     counts = largest_remainder(total, weights)
-    mixed = SyntheticDataset(gen, None, real=real, seed=seed,
+    mixed = SyntheticDataset(gen, None, real=real, seed=seed, pool_dir=pool_dir,  # pool_dir: sampled once, on disk
                              label_distribution=ClassQuotas({i: int(n) for i, n in enumerate(counts)}))
     return Subset(mixed, range(mixed.num_real, len(mixed)))  # the synthetic items only
 

@@ -103,14 +103,19 @@ class StrategySpec:
 @dataclass
 class DonorConfig:
     """The donor pool of the ``donor`` strategy: ``patients`` of the seed's training patients, outside the
-    grid's largest fraction; ``generator``: what trains on them (null: the grid's generator)."""
+    grid's largest fraction; ``generator``: what trains on them (null: the grid's generator); ``pool_size``: the
+    distinct images its arm draws from (null: as many as the donor patients' real cells, what its upper bound
+    draws from), sampled once per seed into the donor generator's folder."""
 
     patients: float = 0.25
     generator: GeneratorSpec | None = None
+    pool_size: int | None = None
 
     def __post_init__(self) -> None:
         check_float(self.patients, "patients", "donor", minimum=0, min_inclusive=False, maximum=1,
                     hint="a share of the seed's training patients, e.g. 0.25")
+        if self.pool_size is not None:
+            check_int(self.pool_size, "pool_size", "donor", minimum=1, hint="or null: as many as the donor's real cells")
 
 
 @dataclass

@@ -181,16 +181,28 @@ class _Unit:
         return self.classes.index(name)
 
     def pool(self, source_key: tuple, make_source: Any, *, only_class: int | None = None,
-             size: int | None = None, mix_of: Dataset | None = None) -> Dataset:
+             size: int | None = None, mix_of: Dataset | None = None, folder: Path | None = None) -> Dataset:
         """The synthetic items (one image each) of a source: in the class mix of ``label_distribution`` (``match``:
-        of ``mix_of``, default the cell's real images), or of one class only."""
+        of ``mix_of``, default the cell's real images), or of one class only; sampled once into ``folder`` when
+        given (a pool every fraction of a seed shares)."""
         size = size or self.cfg.synthetic.pool_size
         key = (source_key, only_class, size)
         if key not in self._pools:
             dist = self.cfg.synthetic.label_distribution if only_class is None else {self.classes[only_class]: 1.0}
             self._pools[key] = additive_items(make_source(), self.real if mix_of is None else mix_of, self.classes,
-                                              ratio=1.0, seed=self.seed, label_distribution=dist, pool_size=size)
+                                              ratio=1.0, seed=self.seed, label_distribution=dist, pool_size=size,
+                                              pool_dir=folder)
         return self._pools[key]
+
+    def donor_samples(self) -> Dataset:
+        """The donor generator's pool: the donor patients' class mix, ``donor.pool_size`` images (default: as many
+        as their real cells), sampled once per seed into the donor generator's folder."""
+        items = self.donor()[1]
+        size = self.cfg.donor.pool_size or len(items)
+        spec = self.cfg.donor_spec
+        folder = (Path(self.out_dir) / "generators" / self.cfg.data.key / "donor" / f"seed{self.seed}"
+                  / f"{spec.key}-pool-{size}")
+        return self.pool(("donor",), self.donor_generator, mix_of=items, size=size, folder=folder)
 
     # ----------------------------------------------------------------- one arm
     def inputs(self, arm: Arm) -> dict:
@@ -231,8 +243,8 @@ class _Unit:
             out["pretrain"] = gen_pool(size=size) if kind == "pretrain" else self.real
             out["per_batch"] = 0
         elif kind in ("donor", "donor-real"):
-            if kind == "donor":  # in the donor patients' class mix, as its upper bound draws them
-                out["extra"] = self.pool(("donor",), self.donor_generator, mix_of=self.donor()[1])
+            if kind == "donor":  # in the donor patients' class mix and number, as its upper bound draws them
+                out["extra"] = self.donor_samples()
             else:
                 out["extra"] = self.donor()[1]
             out["record"]["donor_patients"] = len(self.donor()[2])
@@ -262,7 +274,7 @@ class _Unit:
                     arrays[f"edits s{strength:g}"] = of_class(self.pool(
                         ("edits", strength, spec.per_image), lambda st=strength, k=spec.per_image: self.edit_source(st, k)))
         if "donor" in kinds:
-            arrays["donor samples"] = of_class(self.pool(("donor",), self.donor_generator, mix_of=self.donor()[1]))
+            arrays["donor samples"] = of_class(self.donor_samples())
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.npz")
         np.savez_compressed(tmp, positive=np.asarray(self.classes[self.positive]), **arrays)
