@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY_DDPM = {"name": "ddpm", "options": {"base_width": 8, "channel_mults": [1, 2], "num_res_blocks": 1,
                                          "attention": False, "timesteps": 50, "sample_steps": 2},
              "train": {"steps": 4, "batch_size": 16, "checkpoint_every": 4, "sample_every": 4}}
-EVERY_KIND = [{"kind": "samples", "ratio": 0.25}, {"kind": "weighted", "ratio": 0.25, "weight": [0.0, 0.5]},
+EVERY_KIND = [{"kind": "samples", "ratio": 0.25, "pool_size": 24}, {"kind": "weighted", "ratio": 0.25, "weight": [0.0, 0.5]},
               {"kind": "teacher", "ratio": 0.25, "temperature": 2.0},
               {"kind": "minority", "ratio": 0.25, "target_class": "weakest"},
               {"kind": "edits", "ratio": 0.25, "strength": 0.1, "per_image": 2},
@@ -119,7 +119,9 @@ def test_every_arm_trains_once_with_what_its_strategy_draws(tiny_run):
     # every arm but pretraining draws the baseline's real batches, and its extras on top
     assert {r["real_draws"] for r in rows} == {6 * 16}
     assert by["baseline"]["extra_draws"] == 0 and by["real-repeat r0.25"]["extra_items"] == real
-    assert by["samples r0.25"]["extra_per_batch"] == 4 and by["samples r0.25"]["extra_items"] == 32
+    # a strategy's own pool size, else synthetic.pool_size
+    assert by["samples r0.25"]["extra_per_batch"] == 4 and by["samples r0.25"]["extra_items"] == 24
+    assert by["teacher r0.25 T2"]["extra_items"] == by["minority r0.25 weakest"]["extra_items"] == 32
     assert by["pretrain steps3"]["pretrain_steps"] == by["pretrain-real steps3"]["pretrain_steps"] == 3
     # the minority arm and its control take the class the baseline misses most on validation patients
     assert by["minority r0.25 weakest"]["target_class"] == by["minority-real r0.25 weakest"]["target_class"]

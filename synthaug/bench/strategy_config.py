@@ -67,7 +67,7 @@ class StrategySpec:
     strength: float | list[float] = 0.1         # edits: share of the noise schedule (ddpm) or latent step (VAE)
     per_image: int = 4                          # edits: distinct edits per real image
     steps: int | None = None                    # pretrain: steps on synthetic only (null: the cell's budget)
-    pool_size: int | None = None                # distinct synthetic images (null: synthetic.pool_size)
+    pool_size: int | None = None                # its distinct synthetic images (null: synthetic.pool_size; not donor)
 
     def __post_init__(self) -> None:
         check_choice(self.kind, "kind", "strategies", KINDS)

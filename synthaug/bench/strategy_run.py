@@ -213,7 +213,8 @@ class _Unit:
         per_batch = extra_per_batch(arm.ratio, cfg.classifier.batch_size) if arm.ratio else 0
         out: dict[str, Any] = {"dataset": self.real, "extra": None, "per_batch": per_batch, "pretrain": None,
                                "record": {}}
-        gen_pool = lambda **kw: self.pool(("gen",), self.generator, **kw)  # noqa: E731
+        size = spec.pool_size if spec is not None else None  # the strategy's own pool size, else synthetic.pool_size
+        gen_pool = lambda **kw: self.pool(("gen",), self.generator, size=size, **kw)  # noqa: E731
         kind = arm.kind
         if kind == BASELINE:
             out["per_batch"] = 0
@@ -237,10 +238,9 @@ class _Unit:
                 out["extra"] = Subset(self.real, np.flatnonzero(np.asarray(self.real.targets) == c).tolist())
         elif kind == "edits":
             out["extra"] = self.pool(("edits", s["strength"], spec.per_image),
-                                     lambda: self.edit_source(s["strength"], spec.per_image))
+                                     lambda: self.edit_source(s["strength"], spec.per_image), size=size)
         elif kind in ("pretrain", "pretrain-real"):
-            size = spec.pool_size if spec is not None else None
-            out["pretrain"] = gen_pool(size=size) if kind == "pretrain" else self.real
+            out["pretrain"] = gen_pool() if kind == "pretrain" else self.real
             out["per_batch"] = 0
         elif kind in ("donor", "donor-real"):
             if kind == "donor":  # in the donor patients' class mix and number, as its upper bound draws them
