@@ -2,6 +2,7 @@
 
     python benchmarks/gallery.py --config configs/gallery.yaml            # all models in the config
     python benchmarks/gallery.py --config configs/gallery.yaml --models cvae,dcgan
+    python benchmarks/gallery.py --config configs/recipes.yaml            # the recipes and their ablations
 
 For each model: its preset (``configs/generators/<name>-malaria.yaml``) with the gallery's step budget
 is trained on the training patients of the seed's patient split (val and test patients are never
@@ -10,7 +11,14 @@ last checkpoint). Then ``DOCS/<name>.png`` shows, per class, real training cells
 ones, and ``DOCS/<name>-interpolation.png`` a walk between two latent codes. ``DOCS/gallery.json``
 and the printed table record steps, wall time and sampling speed per model and (``quality: true``, the
 default) its quality on the validation patients: ``cas_val``, ``real_val``, ``cas_ratio``, ``class_recall``
-and ``real_class_recall`` per class name, FID/KID/precision/recall and the quality gate's verdict.
+and ``real_class_recall`` per class name, FID/KID/precision/recall and the quality gate's verdict;
+``DOCS/gallery.md`` is that table.
+
+A model entry may name another preset (``preset: cgan``), so one preset appears under several names with
+different options (an ablation), and may list ``sampling`` settings of the trained model (e.g. ddpm
+``[{guidance: 0}, {guidance: 2}]``): each is scored on the validation patients and the best CAS is kept
+(chosen on validation, never test), its settings drawing the grid. ``gate`` sets the quality gate's
+thresholds and ``budget_minutes`` the training time a recipe may take (the table says which met it).
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -44,20 +53,61 @@ class GalleryConfig:
     quality: bool = True
     quality_n: int = 500          # images for FID/KID/precision/recall
     cas_images: int = 1000        # synthetic images CAS trains on
+    gate: dict = field(default_factory=dict)  # {min_ratio, min_class_ratio}; empty: the library's defaults
+    budget_minutes: float | None = None       # the training time a recipe may take (the table marks each)
+
+    def gate_config(self) -> Any:
+        from synthaug.quality import GateConfig
+
+        unknown = sorted(set(self.gate) - {"min_ratio", "min_class_ratio"})
+        if unknown:
+            raise ValueError(f"gallery: gate entries {unknown} are unknown; use min_ratio and min_class_ratio")
+        return GateConfig(**self.gate)
+
+
+#: what a model entry may hold besides the training overrides
+_TRAIN_KEYS = ("steps", "batch_size", "lr", "checkpoint_every", "sample_every")
+_SAMPLING_KEYS = ("guidance", "sample_steps", "eta")
 
 
 def _overrides(name: str, cfg: GalleryConfig, entry: dict) -> list[str]:
     sets = [f"seed={cfg.seed}", f"data.image_size={cfg.image_size}", f"data.train_fraction={cfg.train_fraction}"]
     for key, value in (entry or {}).items():
-        if key in ("steps", "batch_size", "lr", "checkpoint_every", "sample_every"):
+        if key in _TRAIN_KEYS:
             sets.append(f"generator.train.{key}={json.dumps(value)}")
         elif key == "options":
             for opt, v in value.items():
                 sets.append(f"generator.options.{opt}={json.dumps(v)}")
-        else:
+        elif key not in ("preset", "sampling"):
             raise ValueError(f"gallery: model {name!r}: unknown entry {key!r}; use steps, batch_size, lr, "
-                             "checkpoint_every, sample_every or options")
+                             "checkpoint_every, sample_every, options, preset or sampling")
     return sets
+
+
+def sampling_settings(name: str, entry: dict) -> list[dict]:
+    """The entry's ``sampling`` list (each a dict of guidance / sample_steps / eta), checked; [] without."""
+    settings = (entry or {}).get("sampling") or []
+    if not isinstance(settings, list) or not all(isinstance(s, dict) and s for s in settings):
+        raise ValueError(f"gallery: model {name!r}: sampling must be a list of settings such as "
+                         "[{guidance: 0}, {guidance: 2}]")
+    for s in settings:
+        unknown = sorted(set(s) - set(_SAMPLING_KEYS))
+        if unknown:
+            raise ValueError(f"gallery: model {name!r}: sampling setting {s} has unknown keys {unknown}; use "
+                             f"{', '.join(_SAMPLING_KEYS)}")
+    return settings
+
+
+def setting_label(setting: dict) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in setting.items())
+
+
+def _apply_sampling(gen: Any, setting: dict) -> None:
+    for key, value in setting.items():
+        if not hasattr(type(gen), key):
+            raise ValueError(f"gallery: {type(gen).__name__} has no sampling setting {key!r} "
+                             f"(sampling settings are for ddpm: {', '.join(_SAMPLING_KEYS)})")
+        setattr(gen, key, value)  # validated by the generator
 
 
 def _real_rows(splits, per_class: int, seed: int) -> dict[int, torch.Tensor]:
@@ -78,19 +128,23 @@ def run_model(name: str, cfg: GalleryConfig, entry: dict, out_root: Path, docs: 
     from synthaug.generators import load_generator
     from synthaug.viz import save_comparison
 
-    preset = ROOT / cfg.presets.format(name=name)
+    preset_name = (entry or {}).get("preset", name)
+    preset = ROOT / cfg.presets.format(name=preset_name)
     if not preset.is_file():
         raise FileNotFoundError(f"gallery: no preset {preset} for model {name!r}")
     train_cfg = load_config(TrainConfig, preset, _overrides(name, cfg, entry))
-    if train_cfg.generator.name != name:
-        raise ValueError(f"gallery: {preset} trains {train_cfg.generator.name!r}, not {name!r}")
+    if train_cfg.generator.name != preset_name:
+        raise ValueError(f"gallery: {preset} trains {train_cfg.generator.name!r}, not {preset_name!r}")
+    settings = sampling_settings(name, entry)
     out = out_root / name
     done = out / "gallery_done.json"
     record = json.loads(done.read_text()) if done.is_file() else None
-    if record is None or record.get("steps") != train_cfg.generator.train.steps:
-        if record is not None:
-            raise FileExistsError(f"{out} was trained for {record.get('steps')} steps, the config asks for "
-                                  f"{train_cfg.generator.train.steps}; delete {out} to retrain")
+    if record is not None and (record.get("steps") != train_cfg.generator.train.steps
+                               or record.get("options", train_cfg.generator.options) != train_cfg.generator.options):
+        raise FileExistsError(f"{out} was trained for {record.get('steps')} steps with options "
+                              f"{record.get('options')}, the config asks for {train_cfg.generator.train.steps} steps "
+                              f"with {train_cfg.generator.options}; delete {out} to retrain")
+    if record is None:
         start = time.perf_counter()
         resume = (out / "resume").exists()
         train_from_config(train_cfg, out, resume=resume)
@@ -103,6 +157,21 @@ def run_model(name: str, cfg: GalleryConfig, entry: dict, out_root: Path, docs: 
         atomic_write_text(done, json.dumps(record, indent=2))
     gen = load_generator(out / "checkpoint")
     splits = train_cfg.data.load(cfg.seed)
+    quality: dict = {}
+    if cfg.quality:
+        variants = []
+        for setting in settings or [{}]:
+            _apply_sampling(gen, setting)
+            fields = quality_fields(_quality(gen, splits, train_cfg, cfg, out, setting))
+            variants.append({"sampling": setting, **fields})
+        best = max(variants, key=lambda v: v["cas_val"])  # validation patients: the choice never sees test
+        quality = {**best, "sampling_chosen": best["sampling"]} if settings else best
+        if settings:
+            quality["sampling_variants"] = variants
+        quality.pop("sampling", None)
+        _apply_sampling(gen, best["sampling"])
+    elif settings:
+        _apply_sampling(gen, settings[0])
     real = _real_rows(splits, cfg.per_class, cfg.seed)
     rows = []
     start = time.perf_counter()
@@ -111,30 +180,31 @@ def run_model(name: str, cfg: GalleryConfig, entry: dict, out_root: Path, docs: 
         fake = gen.sample(cfg.per_class, labels, generator=torch.Generator().manual_seed(cfg.seed + c))
         rows += [(f"real {splits.classes[c]}", real[c]), (f"{name} {splits.classes[c]}", fake)]
     sample_seconds = time.perf_counter() - start
+    chosen = setting_label(quality.get("sampling_chosen") or {})
     save_comparison(rows, docs / f"{name}.png", title=f"{name}: real training cells and samples "
-                    f"({record['steps']} steps, {cfg.image_size} px)")
+                    f"({record['steps']} steps, {cfg.image_size} px{', ' + chosen if chosen else ''})")
     g = torch.Generator().manual_seed(cfg.seed)
     za, zb = gen.sample_noise(2, generator=g)
     strips = [(f"{splits.classes[c]}", latent.interpolate(gen, za, zb, label=c, steps=cfg.per_class))
               for c in range(gen.num_classes)]
     save_comparison(strips, docs / f"{name}-interpolation.png",
                     title=f"{name}: spherical interpolation between two latent codes, per class")
-    record = {**record, "sample_images_per_s": round(gen.num_classes * cfg.per_class / sample_seconds, 1),
-              "grid": f"{name}.png", "interpolation": f"{name}-interpolation.png"}
-    if cfg.quality:
-        record.update(quality_fields(_quality(gen, splits, train_cfg, cfg, out)))
-    return record
+    return {**record, "sample_images_per_s": round(gen.num_classes * cfg.per_class / sample_seconds, 1),
+            "grid": f"{name}.png", "interpolation": f"{name}-interpolation.png", **quality}
 
 
-def _quality(gen, splits, train_cfg, cfg: GalleryConfig, out: Path) -> dict:
-    """``quality.json`` of the model (cached in ``out/quality``): scored on the validation patients only."""
+def _quality(gen, splits, train_cfg, cfg: GalleryConfig, out: Path, setting: dict | None = None) -> dict:
+    """``quality.json`` of the model at a sampling ``setting`` (cached in ``out/quality[-<setting>]``): scored on
+    the validation patients only, with the config's gate."""
     import warnings
 
-    from synthaug.quality import GateConfig, evaluate_generator, get_feature_extractor
+    from synthaug.quality import evaluate_generator, get_feature_extractor
 
-    folder = out / "quality"
+    suffix = "".join(f"-{k}{v:g}" if isinstance(v, (int, float)) else f"-{k}{v}" for k, v in (setting or {}).items())
+    folder = out / f"quality{suffix}"
     if (folder / "quality.json").is_file():
-        return json.loads((folder / "quality.json").read_text())
+        q = json.loads((folder / "quality.json").read_text())
+        return {**q, "gate": cfg.gate_config().apply(q["cas"])}  # the config's thresholds, also on a cached record
     full = splits if cfg.train_fraction == 1.0 else train_cfg.data.load(cfg.seed, 1.0)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="the feature extractor was not trained on this split")
@@ -143,7 +213,7 @@ def _quality(gen, splits, train_cfg, cfg: GalleryConfig, out: Path) -> dict:
         positive = splits.classes.index("Parasitized") if "Parasitized" in splits.classes else None
         return evaluate_generator(gen, splits, n=cfg.quality_n, seed=cfg.seed, extractor=extractor, cas=True,
                                   cas_images=cfg.cas_images, out_dir=folder, dataset_key=train_cfg.data.key,
-                                  positive=positive, gate=GateConfig())
+                                  positive=positive, gate=cfg.gate_config())
 
 
 def quality_fields(q: dict) -> dict:
@@ -160,23 +230,69 @@ def _f(value, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def table(models: dict) -> str:
-    """The gallery's Markdown table: budget, time, sampling speed and (when measured) quality on validation."""
-    lines = ["| model | steps | batch | train time | sampling images/s | CAS (val) | real (val) | CAS ratio | "
-             "Parasitized recall (syn / real) | FID | gate |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+def table(models: dict, budget_minutes: float | None = None) -> str:
+    """The gallery's Markdown table: budget, time, sampling speed and (when measured) quality on validation; a
+    ``sampling`` column when a model chose its sampling settings on validation, and ``within budget`` with
+    ``budget_minutes``."""
+    extra = any(r.get("sampling_chosen") is not None for r in models.values())
+    head = ("| model | steps | batch | train time | sampling images/s | CAS (val) | real (val) | CAS ratio | "
+            "Parasitized recall (syn / real) | FID | gate |")
+    rule = "|---|---|---|---|---|---|---|---|---|---|---|"
+    if extra:
+        head, rule = head + " sampling (chosen on val) |", rule + "---|"
+    if budget_minutes is not None:
+        head, rule = head + f" within {budget_minutes:g} min |", rule + "---|"
+    lines = [head, rule]
     for name, r in models.items():
         syn, real = r.get("class_recall") or {}, r.get("real_class_recall") or {}
         recall = (f"{_f(syn.get('Parasitized'))} / {_f(real.get('Parasitized'))}" if "Parasitized" in real
                   else "n/a")
         gate = "n/a" if r.get("gate_passed") is None else ("passed" if r["gate_passed"] else "rejected")
-        lines.append(f"| {name} | {r['steps']} | {r['batch_size']} | {r['train_seconds'] / 60:.1f} min | "
-                     f"{r['sample_images_per_s']:.0f} | {_f(r.get('cas_val'))} | {_f(r.get('real_val'))} | "
-                     f"{_f(r.get('cas_ratio'), '.2f')} | {recall} | {_f(r.get('fid'), '.1f')} | {gate} |")
+        line = (f"| {name} | {r['steps']} | {r['batch_size']} | {r['train_seconds'] / 60:.1f} min | "
+                f"{r['sample_images_per_s']:.0f} | {_f(r.get('cas_val'))} | {_f(r.get('real_val'))} | "
+                f"{_f(r.get('cas_ratio'), '.2f')} | {recall} | {_f(r.get('fid'), '.1f')} | {gate} |")
+        if extra:
+            line += f" {setting_label(r.get('sampling_chosen') or {}) or 'preset'} |"
+        if budget_minutes is not None:
+            line += f" {'yes' if r['train_seconds'] <= 60 * budget_minutes else 'no'} |"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def variants_table(models: dict) -> str:
+    """Every sampling setting scored on validation, per model that lists several ("" when none does)."""
+    rows = [(name, v, r.get("sampling_chosen")) for name, r in models.items() for v in r.get("sampling_variants") or []]
+    if not rows:
+        return ""
+    lines = ["| model | sampling | CAS (val) | CAS ratio | Parasitized recall (syn / real) | FID | gate | chosen |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, v, chosen in rows:
+        syn, real = v.get("class_recall") or {}, v.get("real_class_recall") or {}
+        recall = f"{_f(syn.get('Parasitized'))} / {_f(real.get('Parasitized'))}" if "Parasitized" in real else "n/a"
+        gate = "n/a" if v.get("gate_passed") is None else ("passed" if v["gate_passed"] else "rejected")
+        lines.append(f"| {name} | {setting_label(v['sampling'])} | {_f(v.get('cas_val'))} | "
+                     f"{_f(v.get('cas_ratio'), '.2f')} | {recall} | {_f(v.get('fid'), '.1f')} | {gate} | "
+                     f"{'yes' if v['sampling'] == chosen else ''} |")
+    return "\n".join(lines)
+
+
+def markdown(summary: dict, cfg: GalleryConfig, config_path: str) -> str:
+    """``gallery.md``: the table (and the sampling settings scored), with the command that made it."""
+    gate = cfg.gate_config()
+    parts = [f"Made by `python benchmarks/gallery.py --config {config_path}`: each model trained on the training "
+             f"patients of the seed-{cfg.seed} split (fraction {cfg.train_fraction:g}) at {cfg.image_size} px, scored on "
+             f"the validation patients. Quality gate: CAS ratio >= {gate.min_ratio:g} and weakest class recall ratio "
+             f">= {gate.min_class_ratio:g}. Environment: {json.dumps(summary.get('environment', {}), sort_keys=True)}.",
+             "", table(summary["models"], cfg.budget_minutes)]
+    variants = variants_table(summary["models"])
+    if variants:
+        parts += ["", "Sampling settings scored on the validation patients (the best CAS is chosen):", "", variants]
+    return "\n".join(parts) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     from synthaug.config import ConfigError, load_config
+    from synthaug.utils import atomic_write_text
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default=str(ROOT / "configs" / "gallery.yaml"))
@@ -185,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         cfg = load_config(GalleryConfig, args.config, args.set)
-    except (ConfigError, FileNotFoundError) as err:
+        cfg.gate_config()  # its thresholds checked before anything trains
+        for name, entry in cfg.models.items():
+            sampling_settings(name, entry)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"gallery: {err}", file=sys.stderr)
         return 2
     names = list(cfg.models)
@@ -210,13 +329,17 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         summary["environment"] = {"torch": torch.__version__, "python": platform.python_version(),
                                   "threads": torch.get_num_threads(), "machine": platform.machine()}
-        from synthaug.utils import atomic_write_text
-
         atomic_write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True))
     print(f"\ngallery: {len(names)} model(s) in {time.perf_counter() - total:.0f} s (trainings already done are "
           "skipped)\n")
-    print(table(summary["models"]))
-    print(f"\nwrote {summary_path} and the grids in {docs}")
+    config_path = Path(args.config).resolve()
+    shown = config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else Path(args.config).name
+    atomic_write_text(docs / "gallery.md", markdown(summary, cfg, str(shown)))
+    print(table(summary["models"], cfg.budget_minutes))
+    variants = variants_table(summary["models"])
+    if variants:
+        print("\n" + variants)
+    print(f"\nwrote {summary_path}, {docs / 'gallery.md'} and the grids in {docs}")
     return 0
 
 

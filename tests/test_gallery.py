@@ -48,6 +48,7 @@ out_dir: {tmp_path / 'runs'}
 docs_dir: {tmp_path / 'docs'}
 models:
   cvae-tiny: {{steps: 6, checkpoint_every: 3, sample_every: 0}}
+  tiny-wide: {{preset: cvae-tiny, steps: 6, sample_every: 0, options: {{latent_dim: 12}}}}
 """)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gallery.py"), "--config", str(config)]
     env = {**__import__("os").environ, "SYNTHAUG_DATA": str(data_root)}
@@ -59,6 +60,11 @@ models:
     assert (tmp_path / "docs" / "cvae-tiny.png").stat().st_size > 1000
     assert (tmp_path / "docs" / "cvae-tiny-interpolation.png").is_file()
     assert "| cvae-tiny | 6 |" in out.stdout and "cas_val" not in record  # quality: false
+    # an entry may train another preset under its own name (an ablation), in its own folder
+    alias = summary["models"]["tiny-wide"]
+    assert alias["preset"] == "configs/generators/cvae-tiny-smoke.yaml" and alias["options"]["latent_dim"] == 12
+    assert (tmp_path / "runs" / "tiny-wide" / "checkpoint").is_dir() and (tmp_path / "docs" / "tiny-wide.png").is_file()
+    assert "| tiny-wide | 6 |" in (tmp_path / "docs" / "gallery.md").read_text()
     # a second run reuses the training (same record) and redraws
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -68,6 +74,14 @@ models:
     bad = subprocess.run(cmd + ["--set", "models.cvae-tiny.steps=9"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "trained for 6 steps" in bad.stderr and "Traceback" not in bad.stderr
+    # so are other options for a finished model
+    other = subprocess.run(cmd + ["--models", "tiny-wide", "--set", "models.tiny-wide.options.latent_dim=4"], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert other.returncode == 2 and "delete" in other.stderr and "Traceback" not in other.stderr
+    # a sampling setting a cvae does not have is refused with the reason (the grid is not redrawn)
+    nosetting = subprocess.run(cmd + ["--models", "cvae-tiny", "--set", "models.cvae-tiny.sampling=[{guidance: 2}]"],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert nosetting.returncode == 2 and "guidance" in nosetting.stderr and "Traceback" not in nosetting.stderr
     unknown = subprocess.run(cmd + ["--models", "nope"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "nope" in unknown.stderr
 
@@ -89,6 +103,66 @@ def test_gallery_records_quality_on_validation():
     text = table({"cgan": {**base, **fields}, "old": base})
     assert "| cgan | 10 | 64 | 1.0 min | 100 | 0.620 | 0.900 | 0.69 | 0.300 / 0.880 | 41.5 | rejected |" in text
     assert "| old | 10 | 64 | 1.0 min | 100 | n/a | n/a | n/a | n/a | n/a | n/a |" in text
+
+
+def test_gallery_sampling_settings_are_checked_and_applied():
+    from benchmarks.gallery import _apply_sampling, sampling_settings, setting_label
+
+    assert sampling_settings("m", {"steps": 3}) == []
+    assert sampling_settings("m", {"sampling": [{"guidance": 0}, {"guidance": 2, "sample_steps": 5}]})[1] == \
+        {"guidance": 2, "sample_steps": 5}
+    for bad in ({"guidance": 2}, [{}], [{"temperature": 1}]):
+        with pytest.raises(ValueError, match="sampling"):
+            sampling_settings("m", {"sampling": bad})
+    assert setting_label({"guidance": 3.0, "sample_steps": 20}) == "guidance 3, sample_steps 20"
+    gen = create_generator("ddpm", num_classes=2, image_size=8, channels=3, base_width=4, channel_mults=[1],
+                           num_res_blocks=1, attention=False, timesteps=20, sample_steps=4)
+    _apply_sampling(gen, {"guidance": 2.5, "sample_steps": 2})
+    assert gen.guidance == 2.5 and gen.sample_steps == 2 and gen.generator_options["guidance"] == 2.5
+    with pytest.raises(ValueError):  # the generator's own check: guidance must be >= 0
+        _apply_sampling(gen, {"guidance": -1})
+    with pytest.raises(ValueError, match="no sampling setting 'guidance'"):
+        _apply_sampling(create_generator("cvae-tiny", num_classes=2, image_size=32, channels=3, latent_dim=4),
+                        {"guidance": 1})
+
+
+def test_gallery_tables_show_the_chosen_setting_every_setting_and_the_budget():
+    from benchmarks.gallery import GalleryConfig, markdown, table, variants_table
+
+    def fields(cas, ratio, passed):
+        return {"cas_val": cas, "real_val": 0.95, "cas_ratio": ratio, "fid": 20.0, "gate_passed": passed,
+                "class_recall": {"Parasitized": 0.8}, "real_class_recall": {"Parasitized": 0.9}}
+
+    variants = [{"sampling": {"guidance": 0}, **fields(0.80, 0.84, False)},
+                {"sampling": {"guidance": 3}, **fields(0.88, 0.93, True)}]
+    ddpm = {"steps": 3000, "batch_size": 64, "train_seconds": 1700.0, "sample_images_per_s": 6.0,
+            **fields(0.88, 0.93, True), "sampling_chosen": {"guidance": 3}, "sampling_variants": variants}
+    cgan = {"steps": 5000, "batch_size": 64, "train_seconds": 2400.0, "sample_images_per_s": 900.0,
+            **fields(0.70, 0.74, False)}
+    text = table({"ddpm": ddpm, "cgan": cgan}, budget_minutes=30)
+    assert "| sampling (chosen on val) | within 30 min |" in text.splitlines()[0]
+    assert text.splitlines()[2].endswith("| passed | guidance 3 | yes |")
+    assert text.splitlines()[3].endswith("| rejected | preset | no |")
+    rows = variants_table({"ddpm": ddpm, "cgan": cgan}).splitlines()
+    assert len(rows) == 4 and rows[2].startswith("| ddpm | guidance 0 | 0.800 |") and rows[2].endswith("|  |")
+    assert rows[3].endswith("| passed | yes |") and variants_table({"cgan": cgan}) == ""
+    cfg = GalleryConfig(gate={"min_ratio": 0.9, "min_class_ratio": 0.8}, budget_minutes=30)
+    page = markdown({"models": {"ddpm": ddpm}}, cfg, "configs/recipes.yaml")
+    assert "--config configs/recipes.yaml" in page and "CAS ratio >= 0.9 and weakest class recall ratio >= 0.8" in page
+    with pytest.raises(ValueError, match="min_ratio and min_class_ratio"):
+        GalleryConfig(gate={"ratio": 0.9}).gate_config()
+
+
+def test_recipes_config_loads_with_existing_presets_and_the_issue_target_as_gate():
+    from benchmarks.gallery import GalleryConfig, sampling_settings
+
+    cfg = load_config(GalleryConfig, ROOT / "configs" / "recipes.yaml")
+    gate = cfg.gate_config()
+    assert (gate.min_ratio, gate.min_class_ratio) == (0.9, 0.8) and cfg.budget_minutes == 30
+    for name, entry in cfg.models.items():
+        assert (ROOT / cfg.presets.format(name=entry.get("preset", name))).is_file(), name
+        sampling_settings(name, entry)
+    assert len(sampling_settings("ddpm", cfg.models["ddpm"])) >= 2
 
 
 def test_throughput_writes_a_row_per_generator_and_size(tmp_path):
