@@ -258,11 +258,12 @@ def _nanmean(values: list[float]) -> float:
 
 
 def without_nan(obj: Any) -> Any:
-    """NaN (too few seeds) as null, so summary.json is standard JSON (browsers, jq)."""
+    """NaN (too few seeds) as null, so summary.json is standard JSON (browsers, jq); keys that are not strings
+    (a fraction, a tuple) become their ``str``, tuples lists."""
     if isinstance(obj, float) and math.isnan(obj):
         return None
     if isinstance(obj, dict):
-        return {k: without_nan(v) for k, v in obj.items()}
-    if isinstance(obj, list):
+        return {k if isinstance(k, str) else str(k): without_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
         return [without_nan(v) for v in obj]
     return obj

@@ -22,6 +22,7 @@ from ..classifier import METRICS
 from ..config import from_dict
 from ..stats import HELPS, HURTS, NO_DIFFERENCE, holm, mean_ci, paired_difference, verdict_of
 from ..utils import atomic_write_text
+from .analysis import without_nan
 from .document import Bullets, Figure, Heading, Para, Table, render_html, render_markdown
 from .paths import check_same_config, read_config_records, read_results
 from .report import read_runs
@@ -431,15 +432,5 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
     md, page = out / "report.md", out / "report.html"
     atomic_write_text(md, render_markdown(blocks, out))
     atomic_write_text(page, render_html(blocks, f"{cfg.name}: synthaug strategies report"))
-    atomic_write_text(out / "analysis.json", json.dumps(_plain(analysis), indent=1))
+    atomic_write_text(out / "analysis.json", json.dumps(without_nan(analysis), indent=1))
     return md, page
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
