@@ -52,7 +52,8 @@ class GalleryConfig:
     # real-trained reference, FID/KID/precision/recall on features trained here, the quality gate
     quality: bool = True
     quality_n: int = 500          # images for FID/KID/precision/recall
-    cas_images: int = 1000        # synthetic images CAS trains on
+    cas_images: int | None = 1000  # synthetic images CAS trains on; null: as many as the real training images
+                                   # (CAS as Ravuri & Vinyals define it; the real-trained reference always has them all)
     gate: dict = field(default_factory=dict)  # {min_ratio, min_class_ratio}; empty: the library's defaults
     budget_minutes: float | None = None       # the training time a recipe may take (the table marks each)
 
@@ -201,9 +202,16 @@ def _quality(gen, splits, train_cfg, cfg: GalleryConfig, out: Path, setting: dic
     from synthaug.quality import evaluate_generator, get_feature_extractor
 
     suffix = "".join(f"-{k}{v:g}" if isinstance(v, (int, float)) else f"-{k}{v}" for k, v in (setting or {}).items())
-    folder = out / f"quality{suffix}"
+    default = GalleryConfig()
+    counts = "" if (cfg.quality_n, cfg.cas_images) == (default.quality_n, default.cas_images) else \
+        f"-n{cfg.quality_n}-cas{cfg.cas_images or 'all'}"  # other image counts never reuse these records
+    folder = out / f"quality{counts}{suffix}"
     if (folder / "quality.json").is_file():
         q = json.loads((folder / "quality.json").read_text())
+        want = cfg.cas_images or len(splits.train)
+        if q["n"] != cfg.quality_n or q["cas"]["synthetic_images"] != want:
+            raise FileExistsError(f"{folder} holds quality with n={q['n']} and {q['cas']['synthetic_images']} CAS "
+                                  f"images, the config asks for {cfg.quality_n} and {want}; delete it to measure again")
         return {**q, "gate": cfg.gate_config().apply(q["cas"])}  # the config's thresholds, also on a cached record
     full = splits if cfg.train_fraction == 1.0 else train_cfg.data.load(cfg.seed, 1.0)
     with warnings.catch_warnings():

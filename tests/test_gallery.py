@@ -153,6 +153,30 @@ def test_gallery_tables_show_the_chosen_setting_every_setting_and_the_budget():
         GalleryConfig(gate={"ratio": 0.9}).gate_config()
 
 
+def test_gallery_quality_records_are_kept_apart_by_image_counts_and_checked_when_reused(tmp_path):
+    from types import SimpleNamespace
+
+    from benchmarks.gallery import GalleryConfig, _quality
+
+    splits = SimpleNamespace(train=list(range(40)))
+    cas = {"synthetic_images": 1000, "cas": 0.8, "real_score": 0.9, "ratio": 0.8 / 0.9,
+           "class_recall_ratio": {"a": 0.95, "b": 0.9}, "per_seed": []}
+    folder = tmp_path / "quality-guidance3"
+    folder.mkdir()
+    (folder / "quality.json").write_text(json.dumps({"n": 500, "cas": cas}))
+    strict = GalleryConfig(gate={"min_ratio": 0.9, "min_class_ratio": 0.8})
+    q = _quality(None, splits, None, strict, tmp_path, {"guidance": 3})
+    assert q["gate"]["passed"] is False  # the config's thresholds, applied to the cached record
+    (folder / "quality.json").write_text(json.dumps({"n": 400, "cas": cas}))
+    with pytest.raises(FileExistsError, match="n=400"):
+        _quality(None, splits, None, strict, tmp_path, {"guidance": 3})
+    # other counts look in their own folder (here: one whose record says it used all 40 training images)
+    full = tmp_path / "quality-n500-casall-guidance3"
+    full.mkdir()
+    (full / "quality.json").write_text(json.dumps({"n": 500, "cas": {**cas, "synthetic_images": 40}}))
+    assert _quality(None, splits, None, GalleryConfig(cas_images=None), tmp_path, {"guidance": 3})["n"] == 500
+
+
 def test_recipes_config_loads_with_existing_presets_and_the_issue_target_as_gate():
     from benchmarks.gallery import GalleryConfig, sampling_settings
 
