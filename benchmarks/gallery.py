@@ -108,6 +108,17 @@ def setting_label(setting: dict) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in setting.items())
 
 
+def choose_sampling(variants: list[dict], listed: bool) -> tuple[dict, dict]:
+    """The quality fields of the variant with the best CAS on the validation patients (the choice never sees
+    test) and its sampling setting; with ``listed`` (the entry listed settings) the fields also say which was
+    chosen and hold every variant."""
+    best = max(variants, key=lambda v: v["cas_val"])
+    quality = {k: v for k, v in best.items() if k != "sampling"}
+    if listed:
+        quality.update(sampling_chosen=best["sampling"], sampling_variants=variants)
+    return quality, best["sampling"]
+
+
 def _apply_sampling(gen: Any, setting: dict) -> None:
     for key, value in setting.items():
         if not hasattr(type(gen), key):
@@ -174,12 +185,8 @@ def run_model(name: str, cfg: GalleryConfig, entry: dict, out_root: Path, docs: 
             if target is not None:
                 fields["target_met"] = target.apply(q["cas"])["passed"]
             variants.append({"sampling": setting, **fields})
-        best = max(variants, key=lambda v: v["cas_val"])  # validation patients: the choice never sees test
-        quality = {**best, "sampling_chosen": best["sampling"]} if settings else best
-        if settings:
-            quality["sampling_variants"] = variants
-        quality.pop("sampling", None)
-        _apply_sampling(gen, best["sampling"])
+        quality, chosen = choose_sampling(variants, listed=bool(settings))
+        _apply_sampling(gen, chosen)
     elif settings:
         _apply_sampling(gen, settings[0])
     real = _real_rows(splits, cfg.per_class, cfg.seed)

@@ -126,6 +126,20 @@ def test_gallery_sampling_settings_are_checked_and_applied():
                         {"guidance": 1})
 
 
+def test_gallery_keeps_the_sampling_setting_with_the_best_validation_cas():
+    from benchmarks.gallery import choose_sampling
+
+    variants = [{"sampling": {"guidance": 0}, "cas_val": 0.77}, {"sampling": {"guidance": 3}, "cas_val": 0.80},
+                {"sampling": {"guidance": 1}, "cas_val": 0.79}]
+    quality, chosen = choose_sampling(variants, listed=True)
+    assert chosen == {"guidance": 3} and quality["cas_val"] == 0.80 and quality["sampling_chosen"] == {"guidance": 3}
+    assert quality["sampling_variants"] == variants and "sampling" not in quality
+    # a model that lists no setting: its one measurement, nothing about settings, and the list left intact
+    single = [{"sampling": {}, "cas_val": 0.7, "fid": 30.0}]
+    quality, chosen = choose_sampling(single, listed=False)
+    assert chosen == {} and quality == {"cas_val": 0.7, "fid": 30.0} and single[0]["sampling"] == {}
+
+
 def test_gallery_tables_show_the_chosen_setting_every_setting_and_the_budget():
     from benchmarks.gallery import GalleryConfig, markdown, table, variants_table
 
