@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -312,11 +313,12 @@ def variants_table(models: dict) -> str:
     return "\n".join(lines)
 
 
-def markdown(summary: dict, cfg: GalleryConfig, config_path: str) -> str:
-    """``gallery.md``: the table (and the sampling settings scored), with the command that made it."""
+def markdown(summary: dict, cfg: GalleryConfig, command: str) -> str:
+    """``gallery.md``: the table (and the sampling settings scored), with the command that made it (its arguments
+    after ``benchmarks/gallery.py``)."""
     gate, target = cfg.gate_config(), cfg.gate_config("target")
     cas = f"{cfg.cas_images} synthetic images" if cfg.cas_images else "as many synthetic images as real ones"
-    parts = [f"Made by `python benchmarks/gallery.py --config {config_path}`: each model trained on the training "
+    parts = [f"Made by `python benchmarks/gallery.py {command}`: each model trained on the training "
              f"patients of the seed-{cfg.seed} split (fraction {cfg.train_fraction:g}) at {cfg.image_size} px, scored on "
              f"the validation patients (CAS: {cas}; the real-trained reference: all the real training images). "
              f"Quality gate: CAS ratio >= {gate.min_ratio:g} and weakest class recall ratio >= "
@@ -375,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
           "skipped)\n")
     config_path = Path(args.config).resolve()
     shown = config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else Path(args.config).name
-    atomic_write_text(docs / "gallery.md", markdown(summary, cfg, str(shown)))
+    command = " ".join([f"--config {shown}"] + [f"--models {args.models}"] * bool(args.models)
+                       + [f"--set {shlex.quote(s)}" for s in args.set])
+    atomic_write_text(docs / "gallery.md", markdown(summary, cfg, command))
     print(table(summary["models"], cfg.budget_minutes))
     variants = variants_table(summary["models"])
     if variants:

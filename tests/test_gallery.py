@@ -162,8 +162,8 @@ def test_gallery_tables_show_the_chosen_setting_every_setting_and_the_budget():
     assert len(rows) == 4 and rows[2].startswith("| ddpm | guidance 0 | 0.800 |") and rows[2].endswith("| n/a |  |")
     assert rows[3].endswith("| passed | met | yes |") and variants_table({"cgan": cgan}) == ""
     cfg = GalleryConfig(target={"min_ratio": 0.9, "min_class_ratio": 0.8}, budget_minutes=30, cas_images=None)
-    page = markdown({"models": {"ddpm": ddpm}}, cfg, "configs/recipes.yaml")
-    assert "--config configs/recipes.yaml" in page and "as many synthetic images as real ones" in page
+    page = markdown({"models": {"ddpm": ddpm}}, cfg, "--config configs/recipes.yaml --set cas_images=null")
+    assert "`python benchmarks/gallery.py --config configs/recipes.yaml --set cas_images=null`" in page and "as many synthetic images as real ones" in page
     assert "gate: CAS ratio >= 0.8 and weakest class recall ratio >= 0.6" in page
     assert "Target: CAS ratio >= 0.9 and weakest class recall ratio >= 0.8" in page
     assert GalleryConfig().gate_config("target") is None
