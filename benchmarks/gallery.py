@@ -18,7 +18,9 @@ A model entry may name another preset (``preset: cgan``), so one preset appears 
 different options (an ablation), and may list ``sampling`` settings of the trained model (e.g. ddpm
 ``[{guidance: 0}, {guidance: 2}]``): each is scored on the validation patients and the best CAS is kept
 (chosen on validation, never test), its settings drawing the grid. ``gate`` sets the quality gate's
-thresholds and ``budget_minutes`` the training time a recipe may take (the table says which met it).
+thresholds, ``target`` stricter ones reported beside it, and ``budget_minutes`` the training time a recipe
+may take (the table says which met each). ``cas_images: null`` gives CAS as many synthetic images as real
+training images; records of other image counts are kept apart (``quality-n<N>-cas<M>...``).
 """
 from __future__ import annotations
 
