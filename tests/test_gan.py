@@ -165,6 +165,95 @@ def test_bad_ema_decay(decay):
         build("dcgan", ema_decay=decay)
 
 
+# --------------------------------------------------------------------------- R1 and adaptive augmentation
+def test_r1_is_lazy_and_counted():
+    gen = build("cgan", r1_gamma=1.0, r1_every=2)
+    gen.train()
+    images, labels = batch()
+    optimizers = gen.configure_optimizers(1e-3)
+    due = []
+    for i in range(5):
+        terms = gen.training_step(images, labels, optimizers, OptimizerStep("cgan", step=i + 1))
+        due.append("d_r1" in terms)
+        if "d_r1" in terms:
+            assert math.isfinite(float(terms["d_r1"])) and float(terms["d_r1"]) > 0
+    assert due == [True, False, True, False, True]
+    assert int(gen.d_steps) == 5
+
+
+def test_r1_penalty_is_the_squared_gradient_norm_at_real_images():
+    gamma, every = 2.0, 4
+    gen = build("cgan", r1_gamma=gamma, r1_every=every, diffaugment="")
+    gen.eval()  # spectral norm's power iteration and noise stay still between the two passes
+    images, labels = batch()
+    real = images * 2 - 1
+    fake = torch.rand_like(real, generator=None) * 2 - 1
+    noise = gen.sample_noise(len(real))
+    with_r1 = gen.discriminator_terms(real, fake, labels, noise, r1=True)
+    plain = gen.discriminator_terms(real, fake, labels, noise)
+    x = real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(gen.d.logits(gen.d.features(x, labels), labels).sum(), x)
+    expected = 0.5 * gamma * every * grad.square().sum((1, 2, 3)).mean()
+    assert float(with_r1["d_r1"].detach()) == pytest.approx(float(expected), rel=1e-4)
+    assert float((with_r1["d_loss"] - plain["d_loss"]).detach()) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
+    # the penalty trains D: it has a gradient with respect to D's weights
+    params = [p for p in gen.discriminator_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(with_r1["d_r1"], params, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_ada_probability_follows_the_overfitting_heuristic():
+    gen = build("cgan", ada_target=0.6, ada_kimg=0.1)  # p moves by n / 100 per update
+    assert float(gen.ada_p) == 0.0
+    confident = torch.ones(10)  # E[sign(D(real))] = 1 > 0.6: D is overfitting, augment more
+    gen.update_ada(confident)
+    assert float(gen.ada_p) == pytest.approx(0.1)
+    gen.update_ada(-confident)  # -1 < 0.6: less
+    gen.update_ada(-confident)
+    assert float(gen.ada_p) == 0.0  # clamped at 0
+    for _ in range(20):
+        gen.update_ada(confident)
+    assert float(gen.ada_p) == 1.0  # clamped at 1
+
+
+def test_ada_augments_each_image_with_probability_p():
+    gen = build("cgan", ada_target=0.6)
+    x = signed_images(n=64)
+    assert torch.equal(gen.augment(x), x)  # p starts at 0
+    gen.ada_p.fill_(1.0)
+    changed = (gen.augment(x) != x).flatten(1).any(1)
+    assert changed.all()
+    gen.ada_p.fill_(0.5)
+    torch.manual_seed(0)
+    changed = (gen.augment(x) != x).flatten(1).any(1)
+    assert 10 < int(changed.sum()) < 54  # about half of 64
+
+
+def test_ada_and_r1_train_resume_and_load(tmp_path):
+    gen = build("cgan", ada_target=0.6, ada_kimg=0.01, r1_gamma=1.0, r1_every=2)
+    losses = train_steps(gen, steps=3)
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    assert "ada_p" in losses and 0.0 <= float(gen.ada_p) <= 1.0
+    loaded = load_generator(gen.save(tmp_path / "ckpt"))
+    assert int(loaded.d_steps) == 3 and float(loaded.ada_p) == float(gen.ada_p)
+
+
+def test_models_without_r1_or_ada_keep_their_state_dict_keys():
+    keys = set(build("cgan").state_dict())
+    assert "d_steps" not in keys and "ada_p" not in keys  # older checkpoints load strictly
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"ada_target": 0.6, "diffaugment": ""}, "diffaugment is off"),
+    ({"ada_target": 1.0}, "ada_target"),
+    ({"r1_gamma": -1.0}, "r1_gamma"),
+    ({"r1_every": 0}, "r1_every"),
+])
+def test_bad_r1_and_ada_options(options, match):
+    with pytest.raises(ValueError, match=match):
+        build("cgan", **options)
+
+
 # --------------------------------------------------------------------------- losses
 def test_hinge_losses_on_hand_made_logits():
     real = torch.tensor([0.5, 2.0, -1.0])

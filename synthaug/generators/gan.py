@@ -62,6 +62,13 @@ class GAN(Generator):
         self.lr_d = None if options.lr_d is None else float(options.lr_d)
         self.policy = parse_policy(options.diffaugment, owner)
         self.aux_weights = {}
+        self.r1_gamma, self.r1_every = float(options.r1_gamma), int(options.r1_every)
+        self.ada_target = None if options.ada_target is None else float(options.ada_target)
+        self.ada_kimg = float(options.ada_kimg)
+        if self.ada_target is not None and not self.policy:
+            raise ValueError(f"{owner}: ada_target={self.ada_target} steers how often the DiffAugment policy is "
+                             "applied, but diffaugment is off; set diffaugment (e.g. 'color,translation,cutout') "
+                             "or ada_target: null")
 
         self.g = GeneratorNet(noise_dim=options.latent_dim, num_classes=num_classes, image_size=image_size,
                               channels=channels, width=options.g_width, embed_dim=options.embed_dim,
@@ -76,6 +83,12 @@ class GAN(Generator):
         self.g_ema = make_ema(self.g) if self.ema_decay > 0 else None
         # EMA updates so far (a buffer, so it is checkpointed and resumed): the warm-up of the decay
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        # only with the features on (checkpoints of models without them keep loading): discriminator steps so
+        # far (when lazy R1 is due) and ADA's augmentation probability, both checkpointed and resumed
+        if self.r1_gamma > 0:
+            self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
+        if self.ada_target is not None:
+            self.register_buffer("ada_p", torch.zeros(()))
 
     # ----------------------------------------------------------------- sampling
     def generate(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -103,8 +116,35 @@ class GAN(Generator):
                 torch.optim.Adam(self.g.parameters(), lr=lr, betas=BETAS)]
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """DiffAugment with this model's policy (images in [-1, 1]; identity when the policy is empty)."""
-        return diff_augment(x, self.policy)
+        """DiffAugment with this model's policy (images in [-1, 1]; identity when the policy is empty). With
+        ``ada_target`` each image is augmented with probability ``ada_p`` only (global RNG)."""
+        if self.ada_target is None:
+            return diff_augment(x, self.policy)
+        p = float(self.ada_p)
+        if p <= 0 or not self.policy:
+            return x
+        keep = (torch.rand(len(x), 1, 1, 1, device=x.device) < p).to(x.dtype)
+        return keep * diff_augment(x, self.policy) + (1 - keep) * x
+
+    @torch.no_grad()
+    def update_ada(self, real_logits: torch.Tensor) -> None:
+        """ADA's heuristic (Karras et al. 2020): r = E[sign(D(real))]; above the target D is overfitting the
+        real images and p rises, below it p falls, by ``batch / (ada_kimg * 1000)`` per step, within [0, 1]."""
+        if self.ada_target is None:
+            return
+        r = float(torch.sign(real_logits.detach()).mean())
+        step = len(real_logits) / (self.ada_kimg * 1000.0)
+        self.ada_p.copy_((self.ada_p + (step if r > self.ada_target else -step)).clamp(0.0, 1.0))
+
+    def r1_due(self) -> bool:
+        """Whether this discriminator step takes the (lazy) R1 penalty: every ``r1_every``-th step, from the first."""
+        return self.r1_gamma > 0 and int(self.d_steps) % self.r1_every == 0
+
+    def r1_penalty(self, real_aug: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+        """``r1_gamma / 2 * E ||d D(x) / d x||^2`` at the (augmented) real images ``real_aug``, times ``r1_every``
+        (lazy regularisation keeps the penalty's average strength); differentiable for D's step."""
+        (grad,) = torch.autograd.grad(real_logits.sum(), real_aug, create_graph=True)
+        return 0.5 * self.r1_gamma * self.r1_every * grad.square().flatten(1).sum(1).mean()
 
     def d_targets(self, n: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """The discriminator's targets for ``n`` real and ``n`` fake images: real ``1 - label_smoothing``
@@ -137,14 +177,27 @@ class GAN(Generator):
         return {f"{prefix}_loss": total, **terms}
 
     def discriminator_terms(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor,
-                            noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``d_loss`` (and what to log) on real and (detached) fake images in [-1, 1]."""
-        h_real = self.d.features(self.augment(real), labels)
+                            noise: torch.Tensor, *, r1: bool = False, adapt: bool = False) -> dict[str, torch.Tensor]:
+        """``d_loss`` (and what to log) on real and (detached) fake images in [-1, 1]; with ``r1`` the R1
+        penalty is added to it (and logged as ``d_r1``); with ``adapt`` (a training step) ADA's probability is
+        updated from D's logits on the real images."""
+        real_aug = self.augment(real)
+        if r1:  # the gradient is taken at the images D sees
+            real_aug = real_aug.detach().requires_grad_(True)
+        h_real = self.d.features(real_aug, labels)
         h_fake = self.d.features(self.augment(fake), labels)
         l_real, l_fake = self.d.logits(h_real, labels), self.d.logits(h_fake, labels)
         t_real, t_fake = self.d_targets(len(real), real.device)
         adv = discriminator_loss(l_real, t_real, self.loss_kind) + discriminator_loss(l_fake, t_fake, self.loss_kind)
         terms = self._with_aux(adv, self.d_aux_losses(h_real, fake, labels, noise), "d")
+        if r1:
+            penalty = self.r1_penalty(real_aug, l_real)
+            terms["d_loss"] = terms["d_loss"] + penalty
+            terms["d_r1"] = penalty
+        if self.ada_target is not None:
+            terms["ada_p"] = self.ada_p.clone()  # the probability this batch was augmented with
+            if adapt:
+                self.update_ada(l_real)
         return {**terms, "d_real": l_real.mean(), "d_fake": l_fake.mean()}
 
     def generator_terms(self, fake: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -186,8 +239,11 @@ class GAN(Generator):
                              f"of configure_optimizers() ([discriminator, generator]), got {len(optimizers)}")
         opt_d, opt_g = optimizers
         real, noise, fake = self._fake_batch(images, labels)
-        d_terms = self.discriminator_terms(real, fake.detach(), labels, noise)
+        r1 = self.r1_due()
+        d_terms = self.discriminator_terms(real, fake.detach(), labels, noise, r1=r1, adapt=True)
         step(opt_d, d_terms["d_loss"], "d_loss")
+        if self.r1_gamma > 0:
+            self.d_steps += 1
         with self.frozen_discriminator():
             g_terms = self.generator_terms(fake, labels, noise)
             step(opt_g, g_terms["g_loss"], "g_loss")

@@ -359,6 +359,16 @@ class GANOptions(GeneratorOptions):
     ema_decay: float = option(0.999, "decay of the EMA generator used for sampling (0: off)", **_UNIT,
                               hint="e.g. 0.999; 0 turns the EMA off")
     init: str = option("dcgan", "weight init", choices=INIT_SCHEMES)
+    r1_gamma: float = option(0.0, "R1 penalty weight on D's gradient at real images (Mescheder et al. 2018; 0: off)",
+                             minimum=0, hint="e.g. 0.1-10 at 32 px; 0 turns R1 off")
+    r1_every: int = option(16, "lazy R1: the penalty every r1_every discriminator steps, scaled by r1_every",
+                           minimum=1, hint="1 applies it every step (Karras et al. 2020 use 16)")
+    ada_target: float | None = option(None, "adaptive augmentation (Karras et al. 2020): DiffAugment per image "
+                                      "with a probability p steered so E[sign(D(real))] stays at this target",
+                                      minimum=0, maximum=1, min_inclusive=False, max_inclusive=False,
+                                      hint="e.g. 0.6; null applies the DiffAugment policy to every image")
+    ada_kimg: float = option(100.0, "thousands of real images over which ADA's p can move from 0 to 1",
+                             minimum=0, min_inclusive=False, hint="e.g. 100 for runs of about 100k images")
 
 
 @dataclass
