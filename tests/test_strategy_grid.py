@@ -167,6 +167,16 @@ def test_a_rerun_skips_finished_arms_and_the_report_answers_in_one_sentence(tiny
     assert text.splitlines()[2].startswith("**Too few seeds to answer yet; the largest estimate so far: at 3 patients")
     assert (out / "report" / "report_files" / "clinician.png").stat().st_size > 1000
     assert "donor generator" in text and "Holm p" in text and "Target (a helps verdict" in text
+    # few seeds make t intervals pass 0 or 1: the report says they are shown as computed, and its time is the
+    # arms' own training time beside the finished invocations' wall time
+    assert "not clipped to the metric's range" in text
+    trained = sum(r["seconds"] for r in rows) / 60
+    assert f"Their classifier training adds up to {trained:.0f} min" in text
+    assert "stopped before finishing" not in text
+    with (out / "runs.jsonl").open("a") as f:  # an invocation killed before it finished
+        f.write(json.dumps({"processes": 1, "started": "2026-01-01T00:00:00", "status": "started"}) + "\n")
+    md, _ = build_strategies_report(out, out / "report")
+    assert "1 invocation(s) stopped before finishing and were resumed" in md.read_text()
 
 
 # --------------------------------------------------------------------------- analysis

@@ -27,7 +27,7 @@ from .document import Bullets, Figure, Heading, Para, Table, render_html, render
 from .paths import check_same_config, read_config_records, read_results
 from .report import read_runs
 from .strategy_config import BASELINE, StrategiesConfig, arms
-from .tables import fmt_interval, fmt_p, fmt_ratio, runs_table
+from .tables import INTERVAL_NOTE, fmt_interval, fmt_p, fmt_ratio, runs_table
 
 ALPHA = 0.05
 SHOWN = ("balanced_accuracy", "sensitivity")
@@ -394,8 +394,11 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
     cells = cells_path(run_dir, cfg.data.key, min(cfg.fractions))
     figure = clinician_figure(analysis, cells, files / "clinician.png")
     local = [v for v in analysis["verdicts"] if v["kind"] != "donor"]
-    runs = [r for r in read_runs(run_dir) if r.get("status") == "finished"]
+    every_run = read_runs(run_dir)
+    runs = [r for r in every_run if r.get("status") == "finished"]
     minutes = sum(r.get("seconds", 0) for r in runs) / 60
+    stopped = sum(r.get("status") == "started" for r in every_run) - sum(r.get("status") != "started" for r in every_run)
+    trained = sum(r.get("seconds") or 0 for r in rows) / 60
     expected = len(cfg.fractions) * len(cfg.seeds) * len(arms(cfg))
     blocks: list[Any] = [
         Heading(f"{cfg.name}: how synthetic cells are used", 1),
@@ -406,8 +409,11 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
                        "strategy at its setting chosen on validation; a black bar marks that setting's own control "
                        "(real cells instead)."),
         Bullets([f"{len(rows)} of {expected} classifier trainings ({len(cfg.fractions)} fractions x {len(cfg.seeds)} "
-                 f"seeds x {len(arms(cfg))} arms); wall time of the finished invocations: {minutes:.0f} min "
-                 "(shards add up; they may have run side by side).",
+                 f"seeds x {len(arms(cfg))} arms). Their classifier training adds up to {trained:.0f} min (without "
+                 "the generators, pools and quality measurements); the finished invocations took "
+                 f"{minutes:.0f} min of wall time (shards add up; they may have run side by side)"
+                 + (f", and {stopped} invocation(s) stopped before finishing and were resumed" if stopped > 0 else "")
+                 + ".",
                  "Every arm draws exactly the baseline's real batches; a strategy's images come on top. Its control "
                  "gets the same draws with real cells instead (the same teacher, class, weight or pre-training "
                  "steps). Settings are chosen on validation patients; test patients only score the verdicts.",
@@ -416,6 +422,7 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
                  "generator trained on other training patients) is its own question and family."]),
         Heading("Verdicts: a generator trained on the cell's own patients", 2),
         verdict_table(local, metric),
+        Para(INTERVAL_NOTE),
     ]
     if any(v["kind"] == "donor" for v in analysis["verdicts"]):
         blocks += [Heading("The data-sharing question: a donor generator", 2),
