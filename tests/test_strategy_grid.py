@@ -219,6 +219,27 @@ def test_the_verdict_reads_against_the_stronger_control_on_validation_and_holm_a
     assert "against teacher-real r0.25 T2" in sentence and "samples hurt" in sentence
 
 
+def test_the_clinician_figure_shows_every_seed_inside_0_to_100(tmp_path, monkeypatch):
+    from synthaug.bench import plots
+    from synthaug.bench.strategy_report import analyze_strategies, clinician_figure
+
+    cfg = config(seeds=[0, 1], strategies=[{"kind": "samples", "ratio": 0.25}])
+    # two seeds far apart: a t interval over them would leave [0, 100] missed infections per 100
+    rows = [_row("baseline", 0, 0.70, 0.05), _row("baseline", 1, 0.70, 0.95),
+            _row("real-repeat r0.25", 0, 0.69, 0.10), _row("real-repeat r0.25", 1, 0.69, 0.90),
+            _row("samples r0.25", 0, 0.71, 0.02), _row("samples r0.25", 1, 0.71, 0.97)]
+    analysis = analyze_strategies(rows, cfg)
+    base = next(b for b in analysis["baselines"] if b["arm"] == "baseline")
+    assert base["test"]["sensitivity"]["values"] == [0.05, 0.95]
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    clinician_figure(analysis, None, tmp_path / "clinician.png")
+    right = drawn["fig"].axes[1]
+    assert right.get_ylim() == (0, 100)
+    dots = sorted(round(y, 6) for line in right.lines if line.get_marker() == "o" for y in line.get_ydata())
+    assert dots == [3.0, 5.0, 95.0, 98.0]  # 100 x (1 - sensitivity), one per seed, baseline and samples
+
+
 def test_the_headline_says_plainly_when_nothing_helped_and_names_the_closest():
     from synthaug.bench.strategy_report import analyze_strategies, headline, target_line
 

@@ -46,9 +46,9 @@ def load_strategies_run(run_dir: str | os.PathLike) -> tuple[StrategiesConfig, l
 
 
 # --------------------------------------------------------------------------- analysis
-def _stat(values: list[float]) -> dict[str, float]:
+def _stat(values: list[float]) -> dict[str, Any]:
     mean, lo, hi = mean_ci(values)
-    return {"mean": mean, "lo": lo, "hi": hi}
+    return {"mean": mean, "lo": lo, "hi": hi, "values": [float(v) for v in values]}
 
 
 def analyze_strategies(rows: list[dict], cfg: StrategiesConfig) -> dict:
@@ -248,9 +248,9 @@ def clinician_figure(analysis: dict, cells_file: Path | None, path: Path) -> Pat
     fractions = sorted({v["fraction"] for v in verdicts})
     labels = ["baseline"] + sorted({v["strategy"] for v in verdicts})
     width = 0.8 / max(1, len(labels))
-    controls_drawn = False
+    controls_drawn = seeds_drawn = False
     for j, label in enumerate(labels):
-        xs, ys, errs = [], [], []
+        xs, ys = [], []
         for i, f in enumerate(fractions):
             base = next((b for b in analysis["baselines"] if b["fraction"] == f and b["arm"] == BASELINE), None)
             control = None
@@ -265,19 +265,23 @@ def clinician_figure(analysis: dict, cells_file: Path | None, path: Path) -> Pat
                 continue
             xs.append(i + (j - (len(labels) - 1) / 2) * width)
             ys.append(100 * (1 - s["mean"]))
-            errs.append(0 if math.isnan(s["lo"]) else 100 * (s["hi"] - s["lo"]) / 2)
+            # every seed as a dot: with few seeds a t interval says little and can leave [0, 100]
+            seeds = [100 * (1 - x) for x in s.get("values", []) if not math.isnan(x)]
+            right.plot([xs[-1]] * len(seeds), seeds, linestyle="none", marker="o", markersize=3, color="black",
+                       alpha=0.6, label="one seed" if seeds and not seeds_drawn else None, zorder=3)
+            seeds_drawn = seeds_drawn or bool(seeds)
             if control is not None and not math.isnan(control):  # its own control, real cells instead
                 right.plot([xs[-1]], [100 * (1 - control)], marker="_", markersize=14, color="black",
-                           label="its control" if not controls_drawn else None)
+                           label="its control (mean)" if not controls_drawn else None, zorder=4)
                 controls_drawn = True
-        right.bar(xs, ys, width, yerr=errs, capsize=2, label=label,
-                  color="0.35" if label == "baseline" else None)
+        right.bar(xs, ys, width, label=label, color="0.35" if label == "baseline" else None)
+    right.set_ylim(0, 100)
     right.set_xticks(range(len(fractions)))
     right.set_xticklabels([f"{_patients({'train_patients': analysis['patients'].get(f, [0])})} patients"
                            for f in fractions])
     right.set_ylabel("infections missed per 100 infected test cells")
-    right.set_title("missed infections (test patients, mean and 95 % CI over seeds)", fontsize=10)
-    right.legend(fontsize=8, ncol=2)
+    right.set_title("missed infections (test patients): bar = mean over seeds, dot = one seed", fontsize=10)
+    right.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     return _save(fig, path)
 
 
@@ -406,8 +410,8 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
         Para(target_line(analysis)),
         Figure(figure, "Left: real infected cells beside the synthetic ones each strategy uses (first seed, fewest "
                        "patients). Right: infections missed per 100 infected test cells, baseline and each "
-                       "strategy at its setting chosen on validation; a black bar marks that setting's own control "
-                       "(real cells instead)."),
+                       "strategy at its setting chosen on validation (bar: the mean over seeds; dot: one seed); a "
+                       "black dash marks the mean of that setting's own control (real cells instead)."),
         Bullets([f"{len(rows)} of {expected} classifier trainings ({len(cfg.fractions)} fractions x {len(cfg.seeds)} "
                  f"seeds x {len(arms(cfg))} arms). Their classifier training adds up to {trained:.0f} min (without "
                  "the generators, pools and quality measurements); the finished invocations took "
