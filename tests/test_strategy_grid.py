@@ -253,6 +253,15 @@ def test_the_headline_says_plainly_when_nothing_helped_and_names_the_closest():
     assert sentence.startswith("No strategy helped at any number of patients (Holm-adjusted, against the stronger "
                                "control); the closest: at 3 patients, edits (ratio 0.25, strength 0.1)")
     assert "**not met**" in target_line(analysis)
+    # the line says whether the target was tried with sources that passed the quality gate
+    by = {v["strategy"]: v for v in analysis["verdicts"]}
+    by["samples"]["gate"], by["edits"]["gate"] = "failed", "not measured"
+    line = target_line(analysis)
+    assert "Of the 2 verdicts at 7 patients or fewer, the sources' quality gates (CAS on validation patients): " \
+           "failed 1, not measured 1." in line and "not about synthetic cells that carry the diagnosis" in line
+    by["edits"]["gate"] = "passed"
+    line = target_line(analysis)
+    assert "passed 1, failed 1." in line and "Only edits at 3 patients drew from a source that passed." in line
 
 
 def test_the_donor_recovers_a_share_of_the_real_donor_gain_only_when_that_gain_is_there():

@@ -218,7 +218,25 @@ def target_line(analysis: dict) -> str:
         return ("Target (a helps verdict of at least +0.02 at 7 training patients or fewer): **met** by "
                 + ", ".join(f"{v['strategy']} at {_patients(v)} patients ({_diff(v['diff'])})" for v in met) + ".")
     return ("Target (a helps verdict of at least +0.02 at 7 training patients or fewer): **not met**; the verdict "
-            "table shows which strategies came closest.")
+            "table shows which strategies came closest." + _gate_summary(analysis))
+
+
+def _gate_summary(analysis: dict) -> str:
+    """Whether the target was tried with sources that carry the diagnosis: the quality gates of the local
+    verdicts at 7 patients or fewer (``attach_gates``), so a "not met" is read as an answer about these
+    generators, not about synthetic cells in general."""
+    few = [v for v in analysis["verdicts"] if v["kind"] != "donor" and v["train_patients"]
+           and max(v["train_patients"]) <= 7 and v.get("gate")]
+    if not few:
+        return ""
+    count = {g: sum(v["gate"] == g for v in few) for g in ("passed", "failed", "not measured")}
+    words = ", ".join(f"{g} {n}" for g, n in count.items() if n)
+    passed = sorted({f"{v['strategy']} at {_patients(v)} patients" for v in few if v["gate"] == "passed"})
+    tail = (f" Only {', '.join(passed)} drew from a source that passed." if passed and count["failed"] + count["not measured"]
+            else "" if passed else " No strategy there was tried with a source that passed the gate, so this is an "
+                                   "answer about these generators, not about synthetic cells that carry the diagnosis.")
+    return (f" Of the {len(few)} verdicts at 7 patients or fewer, the sources' quality gates (CAS on validation "
+            f"patients): {words}.{tail}")
 
 
 # --------------------------------------------------------------------------- the figure
