@@ -31,7 +31,7 @@ import numpy as np
 
 from synthaug.bench.document import Figure, Heading, Para, Table, render_markdown
 from synthaug.bench.paths import read_config_records, read_results
-from synthaug.bench.plots import _plt, _save
+from synthaug.bench.plots import pyplot, save_figure
 from synthaug.stats import mean_ci, paired_difference
 from synthaug.utils import atomic_write_text
 
@@ -86,7 +86,7 @@ def _ci(t: tuple | list, signed: bool = False) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for f in sorted({r["fraction"] for r in rows}):
         mine = [r for r in rows if r["fraction"] == f]
@@ -101,7 +101,7 @@ def plot(rows: list[dict], path: Path) -> Path:
     ax.set_ylabel("test balanced accuracy (mean, 95 % t CI)")
     ax.set_title("Does the baseline reach its plateau?", fontsize=10)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

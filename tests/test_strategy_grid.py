@@ -232,7 +232,7 @@ def test_the_clinician_figure_shows_every_seed_inside_0_to_100(tmp_path, monkeyp
     base = next(b for b in analysis["baselines"] if b["arm"] == "baseline")
     assert base["test"]["sensitivity"]["values"] == [0.05, 0.95]
     drawn = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.setdefault("fig", fig) and path)
     clinician_figure(analysis, None, tmp_path / "clinician.png")
     right = drawn["fig"].axes[1]
     assert right.get_ylim() == (0, 100)

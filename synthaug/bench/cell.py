@@ -238,7 +238,7 @@ def train_and_evaluate(cfg: BenchConfig, splits, cell: Cell, positive: int, acce
     steps = c.budget(len(data.real))  # from the real images: the same for every arm of the cell
     set_seed(cell.seed)  # the same initial weights in every arm of a seed
     model = create_classifier(c.model, num_classes=splits.num_classes, channels=splits.channels)
-    validate = None if c.eval_every is None else _validator(splits.val, cfg, positive, accelerator)
+    validate = None if c.eval_every is None else make_validator(splits.val, cfg, positive, accelerator)
     fit = fit_classifier(model, data.dataset, steps=steps, batch_size=c.batch_size, lr=c.lr,
                          weight_decay=c.weight_decay, seed=cell.seed, num_workers=c.num_workers,
                          accelerator=accelerator, augment=StandardAugment(c.augment), extra=data.extra,
@@ -246,7 +246,7 @@ def train_and_evaluate(cfg: BenchConfig, splits, cell: Cell, positive: int, acce
                          bn=c.bn, bn_data=data.real, bn_batches=c.bn_batches,
                          desc=f"{cell.fraction:g} seed {cell.seed}: {cell.generator or cell.arm}"
                               + (f" @ {cell.ratio:g}" if cell.ratio else ""))
-    out = {part: _evaluate(fit.model, getattr(splits, part), part, c.eval_batch_size, positive, accelerator)
+    out = {part: evaluate_split(fit.model, getattr(splits, part), part, c.eval_batch_size, positive, accelerator)
            for part in ("val", "test")}
     out["synthetic_items"] = data.synthetic_items
     out["fields"] = _row_fields(cfg, cell, data, fit)
@@ -254,7 +254,7 @@ def train_and_evaluate(cfg: BenchConfig, splits, cell: Cell, positive: int, acce
     return out
 
 
-def _validator(val: Dataset, cfg: BenchConfig, positive: int, accelerator: Any):
+def make_validator(val: Dataset, cfg: BenchConfig, positive: int, accelerator: Any):
     """The primary metric on the validation patients; every process scores the whole set on its own copy of
     the model (no gathering), so all processes keep the same step without talking to each other."""
     local = LocalAccelerator(accelerator.device)
@@ -266,8 +266,10 @@ def _validator(val: Dataset, cfg: BenchConfig, positive: int, accelerator: Any):
     return validate
 
 
-def _evaluate(model: torch.nn.Module, data: Dataset, part: str, batch_size: int, positive: int,
-              accelerator: Any) -> dict[str, float]:
+def evaluate_split(model: torch.nn.Module, data: Dataset, part: str, batch_size: int, positive: int,
+                   accelerator: Any) -> dict[str, float]:
+    """The metrics of ``model`` on one split (``part`` names it in errors), predictions gathered from every
+    process and checked to be the split's items, in order."""
     probs, targets = predict(model, data, batch_size=batch_size, accelerator=accelerator)
     if len(targets) != len(data):
         raise RuntimeError(f"{part}: gathered {len(targets)} predictions for {len(data)} items")

@@ -194,7 +194,7 @@ class SyntheticConfig:
             check_choice(self.label_distribution, "label_distribution", "", ("match", "balanced"),
                          hint="or a mapping {class name or id: weight}")
         else:
-            _check_weights(self.label_distribution)
+            check_weights(self.label_distribution)
         if self.pool_size is not None:
             check_int(self.pool_size, "pool_size", minimum=1, hint="or null: one image per synthetic item")
 
@@ -204,7 +204,8 @@ class SyntheticConfig:
         return self.mix == "additive" and self.real_matched is not False
 
 
-def _check_weights(weights: dict[str, float]) -> None:
+def check_weights(weights: dict[str, float]) -> None:
+    """A ``label_distribution`` of class weights: numbers >= 0, at least one > 0 (a ValueError naming it)."""
     bad = {k: v for k, v in weights.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0}
     if bad or not any(v > 0 for v in weights.values()):
         raise ValueError(f"label_distribution={weights!r}: weights must be numbers >= 0, at least one > 0")

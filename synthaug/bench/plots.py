@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,11 +19,12 @@ def _plt():
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write ``fig`` to ``path`` through a temporary file (a crash never leaves half a PNG) and close it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     os.replace(tmp, path)
     return path
 
@@ -48,7 +50,7 @@ def _fraction_series(analysis: dict, dataset: str, metric: str) -> list[tuple[st
 def plot_fraction(analysis: dict, dataset: str, path: Path) -> Path:
     """Primary metric on the test patients against the real training fraction: the baseline and each
     generator at its validation-selected ratio, mean over seeds with the 95 % t band."""
-    plt = _plt()
+    plt = pyplot()
     metric = analysis["primary_metric"]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     series = _fraction_series(analysis, dataset, metric)
@@ -71,13 +73,13 @@ def plot_fraction(analysis: dict, dataset: str, path: Path) -> Path:
     ax.set_title(f"{dataset}: mean over seeds, 95 % t band", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gain(analysis: dict, dataset: str, generator: str, path: Path) -> Path:
     """Paired difference to the baseline against the synthetic ratio, one line per fraction; validation
     dashed (it selects), test solid (it reports); the selected ratio is ringed."""
-    plt = _plt()
+    plt = pyplot()
     metric = analysis["primary_metric"]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     settings = [e for e in analysis["settings"] if e["dataset"] == dataset and e["generator"] == generator]
@@ -104,13 +106,13 @@ def plot_gain(analysis: dict, dataset: str, generator: str, path: Path) -> Path:
                  fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_curves(analysis: dict, dataset: str, fraction: float, path: Path) -> Path:
     """Validation primary metric against the optimizer step, one line per arm (mean over seeds), the
     baseline in black; a marker at each arm's median best step (the checkpoint kept)."""
-    plt = _plt()
+    plt = pyplot()
     curves = [c for c in analysis.get("curves") or [] if c["dataset"] == dataset and c["fraction"] == fraction]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for c in curves:
@@ -125,4 +127,4 @@ def plot_curves(analysis: dict, dataset: str, fraction: float, path: Path) -> Pa
                  fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

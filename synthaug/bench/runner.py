@@ -189,11 +189,12 @@ def _start(cfg: BenchConfig, out_dir: Path, accelerator: Any, started: float, sh
         prepare_run_dir(cfg, out_dir, shard)
         # a start record: an invocation killed before its end record shows in the report as interrupted
         append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "started",
-                                                 "processes": accelerator.num_processes, **_shard_field(shard)})
+                                                 "processes": accelerator.num_processes, **shard_field(shard)})
     accelerator.wait_for_everyone()
 
 
-def _shard_field(shard: Shard | None) -> dict:
+def shard_field(shard: Shard | None) -> dict:
+    """The ``shard`` entry of a run record (nothing when the grid is not sharded)."""
     return {"shard": str(shard)} if shard is not None and shard.count > 1 else {}
 
 
@@ -269,7 +270,7 @@ def _finish(cfg: BenchConfig, out_dir: Path, shard: Shard | None, *, started: fl
     summary.md (the last shard to finish writes the whole grid's)."""
     append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "finished",
                                              "finished": stamp(time.time()), "seconds": round(time.time() - started, 1),
-                                             "cells_run": ran, "processes": processes, **_shard_field(shard)})
+                                             "cells_run": ran, "processes": processes, **shard_field(shard)})
     rows = read_results(out_dir)
     analysis = analyze(rows, cfg)
     atomic_write_text(out_dir / "summary.json", json.dumps(without_nan(analysis), indent=1))

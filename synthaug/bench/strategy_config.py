@@ -32,7 +32,7 @@ from typing import Any
 from ..checks import check_choice, check_float, check_int
 from ..classifier import METRICS
 from ..mixing import extra_per_batch
-from .config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, _check_weights
+from .config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, check_weights
 
 KINDS = ("samples", "weighted", "teacher", "minority", "edits", "pretrain", "donor")
 BASELINE = "baseline"
@@ -131,7 +131,7 @@ class StrategyPools:
         if isinstance(self.label_distribution, str):
             check_choice(self.label_distribution, "label_distribution", "synthetic", ("match", "balanced"))
         else:
-            _check_weights(self.label_distribution)
+            check_weights(self.label_distribution)
 
 
 @dataclass

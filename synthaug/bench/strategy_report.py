@@ -243,9 +243,9 @@ def _gate_summary(analysis: dict) -> str:
 def clinician_figure(analysis: dict, cells_file: Path | None, path: Path) -> Path:
     """Left: real infected cells beside synthetic ones (the first seed, smallest fraction); right: infections
     missed per 100 infected test cells (1 - sensitivity), baseline and each strategy's chosen setting."""
-    from .plots import _plt, _save
+    from .plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.3]})
     left.axis("off")
     if cells_file is not None and cells_file.is_file():
@@ -300,7 +300,7 @@ def clinician_figure(analysis: dict, cells_file: Path | None, path: Path) -> Pat
     right.set_ylabel("infections missed per 100 infected test cells")
     right.set_title("missed infections (test patients): bar = mean over seeds, dot = one seed", fontsize=10)
     right.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- tables

@@ -24,10 +24,10 @@ from ..classifier import (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, StandardAugment
                           save_classifier)
 from ..mixing import extra_per_batch
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
-from .cell import _evaluate, _validator, additive_items, generator_for, measure_quality_or_record, write_samples_png
+from .cell import evaluate_split, make_validator, additive_items, generator_for, measure_quality_or_record, write_samples_png
 from .config import Cell
 from .paths import Shard, read_results, results_path, runs_path, samples_path, split_path
-from .runner import _shard_field, positive_index, prepare_run_dir, stamp, world_size
+from .runner import shard_field, positive_index, prepare_run_dir, stamp, world_size
 from .strategy_config import BASELINE, Arm, StrategiesConfig, StrategyCell, plan_strategies, pretrain_steps, spec_of
 
 
@@ -303,7 +303,7 @@ class _Unit:
             model = fit_classifier(model, data["pretrain"], steps=pre_steps, batch_size=c.batch_size, lr=c.lr,
                                    weight_decay=c.weight_decay, seed=self.seed + 7919, accelerator=self.accelerator,
                                    augment=augment, bn="keep", desc=desc + " (pre-training)").model
-        validate = None if c.eval_every is None else _validator(self.splits.val, cfg, self.positive, self.accelerator)
+        validate = None if c.eval_every is None else make_validator(self.splits.val, cfg, self.positive, self.accelerator)
         fit = fit_classifier(model, data["dataset"], steps=steps, batch_size=c.batch_size, lr=c.lr,
                              weight_decay=c.weight_decay, seed=self.seed, num_workers=c.num_workers,
                              accelerator=self.accelerator, augment=augment, extra=data["extra"],
@@ -315,7 +315,7 @@ class _Unit:
                             image_size=self.splits.image_size, classes=self.classes)
             self._teacher = None
         self.accelerator.wait_for_everyone()
-        out = {part: _evaluate(fit.model, getattr(self.splits, part), part, c.eval_batch_size, self.positive,
+        out = {part: evaluate_split(fit.model, getattr(self.splits, part), part, c.eval_batch_size, self.positive,
                                self.accelerator) for part in ("val", "test")}
         out["fields"] = {"classifier_steps": fit.steps, "pretrain_steps": pre_steps,
                          "pretrain_draws": pre_steps * c.batch_size, "batch_size": c.batch_size,
@@ -364,7 +364,7 @@ def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: A
     if accelerator.is_main_process:
         prepare_run_dir(cfg, out_dir, shard)
         append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "started",
-                                                 "processes": accelerator.num_processes, **_shard_field(shard)})
+                                                 "processes": accelerator.num_processes, **shard_field(shard)})
     accelerator.wait_for_everyone()
     check_before_work(cfg)
     done = {(r["dataset"], float(r["fraction"]), int(r["seed"]), r["arm"]) for r in read_jsonl(results_path(out_dir, shard))}
@@ -397,7 +397,7 @@ def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: A
         append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "finished",
                                                  "finished": stamp(time.time()),
                                                  "seconds": round(time.time() - started, 1), "cells_run": ran,
-                                                 "processes": accelerator.num_processes, **_shard_field(shard)})
+                                                 "processes": accelerator.num_processes, **shard_field(shard)})
     accelerator.wait_for_everyone()
     return read_results(out_dir)
 
