@@ -21,7 +21,8 @@ from .generators import create_generator, list_generators, load_generator, regis
 from .pool import SyntheticPool, load_pool  # noqa: E402
 from .quality import ClassifierFilter  # noqa: E402
 from .strategies import TeacherLabels  # noqa: E402
-from .synthetic import ClassQuotas, SyntheticDataset  # noqa: E402
+from .quotas import ClassQuotas  # noqa: E402
+from .synthetic import SyntheticDataset  # noqa: E402
 
 __all__ = ["__version__", "load_dataset", "create_generator", "list_generators", "load_generator",
            "register_generator", "SyntheticDataset", "ClassQuotas", "SyntheticPool", "load_pool",

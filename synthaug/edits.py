@@ -225,8 +225,6 @@ class EditSource:
     def sample(self, n: int, labels: Any = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` edits as uint8 ``(n, channels, image_size, image_size)``: for each label an edit of a real
         image of that class. Same generator state, same images; ``last_sources`` names their real images."""
-        from .generators.base import to_uint8
-
         labels = self.check_labels(n, labels)
         sources, variants = self.choose(labels, generator)
         images = self._run(sources, variants)

@@ -332,3 +332,37 @@ def shared_pool(make: Callable[[], SyntheticPool], *, directory: str | os.PathLi
     pool = load_pool(directory)
     check_pool_matches(pool, directory, labels=labels, recipe=recipe)
     return pool
+
+
+# --------------------------------------------------------------------------- what a synthetic source is
+def describe_filter(fn: Any) -> str | None:
+    """A stable description of a quality filter for a pool's recipe: its repr, or (when that is only a memory
+    address) its name with its plain settings and a hash of any torch model it holds, e.g. a ClassifierFilter's."""
+    if fn is None:
+        return None
+    text = repr(fn)
+    if " at 0x" not in text:
+        return text
+    settings = []
+    for key, value in sorted(getattr(fn, "__dict__", {}).items()):
+        if isinstance(value, (bool, int, float, str)):
+            settings.append(f"{key}={value!r}")
+        elif isinstance(value, torch.nn.Module):
+            settings.append(f"{key}=<weights sha256 {weights_fingerprint(value)}>")
+    return f"{getattr(fn, '__qualname__', type(fn).__qualname__)}({', '.join(settings)})"
+
+
+def open_source(gen: Any, *, device: torch.device | None = None) -> tuple[SyntheticPool | None, Any]:
+    """``(pool, None)`` for a pool or pool folder, ``(None, generator)`` for a generator or checkpoint folder
+    (loaded on ``device``, default the CPU)."""
+    if isinstance(gen, SyntheticPool):
+        return gen, None
+    if isinstance(gen, (str, os.PathLike)):
+        if is_pool(gen):
+            return load_pool(gen), None
+        from .generators import load_generator
+
+        gen = load_generator(gen, device=device or "cpu")
+    if not callable(getattr(gen, "sample", None)) or not hasattr(gen, "num_classes"):
+        raise TypeError(f"gen must be a synthaug generator, a checkpoint folder or a pool, got {type(gen).__name__}")
+    return None, gen

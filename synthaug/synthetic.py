@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,116 +20,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .checks import check_bool, check_float, check_int, check_range, is_int
+from .checks import check_bool, check_int, is_int
 from .data.imageio import convert_channels, resize_batch
 from .items import (augmenting_steps, class_id, declared, fit_image, read_targets, real_classes, real_transforms,
                     split_item, to_uint8_image)
-from .pool import (Processes, SyntheticPool, check_device, check_progress, current_processes, generate_pool,
-                   generation_device, is_pool, labels_fingerprint, load_pool, sample_until_kept, shared_pool,
+from .pool import (Processes, SyntheticPool, check_device, check_progress, current_processes, describe_filter,
+                   generate_pool, generation_device, labels_fingerprint, open_source, sample_until_kept, shared_pool,
                    weights_fingerprint)
+from .quotas import ClassQuotas, LabelDistribution, QualityFilter, check_ratio, class_weights, largest_remainder
 from .strategies import (TeacherLabels, decode_array, encode_array, labels_from_logits, one_hot, teacher_logits,
                          teacher_report)
 
+# ClassQuotas and the class-count helpers live in synthaug.quotas, open_source in synthaug.pool; they are
+# still importable from here, as they were before they moved
 __all__ = ["SyntheticDataset", "ClassQuotas", "check_ratio", "largest_remainder", "class_weights", "open_source"]
-
-
-@dataclass(frozen=True)
-class ClassQuotas:
-    """Exact numbers of synthetic items per class (class id or name -> count), instead of a ratio.
-
-    ``SyntheticDataset(gen, None, real=train, label_distribution=ClassQuotas({"Parasitized": 500}))``
-    adds exactly 500 synthetic parasitized cells to every epoch.
-    """
-
-    counts: Mapping[int | str, int]
-
-
-LabelDistribution = str | Mapping[int | str, float] | ClassQuotas
-#: a quality filter: (uint8 images (n, C, H, W), requested labels (n,)) -> bool mask of the images to keep
-QualityFilter = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def check_ratio(ratio: Any) -> float:
-    """The synthetic share of each epoch, a number in [0, 1)."""
-    return check_range(ratio, "ratio", "", 0, 1,
-                       hint="the synthetic share of each epoch, e.g. 0.3; ratio=0 gives the real data alone")
-
-
-def largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
-    """Split ``total`` items into integer counts proportional to ``weights`` (sum exactly ``total``)."""
-    weights = np.asarray(weights, dtype=np.float64)
-    share = weights / weights.sum() * total
-    counts = np.floor(share).astype(np.int64)
-    order = np.argsort(-(share - counts), kind="stable")
-    counts[order[: total - counts.sum()]] += 1
-    return counts
-
-
-def class_weights(distribution: LabelDistribution, *, num_classes: int, classes: list[str],
-                  real_targets: np.ndarray | None) -> np.ndarray:
-    """Per-class weights for ``"match"`` (real class frequencies), ``"balanced"`` or a dict."""
-    if isinstance(distribution, str):
-        if distribution == "balanced" or (distribution == "match" and real_targets is None):
-            return np.ones(num_classes)
-        if distribution == "match":
-            counts = np.bincount(np.asarray(real_targets, dtype=np.int64), minlength=num_classes).astype(np.float64)
-            if counts.sum() == 0:
-                raise ValueError("label_distribution='match' needs a non-empty real data set")
-            return counts
-        raise ValueError(f"label_distribution={distribution!r}: use 'match', 'balanced' or a dict "
-                         "{class id or name: weight}")
-    if isinstance(distribution, Mapping):
-        weights = np.zeros(num_classes)
-        for key, value in distribution.items():
-            if isinstance(key, str) and not key.isdigit():
-                if key not in classes:
-                    raise ValueError(f"label_distribution: unknown class {key!r}; classes are {classes}")
-                idx = classes.index(key)
-            else:
-                if not (is_int(key) or isinstance(key, str)):
-                    raise ValueError(f"label_distribution: key {key!r} must be a class id (int) or a class name")
-                idx = int(key)
-                if not 0 <= idx < num_classes:
-                    raise ValueError(f"label_distribution: class id {idx} is outside [0, {num_classes})")
-            weights[idx] = check_float(value, f"label_distribution[{key!r}]", minimum=0,
-                                       hint=f"the weight of class {key!r}")
-        if weights.sum() <= 0:
-            raise ValueError(f"label_distribution={dict(distribution)!r}: at least one weight must be > 0")
-        return weights
-    raise ValueError(f"label_distribution={distribution!r}: use 'match', 'balanced' or a dict {{class: weight}}")
-
-
-def _describe(fn: Any) -> str | None:
-    """A stable description of a quality filter for a pool's recipe: its repr, or (when that is only a memory
-    address) its name with its plain settings and a hash of any torch model it holds, e.g. a ClassifierFilter's."""
-    if fn is None:
-        return None
-    text = repr(fn)
-    if " at 0x" not in text:
-        return text
-    settings = []
-    for key, value in sorted(getattr(fn, "__dict__", {}).items()):
-        if isinstance(value, (bool, int, float, str)):
-            settings.append(f"{key}={value!r}")
-        elif isinstance(value, torch.nn.Module):
-            settings.append(f"{key}=<weights sha256 {weights_fingerprint(value)}>")
-    return f"{getattr(fn, '__qualname__', type(fn).__qualname__)}({', '.join(settings)})"
-
-
-def open_source(gen: Any, *, device: torch.device | None = None) -> tuple[SyntheticPool | None, Any]:
-    """``(pool, None)`` for a pool or pool folder, ``(None, generator)`` for a generator or checkpoint folder
-    (loaded on ``device``, default the CPU)."""
-    if isinstance(gen, SyntheticPool):
-        return gen, None
-    if isinstance(gen, (str, os.PathLike)):
-        if is_pool(gen):
-            return load_pool(gen), None
-        from .generators import load_generator
-
-        gen = load_generator(gen, device=device or "cpu")
-    if not callable(getattr(gen, "sample", None)) or not hasattr(gen, "num_classes"):
-        raise TypeError(f"gen must be a synthaug generator, a checkpoint folder or a pool, got {type(gen).__name__}")
-    return None, gen
 
 
 def _check_arguments(ratio: Any, *, quotas: ClassQuotas | None, real: Dataset | None, length: Any, pool_size: Any,
@@ -441,7 +344,7 @@ class SyntheticDataset(Dataset):
                                "set_epoch() in the main process, before the DataLoader starts its workers")
         return {**self._identity, "seed": int(seed), "batch_size": self.batch_size,
                 "labels_sha256": labels_fingerprint(self._plan_labels),
-                "quality_filter": _describe(self.quality_filter)}
+                "quality_filter": describe_filter(self.quality_filter)}
 
     def _make_pool(self, seed: int) -> SyntheticPool:
         gen = self._gen

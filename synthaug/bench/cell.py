@@ -18,7 +18,8 @@ from ..classifier import (Fit, GlobalBatchSampler, LocalAccelerator, StandardAug
                           fit_classifier, predict, single_process)
 from ..config import ConfigError, to_dict
 from ..generators import GeneratorTrainConfig, create_generator, load_generator, train_generator
-from ..synthetic import ClassQuotas, SyntheticDataset, class_weights, largest_remainder
+from ..quotas import ClassQuotas, class_weights, largest_remainder
+from ..synthetic import SyntheticDataset
 from ..utils import atomic_write_text
 from ..viz import save_comparison
 from .config import BenchConfig, Cell, DataConfig, GeneratorSpec

@@ -20,7 +20,7 @@ from ..data.splits import check_split
 from ..generators import GeneratorTrainConfig
 from ..mixing import extra_per_batch
 from ..quality.gate import GateConfig
-from ..synthetic import check_ratio
+from ..quotas import check_ratio
 
 # "a fraction of the training patients": said by every message about a real training fraction
 _FRACTION_HINT = "a fraction of the training patients"

@@ -77,7 +77,7 @@ def _draw(source, counts: np.ndarray, *, seed: int, rng: np.random.Generator) ->
 
 
 def _in_training_frequencies(n: int, splits) -> np.ndarray:
-    from ..synthetic import largest_remainder
+    from ..quotas import largest_remainder
 
     return largest_remainder(n, np.bincount(splits.train.targets, minlength=splits.num_classes))
 

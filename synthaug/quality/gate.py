@@ -190,7 +190,7 @@ class GateStopper:
         self.cas_seeds, self.cas_epochs = cas_seeds, cas_epochs
         self.recipe = classifier_recipe(**(recipe or {}))
         self.positive, self.cache_dir, self.device = positive, cache_dir, device
-        from ..synthetic import largest_remainder
+        from ..quotas import largest_remainder
 
         counts = np.bincount(np.asarray(splits.train.targets), minlength=splits.num_classes)
         self.labels = np.repeat(np.arange(splits.num_classes), largest_remainder(self.n, counts))
