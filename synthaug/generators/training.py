@@ -6,10 +6,9 @@ import math
 import os
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -20,11 +19,10 @@ from ..state import load_state, save_state
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from ..viz import save_grid
 from .base import Generator
+from .early_stop import StopWhen, check_gate, check_stop_when
 
 
 OWNER = "generator training"
-#: what ``stop_when(gen, step)`` returns: a dict with at least ``passed`` (bool); see ``train_generator``
-StopWhen = Callable[[Generator, int], dict]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -225,7 +223,7 @@ def train_generator(
     from accelerate import Accelerator
 
     config = config or GeneratorTrainConfig()
-    _check_stop_when(stop_when, config)
+    check_stop_when(stop_when, config.gate_every)
     accelerator = accelerator or Accelerator()
     if len(dataset) == 0:
         raise ValueError("cannot train a generator on an empty data set")
@@ -278,7 +276,7 @@ def _train_steps(gen: Generator, dataset: Dataset, optimizers: list[torch.optim.
             if run.writes and config.log_every:
                 append_jsonl(out / "log.jsonl", {"step": step, **values})
         due = stop_when is not None and step % config.gate_every == 0 and step < config.steps
-        stop = due and _check_gate(gen, step, stop_when, run)
+        stop = due and check_gate(gen, step, stop_when, run)
         if run.writes:
             _save_progress(gen, optimizers, step, run, force=stop)
         if stop:
@@ -377,81 +375,6 @@ def _save_progress(gen: Generator, optimizers: list[torch.optim.Optimizer], step
                                     "torch_rng": torch.get_rng_state(), "seconds": gen.training_record["seconds"],
                                     **run.gate_state()})
         gen.save(out / "checkpoint")
-
-
-# --------------------------------------------------------------------------- early stopping
-def _check_stop_when(stop_when: Any, config: GeneratorTrainConfig) -> None:
-    """``stop_when`` and ``gate_every`` go together: one without the other is a mistake worth saying."""
-    if stop_when is not None and not callable(stop_when):
-        raise TypeError(f"train_generator: stop_when={stop_when!r} must be a callable (gen, step) -> dict with "
-                        "'passed', e.g. synthaug.quality.GateStopper(splits)")
-    if config.gate_every and stop_when is None:
-        raise ValueError(f"{OWNER}: gate_every={config.gate_every} checks stop_when every {config.gate_every} steps, "
-                         "and no stop_when was given; pass stop_when=synthaug.quality.GateStopper(splits), or set "
-                         "gate_every=0")
-    if stop_when is not None and not config.gate_every:
-        raise ValueError(f"{OWNER}: stop_when is given but gate_every=0, so it would never be called; set gate_every "
-                         "to the steps between two checks (e.g. 500), or drop stop_when")
-
-
-@contextmanager
-def _random_state_kept() -> Iterator[None]:
-    """Put every random generator back as it was (torch, CUDA, numpy, Python): what a check draws (a CAS
-    classifier seeds them all) must not change the training around it."""
-    import random
-
-    import numpy as np
-
-    saved = (torch.get_rng_state(), np.random.get_state(), random.getstate(),
-             torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(saved[0])
-        np.random.set_state(saved[1])
-        random.setstate(saved[2])
-        if saved[3] is not None:
-            torch.cuda.set_rng_state_all(saved[3])
-
-
-def _plain(value: Any) -> Any:
-    """A JSON value (numpy numbers as numbers): what the training record and the resume state can hold."""
-    return json.loads(json.dumps(value, default=lambda v: float(v) if hasattr(v, "__float__") else str(v)))
-
-
-def _decision(record: Any, step: int) -> dict[str, Any]:
-    """The check's entry of ``gate_checks``, from the decision record ``stop_when`` returned."""
-    import numpy as np
-
-    if not isinstance(record, dict) or not isinstance(record.get("passed"), (bool, np.bool_)):
-        raise TypeError(f"train_generator: stop_when(gen, {step}) returned {record!r}; it must return a dict with "
-                        "'passed' (True or False), e.g. synthaug.quality.GateStopper's decision record")
-    return _plain({"step": step, "passed": bool(record["passed"]), "cas_ratio": record.get("ratio"),
-                   "weakest_class": record.get("weakest_class"),
-                   "weakest_class_ratio": record.get("weakest_class_ratio"), "reason": record.get("reason")})
-
-
-def _check_gate(gen: Generator, step: int, stop_when: StopWhen, run: _Run) -> bool:
-    """Call ``stop_when`` at ``step`` (the main process decides, the others are told), record the check
-    (training record, ``log.jsonl``); whether training stops here."""
-    entry = None
-    if run.main:
-        with _random_state_kept():
-            gen.eval()
-            try:
-                entry = _decision(stop_when(gen, step), step)
-            finally:
-                gen.train()
-    if run.accelerator.num_processes > 1:  # every process stops at the same step
-        from accelerate.utils import broadcast_object_list
-
-        entry = broadcast_object_list([entry])[0]
-    run.gate_checks.append(entry)
-    if run.writes:
-        append_jsonl(run.out / "log.jsonl", {"step": step, "gate": entry})
-    if entry["passed"]:
-        run.stopped_early_at = step
-    return entry["passed"]
 
 
 class OptimizerStep:
