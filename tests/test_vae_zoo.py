@@ -1,4 +1,5 @@
-"""The VAE family of the zoo (synthaug/generators/vae.py, losses.py): losses, options, and what each model adds.
+"""The VAE family of the zoo (synthaug/generators/vae.py, joint_vae.py, vae_gan.py, losses.py): losses, options,
+and what each model adds.
 
 The contract every generator follows (sampling, checkpoints, one optimizer step, 28 / 64 px) is tested
 for these models by tests/test_generators.py from its SMALL_OPTIONS entries.

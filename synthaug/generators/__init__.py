@@ -2,9 +2,9 @@
 
 Where things live: ``base`` (the contract, the registry, checkpoints), ``options`` (one options
 dataclass per generator), ``blocks`` (shared networks), ``losses``, one module per family (``vae``,
-``gan``, ``infogan``, ``diffusion``) and ``training`` (the loop).
+``joint_vae``, ``vae_gan``, ``gan``, ``infogan``, ``diffusion``) and ``training`` (the loop).
 """
-from . import diffusion, gan, infogan, vae  # noqa: F401  (each module registers its generators)
+from . import diffusion, gan, infogan, joint_vae, vae, vae_gan  # noqa: F401  (each module registers its generators)
 from .base import (
     Generator,
     create_generator,

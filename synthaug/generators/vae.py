@@ -1,4 +1,5 @@
-"""The VAE family: cvae, cvae-tiny, fc-vae, conv-vae, beta-vae, msssim-vae, joint-vae, vae-gan.
+"""The VAE family: cvae, cvae-tiny, fc-vae, conv-vae, beta-vae, msssim-vae (here), joint-vae (``joint_vae.py``),
+vae-gan (``vae_gan.py``).
 
 Every model is class-conditional and exposes ``encode(images01, labels) -> (mu, logvar)`` and
 ``decode(z, labels) -> images01`` (what ``synthaug.latent`` uses). The convolutional ones share the
@@ -16,19 +17,15 @@ Options: ``options.py``; losses: ``losses.py``; shared networks: ``blocks.py``.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import is_int
 from .base import Generator, StepFn, register_generator
-from .blocks import FeatureDiscriminator, MLPVAE, diff_augment, init_weights, make_ema, parse_policy, to_signed, \
-    update_ema
-from .losses import capacity, categorical_kl, gaussian_kl, ms_ssim, msssim_config, reconstruction_loss, \
-    reparameterize
+from .blocks import MLPVAE, init_weights
+from .losses import capacity, gaussian_kl, ms_ssim, msssim_config, reconstruction_loss, reparameterize
 from .options import (
     BetaVAEOptions,
     ConvVAEBaseOptions,
@@ -36,9 +33,7 @@ from .options import (
     CVAEOptions,
     CVAETinyOptions,
     FCVAEOptions,
-    JointVAEOptions,
     MSSSIMVAEOptions,
-    VAEGANOptions,
 )
 
 DEFAULT_WIDTHS = (32, 64, 128, 256)
@@ -254,7 +249,7 @@ class FullyConnectedVAE(Generator):
 
 
 # --------------------------------------------------------------------------- convolutional VAEs of the zoo
-class _ConvVAEBase(ConditionalVAE):
+class ConvVAEBase(ConditionalVAE):
     """``cvae``'s encoder / decoder, errors named after the zoo model (``owner``), and a weight init
     ("default", "xavier", "kaiming" or "dcgan")."""
 
@@ -268,7 +263,7 @@ class _ConvVAEBase(ConditionalVAE):
         init_weights(self, options.init, self.owner)
 
 
-class _CountsSteps:
+class CountsSteps:
     """Mixin: the buffer ``train_steps`` counts training steps (a buffer, so it is checkpointed and
     restored on resume); ``training_step`` advances it after the optimizer step."""
 
@@ -285,7 +280,7 @@ class _CountsSteps:
 
 
 @register_generator("conv-vae", options=ConvVAEOptions)
-class ConvVAE(_ConvVAEBase):
+class ConvVAE(ConvVAEBase):
     """Vanilla class-conditional convolutional VAE (beta = 1): ``recon`` "bce" (default) or "mse" + KL.
 
     The architecture of ``cvae`` (label embeddings into encoder and decoder, one stride-2 level per
@@ -302,7 +297,7 @@ class ConvVAE(_ConvVAEBase):
 
 
 @register_generator("beta-vae", options=BetaVAEOptions)
-class BetaVAE(_CountsSteps, _ConvVAEBase):
+class BetaVAE(CountsSteps, ConvVAEBase):
     """Conditional beta-VAE: ``recon + beta * KL``, or with capacity annealing ``recon + gamma * |KL - C|``.
 
     ``capacity_max > 0`` turns on Burgess et al. (2018): the KL is pulled towards a target ``C`` that
@@ -332,7 +327,7 @@ class BetaVAE(_CountsSteps, _ConvVAEBase):
 
 
 @register_generator("msssim-vae", options=MSSSIMVAEOptions)
-class MSSSIMVAE(_ConvVAEBase):
+class MSSSIMVAE(ConvVAEBase):
     """Conditional VAE whose reconstruction loss is ``1 - MS-SSIM`` mixed with an L1 / MSE pixel loss.
 
     Per image: ``C*H*W * (alpha * (1 - MS-SSIM) + (1 - alpha) * mean pixel loss)`` (scaled to the pixel
@@ -365,225 +360,3 @@ class MSSSIMVAE(_ConvVAEBase):
         rec = self.reconstruction(self.decode(reparameterize(mu, logvar), labels), images)
         kl = gaussian_kl(mu, logvar)
         return {"loss": rec + self.beta * kl, "recon": rec, "kl": kl}
-
-
-@register_generator("joint-vae", options=JointVAEOptions)
-class JointVAE(_CountsSteps, _ConvVAEBase):
-    """JointVAE (Dupont 2018), conditional: a Gaussian latent plus a categorical one (Gumbel-softmax).
-
-    The code is ``latent_dim + disc_dim`` wide (``gen.latent_dim``): ``latent_dim`` Gaussian values then
-    a one-hot category of ``disc_dim``. ``sample_noise`` draws both (normal values, then a category
-    with the same torch.Generator); ``sample(..., code=k)`` / ``generate(..., code=k)`` fix the category.
-    Loss: ``recon + gamma * |KL_cont - C_cont| + gamma * |KL_disc - C_disc|``, both capacities growing
-    linearly over ``capacity_steps`` (buffer ``train_steps``), the discrete one capped at log(disc_dim).
-    """
-
-    owner = "joint-vae"
-
-    def __init__(self, *, num_classes: int, image_size: int, channels: int,
-                 options: JointVAEOptions | None = None) -> None:
-        options = options or JointVAEOptions()
-        cont, disc = options.latent_dim, options.disc_dim
-        super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, options=options,
-                         recon=options.recon, latent_dim=cont + disc)
-        self.cont_dim, self.disc_dim = cont, disc
-        self.temperature = float(options.temperature)
-        self.cont_capacity_max = float(options.cont_capacity_max)
-        self.disc_capacity_max = math.log(disc) if options.disc_capacity_max is None else \
-            float(options.disc_capacity_max)
-        self.capacity_steps = options.capacity_steps
-        self.gamma = float(options.gamma)
-        # the encoder head gives (mu, logvar) of the Gaussian part and the logits of the category
-        self.to_stats = nn.Linear(self.to_stats.in_features, 2 * cont + disc)
-        init_weights(self.to_stats, options.init, self.owner)
-        self._fixed_code: int | None = None
-        self._register_step_counter()
-
-    def encode_joint(self, images: torch.Tensor, labels: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images in [0, 1] -> (mu, logvar) of the Gaussian part and the category logits."""
-        emb = self.label_embed_enc(labels)[:, :, None, None].expand(-1, -1, *images.shape[-2:])
-        stats = self.to_stats(self.encoder(torch.cat([images, emb], dim=1)))
-        mu, logvar, logits = stats.split([self.cont_dim, self.cont_dim, self.disc_dim], dim=1)
-        return mu, logvar.clamp(-12, 8), logits
-
-    def encode(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar) of the whole code, ``latent_dim + disc_dim`` wide: the Gaussian part's, then the
-        mean q(c | x, y) and log variance log(q (1 - q)) of the one-hot category (so ``decode(mu)``
-        decodes the posterior mean, with the category's probabilities as a soft code)."""
-        mu, logvar, logits = self.encode_joint(images, labels)
-        q = logits.softmax(dim=1)
-        return torch.cat([mu, q], dim=1), torch.cat([logvar, (q * (1 - q)).clamp_min(1e-6).log()], dim=1)
-
-    def _check_code(self, code: int) -> int:
-        if not is_int(code) or not 0 <= code < self.disc_dim:
-            raise ValueError(f"{self.owner}: code={code!r} must be a category in [0, {self.disc_dim})")
-        return int(code)
-
-    def decode(self, z: torch.Tensor, labels: torch.Tensor, code: int | torch.Tensor | None = None) -> torch.Tensor:
-        """Codes ``(n, latent_dim + disc_dim)`` -> images in [0, 1]. ``code`` (an int, or a long tensor
-        of n categories) replaces the discrete part by that one-hot category."""
-        if code is not None:
-            if isinstance(code, torch.Tensor):
-                if code.dtype.is_floating_point or code.shape != (len(z),) or (code < 0).any() or \
-                        (code >= self.disc_dim).any():
-                    raise ValueError(f"{self.owner}: code must be an int or n={len(z)} integer categories in "
-                                     f"[0, {self.disc_dim})")
-                index = code.to(z.device).long()
-            else:
-                index = torch.full((len(z),), self._check_code(code), dtype=torch.long, device=z.device)
-            z = torch.cat([z[:, :self.cont_dim], F.one_hot(index, self.disc_dim).to(z.dtype)], dim=1)
-        return super().decode(z, labels)
-
-    def generate(self, noise: torch.Tensor, labels: torch.Tensor,
-                 code: int | torch.Tensor | None = None) -> torch.Tensor:
-        return self.decode(noise, labels, code)
-
-    def sample_noise(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Normal values for the Gaussian part, then a uniformly drawn one-hot category (or the fixed one)."""
-        cont = torch.randn(n, self.cont_dim, generator=generator)
-        index = torch.randint(self.disc_dim, (n,), generator=generator)
-        if self._fixed_code is not None:
-            index.fill_(self._fixed_code)
-        return torch.cat([cont, F.one_hot(index, self.disc_dim).float()], dim=1)
-
-    @torch.no_grad()
-    def sample(self, n: int, labels: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
-               code: int | None = None) -> torch.Tensor:
-        """As ``Generator.sample``; ``code=k`` gives every image category k (same Gaussian noise as without)."""
-        if code is None:
-            return super().sample(n, labels, generator=generator)
-        self._fixed_code = self._check_code(code)
-        try:
-            return super().sample(n, labels, generator=generator)
-        finally:
-            self._fixed_code = None
-
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        mu, logvar, logits = self.encode_joint(images, labels)
-        soft = F.gumbel_softmax(logits, tau=self.temperature, hard=False)
-        recon = self.decode(torch.cat([reparameterize(mu, logvar), soft], dim=1), labels)
-        rec = reconstruction_loss(recon, images, self.recon_kind)
-        kl_cont, kl_disc = gaussian_kl(mu, logvar), categorical_kl(logits)
-        c_cont = capacity(self.train_steps, self.cont_capacity_max, self.capacity_steps)
-        c_disc = capacity(self.train_steps, self.disc_capacity_max, self.capacity_steps)
-        loss = rec + self.gamma * ((kl_cont - c_cont).abs() + (kl_disc - c_disc).abs())
-        return {"loss": loss, "recon": rec, "kl_cont": kl_cont, "kl_disc": kl_disc,
-                "capacity_cont": torch.tensor(c_cont), "capacity_disc": torch.tensor(c_disc)}
-
-
-# --------------------------------------------------------------------------- vae-gan
-@register_generator("vae-gan", options=VAEGANOptions)
-class VAEGAN(_ConvVAEBase):
-    """VAE-GAN (Larsen et al. 2016), conditional: ``cvae``'s encoder / decoder plus a discriminator whose
-    intermediate features replace the pixel reconstruction loss.
-
-    Three optimizers, stepped in this order each batch: the discriminator (real vs reconstructions and
-    prior samples), the encoder (``beta * KL + feature reconstruction``), the decoder (``gamma * feature
-    reconstruction + non-saturating GAN loss`` on reconstructions and prior samples). ``diffaugment``:
-    DiffAugment ops applied to every discriminator input of the GAN terms; ``ema_decay`` > 0 keeps an
-    EMA copy of the decoder (buffer-tracked warm-up) used for sampling and ``decode`` in eval mode.
-    """
-
-    owner = "vae-gan"
-
-    def __init__(self, *, num_classes: int, image_size: int, channels: int,
-                 options: VAEGANOptions | None = None) -> None:
-        options = options or VAEGANOptions()
-        super().__init__(num_classes=num_classes, image_size=image_size, channels=channels, options=options,
-                         beta=options.beta)
-        widths = [m.out_channels for m in self.encoder if isinstance(m, nn.Conv2d)] \
-            if options.disc_channels is None else [int(w) for w in options.disc_channels]
-        if len(widths) < 2:
-            raise ValueError(f"{self.owner}: the discriminator needs at least 2 levels (its features are those of all "
-                             f"but the last); got disc_channels={widths}: give 2 or more widths, e.g. [32, 64]")
-        levels_for(image_size, widths, f"{self.owner} (disc_channels)")
-        self.gamma = float(options.gamma)
-        self.diffaugment = parse_policy(options.diffaugment, self.owner)
-        self.ema_decay = float(options.ema_decay)
-        self.discriminator = FeatureDiscriminator(channels, widths, image_size, num_classes)
-        self.ema_decoder = make_ema(self._decoder_parts()) if self.ema_decay > 0 else None
-        self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
-
-    def _decoder_parts(self) -> nn.ModuleDict:
-        """The decoder's modules (not registered again: a view for the optimizer and the EMA)."""
-        return nn.ModuleDict({"embed": self.label_embed_dec, "from_latent": self.from_latent, "decoder": self.decoder})
-
-    def _encoder_parts(self) -> list[nn.Module]:
-        return [self.label_embed_enc, self.encoder, self.to_stats]
-
-    def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
-        """Encoder, decoder, discriminator (in this order), Adam with betas (0.5, 0.999)."""
-        groups = [nn.ModuleList(self._encoder_parts()), self._decoder_parts(), self.discriminator]
-        return [torch.optim.Adam(g.parameters(), lr=lr, betas=(0.5, 0.999)) for g in groups]
-
-    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Latent codes -> images in [0, 1]; in eval mode through the EMA decoder when there is one."""
-        if self.ema_decoder is None or self.training:
-            return super().decode(z, labels)
-        parts = self.ema_decoder
-        h = parts["from_latent"](torch.cat([z, parts["embed"](labels)], dim=1))
-        return parts["decoder"](h.view(-1, self._hidden_last, self.bottom, self.bottom))
-
-    def discriminator_features(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The discriminator features of images in [0, 1] (the space the reconstruction loss is measured in)."""
-        return self.discriminator.features(to_signed(images))
-
-    def _critic(self, images01: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.discriminator(diff_augment(to_signed(images01), self.diffaugment), labels)
-
-    def _feature_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Gaussian log-likelihood in feature space: 0.5 * squared distance summed over features, batch mean."""
-        return 0.5 * (self.discriminator.features(to_signed(recon)) - target).pow(2).flatten(1).sum(dim=1).mean()
-
-    def _d_loss(self, images, rec, prior, labels) -> torch.Tensor:
-        real = F.softplus(-self._critic(images, labels)).mean()
-        fake = F.softplus(self._critic(rec, labels)).mean() + F.softplus(self._critic(prior, labels)).mean()
-        return real + 0.5 * fake
-
-    def _g_gan(self, rec, prior, labels) -> torch.Tensor:
-        return F.softplus(-self._critic(rec, labels)).mean() + F.softplus(-self._critic(prior, labels)).mean()
-
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All losses of a batch in one graph (for evaluation; training uses ``training_step``)."""
-        mu, logvar = self.encode(images, labels)
-        rec = self.decode(reparameterize(mu, logvar), labels)
-        prior = self.decode(torch.randn_like(mu), labels)
-        target = self.discriminator.features(to_signed(images)).detach()
-        kl, feature = gaussian_kl(mu, logvar), self._feature_loss(rec, target)
-        g_gan = self._g_gan(rec, prior, labels)
-        d_loss = self._d_loss(images, rec.detach(), prior.detach(), labels)
-        enc_loss, dec_loss = self.beta * kl + feature, self.gamma * feature + g_gan
-        return {"loss": enc_loss + dec_loss, "enc_loss": enc_loss, "dec_loss": dec_loss, "d_loss": d_loss, "kl": kl,
-                "feature_recon": feature, "g_gan": g_gan}
-
-    def training_step(self, images: torch.Tensor, labels: torch.Tensor, optimizers: list[torch.optim.Optimizer],
-                      step: StepFn) -> dict[str, torch.Tensor]:
-        opt_enc, opt_dec, opt_d = optimizers
-        z_prior = torch.randn(len(images), self.latent_dim, device=images.device)
-        # 1. discriminator: the VAE's outputs are made without a graph, so no gradient reaches it
-        with torch.no_grad():
-            mu, logvar = self.encode(images, labels)
-            rec = self.decode(reparameterize(mu, logvar), labels)
-            prior = self.decode(z_prior, labels)
-        d_loss = self._d_loss(images, rec, prior, labels)
-        step(opt_d, d_loss, "d_loss")
-        # 2. encoder: KL + feature reconstruction (only the encoder steps; the GAN loss is not in this graph)
-        with torch.no_grad():
-            target = self.discriminator.features(to_signed(images))
-        mu, logvar = self.encode(images, labels)
-        z = reparameterize(mu, logvar)
-        kl, feature = gaussian_kl(mu, logvar), self._feature_loss(self.decode(z, labels), target)
-        enc_loss = self.beta * kl + feature
-        step(opt_enc, enc_loss, "enc_loss")
-        # 3. decoder: a fresh graph from the detached codes (nothing flows back into the encoder)
-        rec = self.decode(z.detach(), labels)
-        g_gan = self._g_gan(rec, self.decode(z_prior, labels), labels)
-        dec_loss = self.gamma * self._feature_loss(rec, target) + g_gan
-        step(opt_dec, dec_loss, "dec_loss")
-        if self.ema_decoder is not None:
-            n = float(self.train_steps)
-            update_ema(self.ema_decoder, self._decoder_parts(), min(self.ema_decay, (1 + n) / (10 + n)))
-        self.train_steps += 1
-        return {"loss": enc_loss.detach() + dec_loss.detach(), "enc_loss": enc_loss, "dec_loss": dec_loss,
-                "d_loss": d_loss, "kl": kl, "feature_recon": feature, "g_gan": g_gan}
