@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_editor(args, out: Path):
-    from synthaug.cli import TrainConfig, train_from_config
+    from synthaug.train import TrainConfig, train_from_config
     from synthaug.config import load_config
     from synthaug.generators import load_generator
 

@@ -143,7 +143,7 @@ def _real_rows(splits, per_class: int, seed: int) -> dict[int, torch.Tensor]:
 
 def run_model(name: str, cfg: GalleryConfig, entry: dict, out_root: Path, docs: Path) -> dict:
     from synthaug import latent
-    from synthaug.cli import TrainConfig, train_from_config
+    from synthaug.train import TrainConfig, train_from_config
     from synthaug.config import load_config
     from synthaug.generators import load_generator
     from synthaug.viz import save_comparison

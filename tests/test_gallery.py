@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from synthaug.cli import TrainConfig
+from synthaug.train import TrainConfig
 from synthaug.config import load_config
 from synthaug.generators import create_generator
 

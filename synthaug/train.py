@@ -1,0 +1,69 @@
+"""Train one generator from a config (a YAML preset plus ``--set`` overrides): what ``synthaug train`` runs, and
+the gallery and edits benchmarks with it."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .bench.config import DataConfig, GeneratorConfig
+from .config import to_dict
+
+
+@dataclass
+class TrainConfig:
+    """``synthaug train``: one generator on the training patients of one split."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    out_dir: str = "runs/{generator}-{data}-seed{seed}"
+
+
+#: synthetic images of each early-stopping check of ``synthaug train --gate-every`` (the benchmark's
+#: ``quality.cas_images`` default)
+GATE_IMAGES = 2000
+
+
+def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, accelerator=None):
+    """Train the generator of ``cfg`` on the training patients of its split into ``out_dir``; returns it.
+
+    What ``synthaug train`` runs: loads the data (split by patient, ``train_fraction`` of the training
+    patients), seeds the initial weights from ``cfg.seed``, records the options and the split in
+    ``training_options.json`` and trains (``resume=True`` continues ``out_dir/resume``). With
+    ``generator.train.gate_every`` (``--gate-every``) training stops once the quality gate (default thresholds)
+    passes on CAS of the split's validation patients (``GateStopper``, ``GATE_IMAGES`` synthetic images at most).
+    """
+    import torch
+    from accelerate import Accelerator
+
+    from .generators import GeneratorTrainConfig, create_generator, train_generator
+    from .utils import atomic_write_text
+
+    out_dir = Path(out_dir)
+    if not resume and ((out_dir / "checkpoint").exists() or (out_dir / "resume").exists()):
+        raise FileExistsError(f"{out_dir} already holds a generator training; pass --resume to continue it, or "
+                              "--out another folder")
+    splits = cfg.data.load(cfg.seed)
+    torch.manual_seed(cfg.seed)  # initial weights from the seed alone
+    gen = create_generator(cfg.generator.name, num_classes=splits.num_classes, image_size=splits.image_size,
+                           channels=splits.channels, **cfg.generator.options)
+    accelerator = accelerator or Accelerator()
+    if accelerator.is_main_process:
+        print(f"training {cfg.generator.name} on the training {splits.group_kind} only:\n{splits.summary()}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not (out_dir / "training_options.json").exists():  # a resumed run keeps the first part's record
+            atomic_write_text(out_dir / "training_options.json",
+                              json.dumps({"config": to_dict(cfg), "splits": splits.info}, indent=2))
+        if splits.info.get("skipped_files"):
+            atomic_write_text(out_dir / "skipped_files.txt", "\n".join(splits.info["skipped_files"]) + "\n")
+    train_cfg = GeneratorTrainConfig(**{**to_dict(cfg.generator.train), "seed": cfg.seed})
+    stop_when = None
+    if train_cfg.gate_every:
+        from .quality import GateStopper
+
+        # the validation patients of this split decide; the real-trained reference is kept beside the run
+        stop_when = GateStopper(splits, n=min(GATE_IMAGES, len(splits.train)), seed=cfg.seed,
+                                cache_dir=out_dir / "gate-cas-real")
+    return train_generator(gen, splits.train, config=train_cfg, out_dir=out_dir, accelerator=accelerator,
+                           resume=resume, dataset_name=cfg.data.name, stop_when=stop_when)
