@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from ..classifier import (Fit, GlobalBatchSampler, LocalAccelerator, StandardAugment, compute_metrics, create_classifier,
-                          fit_classifier, predict, single_process)
+from ..classifier import (Fit, GlobalBatchSampler, StandardAugment, compute_metrics, create_classifier, fit_classifier,
+                          predict)
+from ..processes import LocalAccelerator, single_process
 from ..config import ConfigError, to_dict
 from ..generators import GeneratorTrainConfig, create_generator, load_generator, train_generator
 from ..quotas import ClassQuotas, class_weights, largest_remainder

@@ -197,7 +197,7 @@ class GateStopper:
         self._real: dict = {}  # the real-trained scores, computed at the first call
 
     def __call__(self, gen: Any, step: int) -> dict[str, Any]:
-        from ..classifier import single_process
+        from ..processes import single_process
         from ..pool import generate_pool
 
         start = time.time()
