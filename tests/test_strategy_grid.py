@@ -265,7 +265,7 @@ def test_the_headline_says_plainly_when_nothing_helped_and_names_the_closest():
 
 
 def test_the_donor_recovers_a_share_of_the_real_donor_gain_only_when_that_gain_is_there():
-    from synthaug.bench.strategy_report import analyze_strategies
+    from synthaug.bench.strategy_report import analyze_strategies, donor_table, donor_target_line
 
     cfg = config(seeds=[0, 1, 2], strategies=[{"kind": "donor", "ratio": 0.25}])
     rows = []
@@ -276,10 +276,19 @@ def test_the_donor_recovers_a_share_of_the_real_donor_gain_only_when_that_gain_i
     assert v["reference"] == "baseline"  # the upper bound is not a control to beat
     assert v["share"] == pytest.approx(v["diff"]["mean"] / v["upper_diff"]["mean"]) and 0.4 < v["share"] < 0.6
     assert v["share_ci"][0] <= v["share"] <= v["share_ci"][1]
+    share = 100 * v["share"]
+    assert donor_target_line([v]).endswith(f"at 3 patients {'met' if v['share'] >= 0.5 else 'not met'} ({share:.0f} %).")
     flat = [dict(r, test={**r["test"], "balanced_accuracy": 0.70 + 0.01 * r["seed"]}) if r["arm"] == "donor-real r0.25"
             else r for r in rows]
     (v,) = analyze_strategies(flat, cfg)["verdicts"]
-    assert math.isnan(v["share"])  # no gain of sharing the data: nothing to recover
+    assert math.isnan(v["share"]) and math.isnan(v["share_estimate"])  # no gain of sharing the data: nothing to recover
+    assert "not measurable (the upper bound's gain is not significant)" in donor_target_line([v])
+    # a gain of sharing that the seeds do not establish: the table gives the ratio as an estimate, not a share
+    noisy = [dict(r, test={**r["test"], "balanced_accuracy": 0.70 + (0.2 if r["seed"] == 0 else -0.05)})
+             if r["arm"] == "donor-real r0.25" else r for r in rows]
+    (v,) = analyze_strategies(noisy, cfg)["verdicts"]
+    assert math.isnan(v["share"]) and v["share_estimate"] == pytest.approx(v["diff"]["mean"] / v["upper_diff"]["mean"])
+    assert "(an estimate only: the upper bound's gain is not significant)" in donor_table([v]).rows[0][5]
 
 
 def test_weighted_items_give_the_mean_of_weight_times_cross_entropy():
