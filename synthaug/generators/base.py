@@ -26,6 +26,7 @@ from torch import nn
 from ..checks import check_int, did_you_mean, is_int
 from ..utils import atomic_write_bytes, atomic_write_text
 from .options import GeneratorOptions, build_options, check_declarations, markdown_table, option_defaults
+from .precision import autocast
 
 #: ``step(optimizer, loss, name)``: the optimizer step ``Generator.training_step`` calls
 StepFn = Callable[[torch.optim.Optimizer, torch.Tensor, str], None]
@@ -56,6 +57,9 @@ class Generator(nn.Module):
     #: what ``train_generator`` last did with this model (data set, fingerprint, steps, seconds, version)
     training_record: dict[str, Any] | None = None
     sample_batch_size: int = 256
+    #: the precision ``sample`` runs the network in (``no``, ``bf16``, ``fp16``: autocast; a runtime setting, not
+    #: saved with the model). ``train_generator`` sets it to the training's precision.
+    mixed_precision: str = "no"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Generator":
         obj = super().__new__(cls)
@@ -169,8 +173,9 @@ class Generator(nn.Module):
             chunks = []
             for start in range(0, n, self.sample_batch_size):
                 stop = start + self.sample_batch_size
-                x = self.generate(noise[start:stop].to(device), labels[start:stop].to(device))
-                chunks.append(to_uint8(x).cpu())
+                with autocast(self.mixed_precision, device):
+                    x = self.generate(noise[start:stop].to(device), labels[start:stop].to(device))
+                chunks.append(to_uint8(x.float()).cpu())
         finally:
             self.train(was_training)
         if not chunks:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -37,9 +36,11 @@ from ..checks import is_int
 from .base import Generator, register_generator
 from .blocks import make_ema, to_signed, to_unit, update_ema
 from .options import SCHEDULES, DDPMOptions, check_guidance, check_sample_steps, check_value
+from .samplers import ddim, dpmpp_2m, sampler_timesteps
+from .unet import UNet, default_channel_mults, unet_levels  # noqa: F401 (default_channel_mults: importable here)
 
-MAX_DOWNSAMPLES = 3
-
+#: log-normal noise levels (``noise_sampling="lognormal"``): EDM's ``P_mean``, ``P_std`` (Karras et al. 2022)
+LOGNORMAL_MEAN, LOGNORMAL_STD = -1.2, 1.2
 
 # --------------------------------------------------------------------------- noise schedules
 def beta_schedule(name: str, timesteps: int) -> torch.Tensor:
@@ -63,166 +64,7 @@ def beta_schedule(name: str, timesteps: int) -> torch.Tensor:
 def ddim_timesteps(timesteps: int, sample_steps: int) -> list[int]:
     """The ``sample_steps`` timesteps DDIM visits, from ``timesteps - 1`` down to 0, evenly spaced
     (one step: ``[timesteps - 1]``, straight from noise to the predicted image)."""
-    return [int(t) for t in torch.linspace(timesteps - 1, 0, sample_steps, dtype=torch.float64).round().long()]
-
-
-def _groups(ch: int) -> int:
-    """GroupNorm groups: about 4 channels per group, at most 32, dividing ``ch``."""
-    g = min(32, max(1, ch // 4))
-    while ch % g:
-        g -= 1
-    return g
-
-
-def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding ``(n, dim)`` of integer timesteps ``t`` (n,)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / max(1, half))
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
-    return F.pad(emb, (0, dim - 2 * half))
-
-
-# --------------------------------------------------------------------------- the UNet
-class ResBlock(nn.Module):
-    """GroupNorm -> SiLU -> conv, plus the (time + class) embedding, GroupNorm -> SiLU -> dropout -> conv, residual."""
-
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.norm1 = nn.GroupNorm(_groups(in_ch), in_ch)
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, out_ch)
-        self.norm2 = nn.GroupNorm(_groups(out_ch), out_ch)
-        self.drop = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
-        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb(emb)[:, :, None, None]
-        h = self.conv2(self.drop(F.silu(self.norm2(h))))
-        return self.skip(x) + h
-
-
-class SelfAttention(nn.Module):
-    """Single-head self-attention over the pixels of a feature map, residual."""
-
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.norm = nn.GroupNorm(_groups(ch), ch)
-        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
-        self.out = nn.Conv2d(ch, ch, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).flatten(2).transpose(1, 2).chunk(3, dim=2)  # (n, hw, c) each
-        a = F.scaled_dot_product_attention(q, k, v)
-        return x + self.out(a.transpose(1, 2).reshape(n, c, h, w))
-
-
-class Upsample(nn.Module):
-    """Nearest-neighbour x2, then a 3x3 convolution."""
-
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-class UNet(nn.Module):
-    """A DDPM-style UNet: one level per entry of ``channel_mults`` (width ``base_width * mult``) with
-    ``num_res_blocks[level]`` residual blocks going down and one more going up (on the skip
-    connections), stride-2 convolutions down, nearest-neighbour upsampling + conv up, and a middle of
-    two residual blocks with optional self-attention between them. Every block adds the embedding
-    ``MLP(sinusoid(t)) + Embedding(class)``; class ``num_classes`` is the "null" class.
-    """
-
-    def __init__(self, *, channels: int, num_classes: int, base_width: int, channel_mults: Sequence[int],
-                 num_res_blocks: Sequence[int], attention: bool, dropout: float) -> None:
-        super().__init__()
-        self.base_width = base_width
-        emb_dim = 4 * base_width
-        self.time_mlp = nn.Sequential(nn.Linear(base_width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.class_embed = nn.Embedding(num_classes + 1, emb_dim)  # the last row: the null class
-        self.conv_in = nn.Conv2d(channels, base_width, 3, padding=1)
-
-        widths = [base_width * m for m in channel_mults]
-        self.down_blocks, self.downsample = nn.ModuleList(), nn.ModuleList()
-        skips, ch = [base_width], base_width  # channels of what the down path hands to the up path
-        for level, width in enumerate(widths):
-            blocks = nn.ModuleList()
-            for _ in range(num_res_blocks[level]):
-                blocks.append(ResBlock(ch, width, emb_dim, dropout))
-                ch = width
-                skips.append(ch)
-            self.down_blocks.append(blocks)
-            if level < len(widths) - 1:
-                self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
-                skips.append(ch)
-        self.mid1 = ResBlock(ch, ch, emb_dim, dropout)
-        self.mid_attn = SelfAttention(ch) if attention else nn.Identity()
-        self.mid2 = ResBlock(ch, ch, emb_dim, dropout)
-        self.up_blocks, self.upsample = nn.ModuleList(), nn.ModuleList()
-        for level in reversed(range(len(widths))):
-            blocks = nn.ModuleList()
-            for _ in range(num_res_blocks[level] + 1):
-                blocks.append(ResBlock(ch + skips.pop(), widths[level], emb_dim, dropout))
-                ch = widths[level]
-            self.up_blocks.append(blocks)
-            if level > 0:
-                self.upsample.append(Upsample(ch))
-        self.norm_out = nn.GroupNorm(_groups(ch), ch)
-        self.conv_out = nn.Conv2d(ch, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        emb = self.time_mlp(timestep_embedding(t, self.base_width)) + self.class_embed(y)
-        h = self.conv_in(x)
-        hs = [h]
-        for level, blocks in enumerate(self.down_blocks):
-            for block in blocks:
-                h = block(h, emb)
-                hs.append(h)
-            if level < len(self.downsample):
-                h = self.downsample[level](h)
-                hs.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
-        for level, blocks in enumerate(self.up_blocks):
-            for block in blocks:
-                h = block(torch.cat([h, hs.pop()], dim=1), emb)
-            if level < len(self.upsample):
-                h = self.upsample[level](h)
-        return self.conv_out(F.silu(self.norm_out(h)))
-
-
-def default_channel_mults(image_size: int) -> list[int]:
-    """Widths (x ``base_width``) 1, 2, 4, 4: one more level per halving of ``image_size`` while it
-    stays even and >= 7 px, at most 3 halvings. 28 px -> [1, 2, 4] (28, 14, 7 px); 32 px -> [1, 2, 4]
-    (32, 16, 8 px); 64 px -> [1, 2, 4, 4] (64, 32, 16, 8 px)."""
-    halvings, size = 0, image_size
-    while halvings < MAX_DOWNSAMPLES and size % 2 == 0 and size // 2 >= 7:
-        size //= 2
-        halvings += 1
-    return [1, 2, 4, 4][: halvings + 1]
-
-
-def unet_levels(image_size: int, options: DDPMOptions, owner: str = "ddpm") -> tuple[list[int], list[int]]:
-    """``(channel_mults, num_res_blocks)``, one entry per UNet level, for ``image_size``: the options'
-    (or the defaults for that size), refused when the blocks do not match the levels or the image size
-    does not halve once per level but the last."""
-    mults = default_channel_mults(image_size) if options.channel_mults is None else list(options.channel_mults)
-    blocks = options.num_res_blocks
-    blocks = [blocks] * len(mults) if is_int(blocks) else list(blocks)
-    if len(blocks) != len(mults):
-        raise ValueError(f"{owner}: num_res_blocks={options.num_res_blocks!r} must be an integer >= 1 or a list of "
-                         f"one integer >= 0 per level of channel_mults={mults} (e.g. {[1] * len(mults)})")
-    halvings = len(mults) - 1
-    if image_size % (2 ** halvings) or image_size // (2 ** halvings) < 2:
-        raise ValueError(f"{owner}: image_size={image_size} cannot be halved {halvings} times (one fewer than the "
-                         f"entries of channel_mults={mults}) down to at least 2 px; use an image size divisible "
-                         f"by {2 ** halvings} (e.g. 32 or 64) or fewer channel_mults")
-    return mults, blocks
+    return sampler_timesteps("ddim", timesteps, sample_steps)
 
 
 # --------------------------------------------------------------------------- the generator
@@ -294,6 +136,9 @@ class DDPM(Generator):
         # derived from the options, so not stored in checkpoints (persistent=False)
         self.register_buffer("alphas_cumprod", torch.cumprod(1 - betas, 0).float(), persistent=False)
         self.register_buffer("betas", betas.float(), persistent=False)
+        self.loss_weighting, self.snr_gamma = options.loss_weighting, float(options.snr_gamma)
+        self.noise_sampling = options.noise_sampling
+        self._sampler = self._check_sampler(options.sampler)
         self._sample_steps = self._check_sample_steps(options.sample_steps)
         self._eta = self._check_eta(options.eta)
         self._guidance = self._check_guidance(options.guidance)
@@ -304,6 +149,10 @@ class DDPM(Generator):
         return check_sample_steps(check_value(DDPMOptions, "sample_steps", value, "ddpm"), self.timesteps)
 
     @staticmethod
+    def _check_sampler(value: Any) -> str:
+        return check_value(DDPMOptions, "sampler", value, "ddpm")
+
+    @staticmethod
     def _check_eta(value: Any) -> float:
         return check_value(DDPMOptions, "eta", value, "ddpm")
 
@@ -311,6 +160,7 @@ class DDPM(Generator):
         return check_guidance(check_value(DDPMOptions, "guidance", value, "ddpm"), self.p_uncond)
 
     #: the sampling settings: settable after training (validated), saved with the model's options
+    sampler = _SamplingSetting("ddim, or dpmpp-2m (DPM-Solver++(2M), second order: 10-20 steps suffice)")
     sample_steps = _SamplingSetting("DDIM steps per image; sampling time grows linearly with it")
     eta = _SamplingSetting("DDIM stochasticity in [0, 1]: 0 deterministic, 1 DDPM-like")
     guidance = _SamplingSetting("classifier-free guidance weight w >= 0; 0: purely conditional")
@@ -318,10 +168,12 @@ class DDPM(Generator):
     @torch.no_grad()
     def sample(self, n: int, labels: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
                sample_steps: int | None = None, eta: float | None = None,
-               guidance: float | None = None) -> torch.Tensor:
-        """As ``Generator.sample``; ``sample_steps``, ``eta`` and ``guidance`` override the model's settings
-        for this call only. Cost: ``sample_steps`` UNet evaluations per image, twice that with guidance > 0."""
-        saved = (self._sample_steps, self._eta, self._guidance)
+               guidance: float | None = None, sampler: str | None = None) -> torch.Tensor:
+        """As ``Generator.sample``; ``sample_steps``, ``eta``, ``guidance`` and ``sampler`` override the model's
+        settings for this call only. Cost: ``sample_steps`` UNet evaluations per image, twice that with guidance > 0."""
+        saved = (self._sample_steps, self._eta, self._guidance, self._sampler)
+        if sampler is not None:
+            self._sampler = self._check_sampler(sampler)
         if sample_steps is not None:
             self._sample_steps = self._check_sample_steps(sample_steps)
         if eta is not None:
@@ -331,7 +183,7 @@ class DDPM(Generator):
         try:
             return super().sample(n, labels, generator=generator)
         finally:
-            self._sample_steps, self._eta, self._guidance = saved
+            self._sample_steps, self._eta, self._guidance, self._sampler = saved
 
     # ----------------------------------------------------------------- diffusion
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -344,7 +196,7 @@ class DDPM(Generator):
         label dropout are drawn from the global torch RNG (which the training loop seeds and checkpoints)."""
         x0 = to_signed(images)
         n = x0.shape[0]
-        t = torch.randint(0, self.timesteps, (n,), device=x0.device)
+        t = self.draw_timesteps(n, x0.device)
         noise = torch.randn_like(x0)
         drop = torch.rand(n, device=x0.device) < self.p_uncond
         y = torch.where(drop, torch.full_like(labels, self.null_class), labels)
@@ -354,8 +206,30 @@ class DDPM(Generator):
         else:
             abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)
             target = abar.sqrt() * noise - (1 - abar).sqrt() * x0
-        loss = F.mse_loss(self.unet(xt, t, y), target)
-        return {"loss": loss}
+        if self.loss_weighting == "none":
+            return {"loss": F.mse_loss(self.unet(xt, t, y).float(), target)}
+        per_image = (self.unet(xt, t, y).float() - target).pow(2).flatten(1).mean(1)
+        return {"loss": (self.loss_weights(t) * per_image).mean()}
+
+    def draw_timesteps(self, n: int, device: torch.device) -> torch.Tensor:
+        """Training timesteps ``(n,)``: uniform, or (``noise_sampling="lognormal"``) the timestep whose noise level
+        ``sigma = sqrt((1 - abar) / abar)`` is nearest a log-normal draw ``log sigma ~ N(-1.2, 1.2^2)`` (EDM's)."""
+        if self.noise_sampling == "uniform":
+            return torch.randint(0, self.timesteps, (n,), device=device)
+        log_sigma = torch.randn(n, device=device) * LOGNORMAL_STD + LOGNORMAL_MEAN
+        levels = 0.5 * (torch.log1p(-self.alphas_cumprod) - torch.log(self.alphas_cumprod))  # increasing in t
+        t = torch.searchsorted(levels, log_sigma).clamp(max=self.timesteps - 1)
+        below = (t - 1).clamp(min=0)  # the nearer of the two neighbours
+        closer = (log_sigma - levels[below]).abs() < (levels[t] - log_sigma).abs()
+        return torch.where(closer, below, t)
+
+    def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """min-SNR-gamma weights of timesteps ``t``: ``min(SNR, gamma) / (SNR + 1)`` for v-prediction (its loss is
+        the x0 loss times ``SNR + 1``), ``min(SNR, gamma) / SNR`` for eps-prediction."""
+        abar = self.alphas_cumprod[t]
+        snr = abar / (1 - abar)
+        capped = snr.clamp(max=self.snr_gamma)
+        return capped / (snr + 1) if self.prediction == "v" else capped / snr
 
     def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.unet.parameters(), lr=lr)]
@@ -384,6 +258,7 @@ class DDPM(Generator):
             out = (1 + self._guidance) * out_c - self._guidance * out_u
         else:
             out = net(x, tt, labels)
+        out = out.float()  # under autocast the network answers in bf16/fp16; the sampler's maths stays float32
         abar = self.alphas_cumprod[t]
         if self.prediction == "eps":
             x0 = (x - (1 - abar).sqrt() * out) / abar.sqrt()
@@ -398,7 +273,7 @@ class DDPM(Generator):
         n = noise.shape[0]
         x = noise.reshape(n, self.channels, self.image_size, self.image_size)
         step_gens = _per_image_generators(noise) if self._eta > 0 else None
-        return self._denoise(x, labels, ddim_timesteps(self.timesteps, self._sample_steps), step_gens)
+        return self._denoise(x, labels, sampler_timesteps(self._sampler, self.timesteps, self._sample_steps), step_gens)
 
     @torch.no_grad()
     def edit(self, images: torch.Tensor, labels: torch.Tensor, *, strength: float, noise: torch.Tensor,
@@ -427,7 +302,7 @@ class DDPM(Generator):
         try:
             x = self.q_sample(x0, torch.full((len(x0),), t0, device=x0.device, dtype=torch.long),
                               noise.to(x0.device, x0.dtype))
-            ts = [t0] + [t for t in ddim_timesteps(self.timesteps, steps) if t < t0]
+            ts = [t0] + [t for t in sampler_timesteps(self._sampler, self.timesteps, steps) if t < t0]
             return self._denoise(x, labels.to(x0.device), ts, None)
         finally:
             self._guidance, self._eta = saved
@@ -435,17 +310,18 @@ class DDPM(Generator):
 
     def _denoise(self, x: torch.Tensor, labels: torch.Tensor, ts: list[int],
                  step_gens: list[torch.Generator] | None) -> torch.Tensor:
-        """DDIM from ``x`` at timestep ``ts[0]`` through ``ts`` (descending) to images in [0, 1]."""
-        one = torch.ones((), device=x.device)
-        for i, t in enumerate(ts):
-            eps, x0 = self._predict_eps_x0(x, t, labels)
-            abar = self.alphas_cumprod[t]
-            abar_prev = self.alphas_cumprod[ts[i + 1]] if i + 1 < len(ts) else one
-            sigma = self._eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).clamp(min=0).sqrt()
-            x = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma ** 2).clamp(min=0).sqrt() * eps
-            if step_gens is not None and i + 1 < len(ts):
-                z = torch.stack([torch.randn(x.shape[1:], generator=g) for g in step_gens]).to(x.device)
-                x = x + sigma * z
+        """The model's sampler from ``x`` at timestep ``ts[0]`` through ``ts`` (descending) to images in [0, 1]."""
+        def denoise(x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return self._predict_eps_x0(x_t, t, labels)
+
+        if self._sampler == "dpmpp-2m":
+            x = dpmpp_2m(x, ts, denoise, self.alphas_cumprod)
+        else:
+            def step_noise() -> torch.Tensor:
+                return torch.stack([torch.randn(x.shape[1:], generator=g) for g in step_gens]).to(x.device)
+
+            x = ddim(x, ts, denoise, self.alphas_cumprod, eta=self._eta,
+                     step_noise=step_noise if step_gens is not None else None)
         return to_unit(x).clamp(0, 1)
 
 

@@ -37,6 +37,12 @@ RECONS = ("mse", "bce")
 NORMS = ("batch", "group", "none")
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
+#: ddpm loss weighting over noise levels: none (plain MSE) or min-SNR-gamma (Hang et al. 2023)
+LOSS_WEIGHTINGS = ("none", "min-snr")
+#: how training draws noise levels: uniform timesteps, or log-normal noise levels (Karras et al. 2022)
+NOISE_SAMPLINGS = ("uniform", "lognormal")
+#: ddpm samplers (synthaug.generators.samplers)
+SAMPLERS = ("ddim", "dpmpp-2m")
 
 
 @dataclass(frozen=True)
@@ -431,6 +437,14 @@ class DDPMOptions(GeneratorOptions):
                              hint="0.1 is usual; 0 trains no unconditional model, so guidance must then be 0")
     ema_decay: float = option(0.999, "decay of the EMA UNet that samples (0: off)", **_UNIT,
                               hint="0 turns the EMA off; 0.999 is usual")
+    loss_weighting: str = option("none", "loss weight per noise level: none, or min-snr (min(SNR, snr_gamma) "
+                                 "over the prediction's SNR weight; Hang et al. 2023)", choices=LOSS_WEIGHTINGS)
+    snr_gamma: float = option(5.0, "the SNR cap of min-snr weighting", minimum=0, min_inclusive=False,
+                              hint="5 is the paper's value")
+    noise_sampling: str = option("uniform", "training noise levels: uniform timesteps, or lognormal (log sigma ~ "
+                                 "N(-1.2, 1.2^2), EDM's, at the nearest timestep)", choices=NOISE_SAMPLINGS)
+    sampler: str = option("ddim", "sampling: ddim, or dpmpp-2m (DPM-Solver++(2M): as good in 10-20 steps)",
+                          choices=SAMPLERS)
     sample_steps: int = option(50, "sampling: DDIM steps per image", minimum=1, allowed="1 to timesteps",
                                hint="e.g. 50; sampling time grows linearly with it")
     eta: float = option(0.0, "sampling: DDIM noise, 0 deterministic to 1 DDPM-like", minimum=0, maximum=1,

@@ -20,6 +20,7 @@ from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from ..viz import save_grid
 from .base import Generator
 from .early_stop import StopWhen, check_gate, check_stop_when
+from .precision import Precision, check_precision, resolve_precision
 
 
 OWNER = "generator training"
@@ -43,6 +44,9 @@ class GeneratorTrainConfig:
     #: call ``train_generator``'s ``stop_when`` every so many steps (e.g. a ``GateStopper``: stop once the quality
     #: gate passes on the validation patients); 0 turns it off
     gate_every: int = 0
+    #: ``no`` (float32), ``bf16`` or ``fp16`` autocast for the forward passes (weights stay float32); None: the
+    #: Accelerator's (``accelerate launch --mixed_precision ...``), float32 without one
+    mixed_precision: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "samples_per_class"):
@@ -52,6 +56,8 @@ class GeneratorTrainConfig:
         check_int(self.gate_every, "gate_every", OWNER, minimum=0,
                   hint="steps between two checks of stop_when, e.g. 500; 0 turns early stopping off")
         check_float(self.lr, "lr", OWNER, minimum=0, min_inclusive=False)
+        if self.mixed_precision is not None:
+            self.mixed_precision = check_precision(self.mixed_precision, f"{OWNER}: mixed_precision")
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -144,6 +150,8 @@ class _Run:
     world: int
     #: the parts of the training record that do not change during the run (see ``_record_base``)
     record: dict[str, Any]
+    #: autocast and (fp16) the gradient scaler
+    precision: Precision = field(default_factory=Precision)
     #: training seconds of the runs this one resumes, and when this one started (``time.perf_counter``)
     seconds_before: float = 0.0
     started: float = 0.0
@@ -236,9 +244,12 @@ def train_generator(
     # parallel="replicate": every process trains alone, as rank 0 of a world of one
     split = parallel == "data"
     fingerprint = data_fingerprint(dataset)
+    precision = Precision(resolve_precision(config.mixed_precision, accelerator), accelerator.device)
+    gen.mixed_precision = precision.precision  # sample grids (and later sampling) in the training's precision
     run = _Run(config, accelerator, out, fingerprint, rank=accelerator.process_index if split else 0,
                world=accelerator.num_processes if split else 1,
-               record=_record_base(gen, dataset, dataset_name, fingerprint, config),
+               record=_record_base(gen, dataset, dataset_name, fingerprint, config, precision.precision),
+               precision=precision,
                seconds_before=float(state.get("seconds", 0.0)) if state is not None else 0.0,
                started=time.perf_counter())
     first_step = 0 if state is None else _restore(gen, optimizers, state, run)
@@ -299,10 +310,12 @@ def _restore(gen: Generator, optimizers: list[torch.optim.Optimizer], state: dic
     """Load a saved training state (after checking it belongs to this config, data and model); its step."""
     out = run.out
     saved_config = state.get("config")
-    if isinstance(saved_config, dict):  # a state saved before early stopping existed trained without it
-        saved_config = {"gate_every": 0, **saved_config}
-    saved = {"config": saved_config, "data": state.get("data"), "generator": state.get("generator")}
-    now = {"config": asdict(run.config), "data": run.fingerprint, "generator": dict(gen.generator_options)}
+    if isinstance(saved_config, dict):  # states saved before early stopping / mixed precision trained without
+        saved_config = {"gate_every": 0, "mixed_precision": None, **saved_config}
+    saved = {"config": saved_config, "data": state.get("data"), "generator": state.get("generator"),
+             "precision": state.get("precision", {}).get("precision", "no")}
+    now = {"config": asdict(run.config), "data": run.fingerprint, "generator": dict(gen.generator_options),
+           "precision": run.precision.precision}
     now = json.loads(json.dumps(now))  # tuples -> lists
     saved = json.loads(json.dumps(saved))  # the state may keep tuples as tuples
     if saved != now:
@@ -318,6 +331,7 @@ def _restore(gen: Generator, optimizers: list[torch.optim.Optimizer], state: dic
     for opt, opt_state in zip(optimizers, saved_opts):
         opt.load_state_dict(opt_state)
     torch.set_rng_state(state["torch_rng"])
+    run.precision.load_state_dict(state.get("precision") or {})
     first_step = int(state["step"])
     run.gate_checks = list(state.get("gate_checks") or [])
     run.stopped_early_at = state.get("stopped_early_at")
@@ -347,8 +361,10 @@ def _train_step(gen: Generator, batch: Any, optimizers: list[torch.optim.Optimiz
     # distinct across the processes that share a batch
     torch.manual_seed((config.seed * 1_000_003 + step) * 1009 + run.rank)
     stepper = OptimizerStep(gen.generator_name or type(gen).__name__, run.accelerator, step, config.lr, run.out,
-                            world=run.world)
-    losses = gen.training_step(images, labels.to(device).long(), optimizers, stepper)
+                            world=run.world, precision=run.precision)
+    with run.precision.autocast():
+        losses = gen.training_step(images, labels.to(device).long(), optimizers, stepper)
+    run.precision.update()
     values = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in losses.items()}
     if not all(math.isfinite(v) for v in values.values()):
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
@@ -373,18 +389,29 @@ def _save_progress(gen: Generator, optimizers: list[torch.optim.Optimizer], step
                                     "generator": gen.config_dict()["options"], "model": gen.state_dict(),
                                     "optimizers": [opt.state_dict() for opt in optimizers],
                                     "torch_rng": torch.get_rng_state(), "seconds": gen.training_record["seconds"],
-                                    **run.gate_state()})
+                                    **run.gate_state(), **_precision_state(run.precision)})
         gen.save(out / "checkpoint")
+
+
+def _precision_state(precision: Precision) -> dict[str, Any]:
+    """The precision's part of the resume state: nothing for float32 (states stay as they were before mixed
+    precision existed), else the precision and the fp16 loss scale."""
+    return {} if precision.precision == "no" else {"precision": precision.state_dict()}
 
 
 class OptimizerStep:
     """The ``step(optimizer, loss, name)`` given to ``Generator.training_step``: checks that the loss is
-    finite, zeroes, back-propagates (through ``accelerator`` when given), averages gradients across
-    processes, checks that they are finite, and steps. Raises ``NonFiniteLossError`` before any update."""
+    finite, zeroes, back-propagates (outside autocast; scaled under fp16), averages gradients across
+    processes, unscales them, checks that they are finite, and steps. Raises ``NonFiniteLossError`` before any
+    update; under fp16 an overflow of the scaled gradients skips the step instead (the scaler lowers its scale).
+
+    Backward does not go through ``accelerator.backward``: the generators are not ``prepare``d, and under fp16 the
+    Accelerator would scale a loss whose gradients nothing unscales; ``precision`` does both."""
 
     def __init__(self, model_name: str = "generator", accelerator: Any = None, step: int = 0, lr: float | None = None,
-                 out: Path | None = None, world: int | None = None) -> None:
+                 out: Path | None = None, world: int | None = None, precision: Precision | None = None) -> None:
         self.model_name, self.accelerator, self.step, self.lr, self.out = model_name, accelerator, step, lr, out
+        self.precision = precision if precision is not None else Precision()
         # processes whose gradients are averaged (default: all of the accelerator's)
         self.world = world if world is not None else (accelerator.num_processes if accelerator is not None else 1)
         self.calls = 0
@@ -396,10 +423,7 @@ class OptimizerStep:
             raise NonFiniteLossError(f"{name_}: at step {self.step} the {name} is {value}, not finite{_kept(self.out)}. "
                                      f"{self._hint()}")
         optimizer.zero_grad(set_to_none=True)
-        if self.accelerator is not None:
-            self.accelerator.backward(loss)
-        else:
-            loss.backward()
+        self.precision.backward(loss)
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         world = self.world
         if world > 1:
@@ -408,11 +432,12 @@ class OptimizerStep:
             for p in params:
                 dist.all_reduce(p.grad)
                 p.grad.div_(world)
+        self.precision.unscale(optimizer)
         grad_norm = float(torch.stack([p.grad.detach().float().norm() for p in params]).sum()) if params else 0.0
-        if not math.isfinite(grad_norm):
+        if not math.isfinite(grad_norm) and not self.precision.skips_overflow:
             raise NonFiniteLossError(f"{name_}: at step {self.step} the gradients of the {name} are not finite "
                                      f"({name} {value}){_kept(self.out)}.{self._hint()}")
-        optimizer.step()
+        self.precision.step(optimizer)
         self.calls += 1
 
     def _hint(self) -> str:
@@ -468,7 +493,7 @@ def _adopt_class_names(gen: Generator, dataset: Dataset) -> None:
 
 
 def _record_base(gen: Generator, dataset: Dataset, name: str | None, fingerprint: dict[str, Any],
-                 config: GeneratorTrainConfig) -> dict[str, Any]:
+                 config: GeneratorTrainConfig, precision: str = "no") -> dict[str, Any]:
     """The training record's parts that are fixed for a run: what data, what geometry, what settings."""
     from .. import __version__
 
@@ -482,7 +507,8 @@ def _record_base(gen: Generator, dataset: Dataset, name: str | None, fingerprint
             "fingerprint": fingerprint["sha256"] if known else None,
             "num_classes": gen.num_classes, "image_size": gen.image_size, "channels": gen.channels,
             "planned_steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "seed": config.seed,
-            "synthaug_version": __version__}
+            # what the seconds were measured with: the precision and the threads of this process
+            "mixed_precision": precision, "threads": torch.get_num_threads(), "synthaug_version": __version__}
 
 
 def _truncate_log(path: Path, step: int) -> None:
