@@ -2,6 +2,8 @@
 
     python benchmarks/throughput.py                    # every registered generator at 32 and 64 px
     python benchmarks/throughput.py --plugin           # classifier training: real only vs SyntheticDataset vs SyntheticMix
+    python benchmarks/throughput.py --precision --sizes 32 --steps 5 --repeats 3 --json PATH   # fp32 vs bf16
+    python benchmarks/throughput.py --recipes configs/convergence.yaml --steps 5 --repeats 3   # s/step per recipe
 
 Prints a table and writes JSON (``--json``). Untrained models: only the speed matters here.
 """
@@ -65,6 +67,105 @@ def generator_throughput(sizes: list[int], batch_size: int, steps: int, names: l
             print(f"{name:12s} {size:3d}px  train {n / train_s:8.0f} img/s ({train_s / steps:6.3f} s/step)   "
                   f"sample {batch_size * batches / sample_s:8.0f} img/s", flush=True)
     return rows
+
+
+# --------------------------------------------------------------------------- precision
+def _min_step_seconds(step, *, warmup: int, steps: int, arms: list, repeats: int) -> dict:
+    """For each arm (a context factory), the fastest of ``repeats`` timings of ``steps`` steps, arms alternating
+    within each repeat so that drift in the machine's speed hits them alike (their ratio is the measurement)."""
+    best = {}
+    for arm, context in arms:
+        with context():
+            _timed_steps(step, warmup, 0)
+    for _ in range(repeats):
+        for arm, context in arms:
+            with context():
+                best[arm] = min(best.get(arm, float("inf")), _timed_steps(step, 0, steps) / steps)
+    return best
+
+
+def precision_throughput(names: list[str] | None, *, size: int, batch_size: int, steps: int, warmup: int,
+                         repeats: int, sample_batches: int) -> list[dict]:
+    """Training seconds per step and sampling images/s of each generator (default options) in float32 and under
+    bf16 autocast, alternating in one process; ddpm samples with DPM-Solver++(2M) at 20 steps, guidance 1."""
+    from synthaug.generators.precision import Precision
+
+    rows = []
+    for name in names or list_generators():
+        if name.endswith("-tiny"):
+            continue
+        torch.manual_seed(0)
+        gen = create_generator(name, num_classes=2, image_size=size, channels=3)
+        if name == "ddpm":
+            gen.sampler, gen.sample_steps = "dpmpp-2m", 20
+        optimizers = gen.configure_optimizers(1e-4)
+        x, y = torch.rand(batch_size, 3, size, size), torch.arange(batch_size) % 2
+        precisions = {p: Precision(p) for p in ("no", "bf16")}
+
+        def arm(p):
+            def step():
+                gen.train()
+                with precisions[p].autocast():
+                    gen.training_step(x, y, optimizers, OptimizerStep(name, precision=precisions[p]))
+                precisions[p].update()
+            return step
+
+        row = {"generator": name, "image_size": size, "batch_size": batch_size, "threads": torch.get_num_threads()}
+        for p in precisions:  # alternate the two precisions, one timing of each per repeat
+            row[f"train_step_s_{p}"] = float("inf")
+        for rep in range(repeats):
+            for p in precisions:
+                _timed_steps(arm(p), warmup if rep == 0 else 0, 0)
+                row[f"train_step_s_{p}"] = min(row[f"train_step_s_{p}"], _timed_steps(arm(p), 0, steps) / steps)
+        for p in precisions:
+            gen.mixed_precision = p
+            secs = _timed_steps(lambda: gen.sample(batch_size), 1, sample_batches)
+            row[f"sample_images_per_s_{p}"] = batch_size * sample_batches / secs
+        gen.mixed_precision = "no"
+        row["train_speedup_bf16"] = row["train_step_s_no"] / row["train_step_s_bf16"]
+        row["sample_speedup_bf16"] = row["sample_images_per_s_bf16"] / row["sample_images_per_s_no"]
+        rows.append(row)
+        print(f"{name:12s} train {row['train_step_s_no']:.3f} -> {row['train_step_s_bf16']:.3f} s/step "
+              f"(x{row['train_speedup_bf16']:.2f}); sample {row['sample_images_per_s_no']:.0f} -> "
+              f"{row['sample_images_per_s_bf16']:.0f} img/s (x{row['sample_speedup_bf16']:.2f})", flush=True)
+    return rows
+
+
+def recipe_step_seconds(config: str, *, steps: int, warmup: int, repeats: int) -> dict:
+    """Seconds per training step of each variant of a ``benchmarks/convergence.py`` config (its options, batch
+    size and precision), the variants alternating in one process: what converts its steps into minutes."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from convergence import _generator_config, load_config
+
+    from synthaug.generators.precision import Precision
+
+    cfg = load_config(Path(config))
+    steppers = {}
+    for name in cfg.variants:
+        gcfg = _generator_config(cfg, name)
+        torch.manual_seed(0)
+        gen = create_generator("ddpm", num_classes=2, image_size=cfg.image_size, channels=3, **gcfg.generator.options)
+        opts = gen.configure_optimizers(gcfg.generator.train.lr)
+        bs = gcfg.generator.train.batch_size
+        x, y = torch.rand(bs, 3, cfg.image_size, cfg.image_size), torch.arange(bs) % 2
+        prec = Precision(gcfg.generator.train.mixed_precision or "no")
+
+        def step(gen=gen, opts=opts, x=x, y=y, prec=prec, name=name):
+            with prec.autocast():
+                gen.training_step(x, y, opts, OptimizerStep(name, precision=prec))
+            prec.update()
+        steppers[name] = (step, prec.precision)
+    best = {name: float("inf") for name in steppers}
+    for rep in range(repeats):
+        for name, (step, _) in steppers.items():
+            _timed_steps(step, warmup if rep == 0 else 0, 0)
+            best[name] = min(best[name], _timed_steps(step, 0, steps) / steps)
+    out = {name: {"seconds_per_step": round(best[name], 4), "mixed_precision": steppers[name][1],
+                  "threads": torch.get_num_threads(), "steps_timed": steps, "repeats": repeats}
+           for name in steppers}
+    for name, row in out.items():
+        print(f"{name:20s} {row['seconds_per_step']:.3f} s/step ({row['mixed_precision']}, {row['threads']} threads)")
+    return out
 
 
 # --------------------------------------------------------------------------- plugin
@@ -174,11 +275,38 @@ def main(argv=None) -> int:
     p.add_argument("--sample-batches", type=int, help="timed sampling batches per generator (default: --steps); "
                    "ddpm samples slowly: 1-2 is enough")
     p.add_argument("--repeats", type=int, default=3, help="--plugin: interleaved repeats per arm")
+    p.add_argument("--precision", action="store_true", help="float32 against bf16 autocast, per generator, at the "
+                   "first of --sizes (training s/step and sampling images/s, alternating in one process)")
+    p.add_argument("--recipes", metavar="CONFIG", help="seconds per training step of each variant of a "
+                   "benchmarks/convergence.py config (writes step_seconds.json into its docs_dir)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     env = {"torch": torch.__version__, "synthaug": synthaug.__version__, "python": platform.python_version(),
            "threads": torch.get_num_threads(), "machine": platform.machine()}
-    if args.plugin:
+    if args.recipes:
+        from convergence import load_config
+
+        result = {"step_seconds": recipe_step_seconds(args.recipes, steps=args.steps, warmup=args.warmup,
+                                                      repeats=args.repeats)}
+        docs = Path(__file__).resolve().parents[1] / load_config(Path(args.recipes)).docs_dir
+        docs.mkdir(parents=True, exist_ok=True)
+        (docs / "step_seconds.json").write_text(json.dumps({**result, "environment": env}, indent=1) + "\n")
+        print(f"wrote {docs / 'step_seconds.json'}")
+    elif args.precision:
+        names = [n.strip() for n in args.generators.split(",")] if args.generators else None
+        rows = precision_throughput(names, size=int(args.sizes.split(",")[0]), batch_size=args.batch_size,
+                                    steps=args.steps, warmup=args.warmup, repeats=args.repeats,
+                                    sample_batches=args.sample_batches or 2)
+        print(f"\nfloat32 against bf16 autocast: batch {args.batch_size}, min over {args.repeats} alternating repeats of "
+              f"{args.steps} steps, {torch.get_num_threads()} threads\n")
+        print("| generator | train s/step fp32 | bf16 | speed-up | sample img/s fp32 | bf16 | speed-up |\n"
+              "|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['generator']} | {r['train_step_s_no']:.3f} | {r['train_step_s_bf16']:.3f} | "
+                  f"{r['train_speedup_bf16']:.2f}x | {r['sample_images_per_s_no']:.0f} | "
+                  f"{r['sample_images_per_s_bf16']:.0f} | {r['sample_speedup_bf16']:.2f}x |")
+        result = {"precision": rows}
+    elif args.plugin:
         result = {"plugin": plugin_throughput(image_size=args.image_size, batch_size=args.batch_size,
                                               workers=args.workers, steps=args.steps, warmup=args.warmup,
                                               repeats=args.repeats)}

@@ -25,14 +25,16 @@ class TrainConfig:
 GATE_IMAGES = 2000
 
 
-def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, accelerator=None):
+def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, accelerator=None,
+                      stop_when=None):
     """Train the generator of ``cfg`` on the training patients of its split into ``out_dir``; returns it.
 
     What ``synthaug train`` runs: loads the data (split by patient, ``train_fraction`` of the training
     patients), seeds the initial weights from ``cfg.seed``, records the options and the split in
     ``training_options.json`` and trains (``resume=True`` continues ``out_dir/resume``). With
     ``generator.train.gate_every`` (``--gate-every``) training stops once the quality gate (default thresholds)
-    passes on CAS of the split's validation patients (``GateStopper``, ``GATE_IMAGES`` synthetic images at most).
+    passes on CAS of the split's validation patients (``GateStopper``, ``GATE_IMAGES`` synthetic images at most);
+    ``stop_when`` replaces that stopper (e.g. one that only records, as ``benchmarks/convergence.py`` uses).
     """
     import torch
     from accelerate import Accelerator
@@ -58,8 +60,7 @@ def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = F
         if splits.info.get("skipped_files"):
             atomic_write_text(out_dir / "skipped_files.txt", "\n".join(splits.info["skipped_files"]) + "\n")
     train_cfg = GeneratorTrainConfig(**{**to_dict(cfg.generator.train), "seed": cfg.seed})
-    stop_when = None
-    if train_cfg.gate_every:
+    if train_cfg.gate_every and stop_when is None:
         from .quality import GateStopper
 
         # the validation patients of this split decide; the real-trained reference is kept beside the run
