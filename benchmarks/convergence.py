@@ -68,7 +68,7 @@ def load_config(path: Path) -> ConvergenceConfig:
     return ConvergenceConfig(**raw)
 
 
-def _generator_config(cfg: ConvergenceConfig, name: str):
+def generator_config(cfg: ConvergenceConfig, name: str):
     """The preset with the variant's changes, as ``synthaug train`` would resolve it."""
     from synthaug.config import load_config as load_yaml_config
     from synthaug.train import TrainConfig
@@ -136,7 +136,7 @@ def run_variant(cfg: ConvergenceConfig, name: str) -> None:
     from synthaug.quality import GateConfig, GateStopper
     from synthaug.train import train_from_config
 
-    gen_cfg = _generator_config(cfg, name)
+    gen_cfg = generator_config(cfg, name)
     out = ROOT / cfg.out_dir / name
     resume = (out / "resume").exists()
     if (out / "checkpoint").exists() and not resume:
@@ -156,7 +156,7 @@ def sampler_table(cfg: ConvergenceConfig, name: str, settings: list[dict]) -> li
     from synthaug.generators import load_generator
     from synthaug.quality import GateConfig, GateStopper
 
-    gen_cfg = _generator_config(cfg, name)
+    gen_cfg = generator_config(cfg, name)
     checkpoint = ROOT / cfg.out_dir / name / "checkpoint"
     if not checkpoint.exists():
         raise SystemExit(f"convergence: {checkpoint} does not exist; train the variant first (--variants {name})")

@@ -135,14 +135,14 @@ def recipe_step_seconds(config: str, *, steps: int, warmup: int, repeats: int) -
     """Seconds per training step of each variant of a ``benchmarks/convergence.py`` config (its options, batch
     size and precision), the variants alternating in one process: what converts its steps into minutes."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from convergence import _generator_config, load_config
+    from convergence import generator_config, load_config
 
     from synthaug.generators.precision import Precision
 
     cfg = load_config(Path(config))
     steppers = {}
     for name in cfg.variants:
-        gcfg = _generator_config(cfg, name)
+        gcfg = generator_config(cfg, name)
         torch.manual_seed(0)
         gen = create_generator("ddpm", num_classes=2, image_size=cfg.image_size, channels=3, **gcfg.generator.options)
         opts = gen.configure_optimizers(gcfg.generator.train.lr)
