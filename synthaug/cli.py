@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config, to_dict
+from .cli_evaluate import THOROUGH_COST, cas_options, cas_setting
 from .cli_labels import LABELS_HELP, class_text, parse_labels
 from .failures import EXIT_INTERRUPTED, REPORTED, CommandStopped, exit_code
 from .train import REQUIRED_KEYS, TrainConfig, check_train_config, train_from_config
@@ -158,13 +159,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(f"warning: no training_options.json next to {trained_from or args.pool}: cannot check that the generator "
               "was trained on this split's training patients only", file=sys.stderr)
-    result = evaluate_generator(source, splits, n=args.n, seed=args.seed, cas=not args.no_cas,
-                                cas_images=args.cas_images, out_dir=args.out, cache_dir=args.cache,
-                                dataset_key=args.data, gate=gate,
-                                recipe={k: v for k, v in (("model", args.classifier), ("steps", args.classifier_steps))
-                                        if v is not None},
-                                **{k: v for k, v in (("cas_seeds", args.cas_seeds), ("cas_epochs", args.cas_epochs))
-                                   if v is not None})
+    from .progress import stage_lines
+
+    cas = cas_options(args)
+    if not args.no_cas:
+        print(cas_setting(**cas, train_images=len(splits.train), steps=args.classifier_steps), flush=True)
+    with stage_lines("evaluate"):
+        result = evaluate_generator(source, splits, n=args.n, seed=args.seed, cas=not args.no_cas, out_dir=args.out,
+                                    cache_dir=args.cache, dataset_key=args.data, gate=gate, **cas,
+                                    recipe={k: v for k, v in (("model", args.classifier),
+                                                              ("steps", args.classifier_steps)) if v is not None})
     print(format_report(result))  # with the gate's verdict; rejected or not, the command succeeds
     print(f"\nwrote {Path(args.out) / 'quality.json'}, memorization_pairs.png and nearest_train.csv")
     return 0
@@ -382,10 +386,16 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--n", type=int, default=1000, help="synthetic images for FID, KID, precision/recall, memorization")
     ev.add_argument("--out", required=True, help="folder for quality.json, memorization_pairs.png, nearest_train.csv")
     ev.add_argument("--no-cas", action="store_true", help="skip CAS (it trains a classifier on synthetic images)")
-    ev.add_argument("--cas-images", type=int, help="synthetic images for CAS (default: as many as training images)")
+    ev.add_argument("--thorough", action="store_true",
+                    help="CAS as the gate's thresholds were set: as many synthetic images as real training images and "
+                         f"every classifier 10 epochs ({THOROUGH_COST}; the default, quick setting took 4 min: 2000 "
+                         "synthetic images, 300 steps per classifier)")
+    ev.add_argument("--cas-images", type=int, help="synthetic images for CAS (default: 2000; --thorough: as many as "
+                                                   "training images)")
     ev.add_argument("--cas-seeds", type=int, help="classifiers per CAS side, paired by seed (default: 3)")
     ev.add_argument("--cas-epochs", type=float, help="passes over its training images of each CAS classifier, at "
-                                                     "least --classifier-steps (default: 10)")
+                                                     "least --classifier-steps (default: none, the steps alone; "
+                                                     "--thorough: 10)")
     ev.add_argument("--gate", action="store_true",
                     help="quality gate: reject the generator when its CAS ratio or its weakest class's recall ratio "
                          "(on validation patients) is below the thresholds; printed and recorded in quality.json")

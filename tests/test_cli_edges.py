@@ -147,3 +147,35 @@ def test_ctrl_c_before_anything_is_saved_says_to_start_again(tmp_path, monkeypat
     err = capsys.readouterr().err.strip()
     assert "nothing was saved" in err and err.endswith(f"start again: synthaug train --config {cfg} --out "
                                                       f"{tmp_path / 'run'}")
+
+
+# --------------------------------------------------------------------------- evaluate: quick by default, with progress
+def test_evaluate_is_quick_by_default_and_thorough_one_flag_away():
+    from synthaug.cli import build_parser
+    from synthaug.cli_evaluate import QUICK_CAS_IMAGES, cas_options, cas_setting
+
+    base = ["evaluate", "--checkpoint", "c", "--out", "q"]
+    parse = build_parser().parse_args
+    assert cas_options(parse(base)) == {"cas_images": QUICK_CAS_IMAGES, "cas_seeds": 3, "cas_epochs": None}
+    assert cas_options(parse([*base, "--thorough"])) == {"cas_images": None, "cas_seeds": 3, "cas_epochs": 10.0}
+    assert cas_options(parse([*base, "--thorough", "--cas-seeds", "2", "--cas-images", "500"]))["cas_images"] == 500
+    quick = cas_setting(**cas_options(parse(base)), train_images=18141)
+    assert "2000 synthetic images, 300 steps" in quick and "--thorough trains each on 18141 images for 2835 steps" in quick
+    assert "--thorough" not in cas_setting(**cas_options(parse([*base, "--thorough"])), train_images=18141)
+
+
+def test_evaluate_prints_its_setting_and_a_line_per_stage(tmp_path, data_root, capsys):
+    import numpy as np
+
+    from synthaug import SyntheticPool
+
+    labels = np.repeat([0, 1], 20)
+    SyntheticPool(np.zeros((40, 3, 16, 16), np.uint8), labels, 2, {"kind": "test"}).save(tmp_path / "pool")
+    assert main(["evaluate", "--pool", str(tmp_path / "pool"), "--root", str(data_root), "--image-size", "16",
+                 "--train-fraction", "0.05", "--n", "20", "--out", str(tmp_path / "q"), "--cache",
+                 str(tmp_path / "cache"), "--classifier-steps", "2", "--cas-seeds", "1", "--cas-images", "20"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("CAS: 1 seed(s) x (a classifier on 20 synthetic images, 2 steps")
+    stages = [line for line in captured.err.splitlines() if line.startswith("[evaluate ")]
+    assert [s.split(". ", 1)[1] for s in stages] == ["feature extractor (2 steps)", "sampling", "features", "fidelity",
+                                                     "memorization", "cas", "CAS: synthetic only, seed 0 (2 steps)"]
