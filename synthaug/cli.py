@@ -50,6 +50,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
 
     from .generators import load_generator
@@ -68,14 +69,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         print(f"wrote pool {args.pool} ({args.n} images, {counts}); use it as SyntheticDataset({args.pool!r}, ...) or "
               f"SyntheticMix({args.pool!r})")
         images = torch.from_numpy(pool.images[: min(args.n, 64)])
+        grid_labels = torch.as_tensor(np.asarray(pool.labels[: min(args.n, 64)]))
     else:
-        images = gen.sample(args.n, labels, generator=torch.Generator().manual_seed(args.seed))
+        grid_labels = gen.check_labels(args.n, labels)  # what sample() draws: one row (or more) per class
+        images = gen.sample(args.n, grid_labels, generator=torch.Generator().manual_seed(args.seed))
     if args.grid:
-        save_grid(images, args.grid, nrow=args.nrow)
+        save_grid(images, args.grid, nrow=args.nrow, labels=grid_labels, class_names=gen.class_names)
         print(f"wrote {args.grid} ({args.n} samples of {gen.generator_name})")
     if args.output:
-        import numpy as np
-
         np.save(args.output, images.numpy())
         print(f"wrote {args.output} (uint8 {tuple(images.shape)})")
     if not args.grid and not args.output and not args.pool:
