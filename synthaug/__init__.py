@@ -17,14 +17,15 @@ __version__ = "0.1.0"
 
 from .data import load_dataset  # noqa: E402
 from .edits import EditSource  # noqa: E402
-from .generators import create_generator, list_generators, load_generator, register_generator  # noqa: E402
+from .generators import (Generator, create_generator, list_generators, load_generator,  # noqa: E402
+                         register_generator)
 from .pool import SyntheticPool, load_pool  # noqa: E402
 from .quality import ClassifierFilter  # noqa: E402
 from .strategies import TeacherLabels  # noqa: E402
 from .quotas import ClassQuotas  # noqa: E402
 from .synthetic import SyntheticDataset  # noqa: E402
 
-__all__ = ["__version__", "load_dataset", "create_generator", "list_generators", "load_generator",
+__all__ = ["__version__", "load_dataset", "Generator", "create_generator", "list_generators", "load_generator",
            "register_generator", "SyntheticDataset", "ClassQuotas", "SyntheticPool", "load_pool",
            "ClassifierFilter", "SyntheticMix", "EditSource", "TeacherLabels"]
 

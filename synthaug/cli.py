@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config, to_dict
-from .train import TrainConfig, train_from_config
+from .cli_evaluate import THOROUGH_COST, cas_options, cas_setting
+from .cli_labels import LABELS_HELP, class_text, parse_labels
+from .failures import EXIT_INTERRUPTED, REPORTED, CommandStopped, exit_code
+from .train import REQUIRED_KEYS, TrainConfig, check_train_config, train_from_config
 
 
 def _data_overrides(args: argparse.Namespace) -> list[str]:
@@ -27,68 +30,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     path = config_file(config=args.config, preset=args.preset, kind="generators")
     gate = [] if args.gate_every is None else [f"generator.train.gate_every={args.gate_every}"]
-    cfg = load_config(TrainConfig, path, [*args.set, *_data_overrides(args), *gate])
+    cfg = load_config(TrainConfig, path, [*args.set, *_data_overrides(args), *gate], required=REQUIRED_KEYS)
+    check_train_config(cfg)
     out_dir = Path(args.out or cfg.out_dir.format(generator=cfg.generator.name, data=dataset_short_name(cfg.data.name),
                                                   seed=cfg.seed))
     if args.dry_run:
-        print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir)}, indent=2))
+        print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir), "config_file": str(path)}, indent=2))
         return 0
     from accelerate import Accelerator
 
+    from .train import train_reporting_stops
+
     accelerator = Accelerator()
-    train_from_config(cfg, out_dir, resume=args.resume, accelerator=accelerator)
+    train_reporting_stops(cfg, out_dir, resume=args.resume, accelerator=accelerator,
+                          command=(getattr(args, "prog", "synthaug"), getattr(args, "argv", [])))
     if accelerator.is_main_process:
         print(f"checkpoint: {out_dir / 'checkpoint'}\nsamples:    {out_dir / 'samples.png'}")
     return 0
 
 
-LABELS_HELP = ("class for all samples, or one per sample, by name or id: Parasitized, or Parasitized,Uninfected,0 "
-               "(names: those the checkpoint records)")
-
-
-def _label_tokens(text: str, names: list[str]) -> list[str]:
-    """``--labels`` split at commas, keeping a class name that holds commas ("normal, benign") whole."""
-    with_commas = {name.strip().casefold() for name in names if "," in name}
-    pieces, tokens, i = text.split(","), [], 0
-    while i < len(pieces):
-        # the longest run of pieces that spells such a name, else one piece
-        j = next((j for j in range(len(pieces), i + 1, -1)
-                  if ",".join(pieces[i:j]).strip().casefold() in with_commas), i + 1)
-        tokens.append(",".join(pieces[i:j]).strip())
-        i = j
-    return [t for t in tokens if t]
-
-
-def _parse_labels(text: str | None, n: int, gen):
-    """The labels of ``--labels`` (class names or ids, one for all ``n`` samples or one each) for ``gen``."""
-    import torch
-
-    if text is None:
-        return None
-    tokens = _label_tokens(text, gen.class_names or [])
-    if not tokens:
-        raise ConfigError(f"--labels {text!r}: give class names or ids separated by commas, e.g. "
-                          f"{','.join(gen.class_names or ['0', '1'])}")
-    values = gen.class_ids(tokens, what="--labels")
-    if len(values) == 1:
-        values = values * n
-    if len(values) != n:
-        raise ConfigError(f"--labels: {len(values)} labels for --n {n}; give one label or exactly n")
-    return torch.tensor(values, dtype=torch.long)
-
-
-def _class_text(gen, c: int) -> str:
-    return repr(gen.class_names[c]) if gen.class_names else f"class {c}"
-
-
 def _cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
 
     from .generators import load_generator
     from .viz import save_grid
 
     gen = load_generator(args.checkpoint)
-    labels = _parse_labels(args.labels, args.n, gen)
+    labels = parse_labels(args.labels, args.n, gen)
     if args.pool:
         from .pool import generate_pool
 
@@ -96,18 +65,18 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         pool = generate_pool(gen, pool_labels, seed=args.seed)
         pool.meta["checkpoint"] = str(Path(args.checkpoint).resolve())
         pool.save(args.pool)
-        counts = ", ".join(f"{_class_text(gen, c)}: {int((pool.labels == c).sum())}" for c in range(gen.num_classes))
+        counts = ", ".join(f"{class_text(gen, c)}: {int((pool.labels == c).sum())}" for c in range(gen.num_classes))
         print(f"wrote pool {args.pool} ({args.n} images, {counts}); use it as SyntheticDataset({args.pool!r}, ...) or "
               f"SyntheticMix({args.pool!r})")
         images = torch.from_numpy(pool.images[: min(args.n, 64)])
+        grid_labels = torch.as_tensor(np.asarray(pool.labels[: min(args.n, 64)]))
     else:
-        images = gen.sample(args.n, labels, generator=torch.Generator().manual_seed(args.seed))
+        grid_labels = gen.check_labels(args.n, labels)  # what sample() draws: one row (or more) per class
+        images = gen.sample(args.n, grid_labels, generator=torch.Generator().manual_seed(args.seed))
     if args.grid:
-        save_grid(images, args.grid, nrow=args.nrow)
+        save_grid(images, args.grid, nrow=args.nrow, labels=grid_labels, class_names=gen.class_names)
         print(f"wrote {args.grid} ({args.n} samples of {gen.generator_name})")
     if args.output:
-        import numpy as np
-
         np.save(args.output, images.numpy())
         print(f"wrote {args.output} (uint8 {tuple(images.shape)})")
     if not args.grid and not args.output and not args.pool:
@@ -120,10 +89,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_image_folder
     from .generators import load_generator
 
-    check_int(args.n, "--n", "export", hint="the number of images to write, e.g. 1000")
-    check_int(args.batch_size, "--batch-size", "export", hint="images sampled at once, e.g. 256")
+    try:
+        check_int(args.n, "--n", "export", hint="the number of images to write, e.g. 1000")
+        check_int(args.batch_size, "--batch-size", "export", hint="images sampled at once, e.g. 256")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     gen = load_generator(args.checkpoint)
-    labels = _parse_labels(args.labels, args.n, gen)
+    labels = parse_labels(args.labels, args.n, gen)
     manifest = export_image_folder(gen, args.out, n=args.n, labels=labels, seed=args.seed, batch_size=args.batch_size,
                                    overwrite=args.overwrite, source=str(Path(args.checkpoint).resolve()))
     counts = ", ".join(f"{folder}/: {k}" for folder, k in manifest["counts"].items())
@@ -188,13 +160,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(f"warning: no training_options.json next to {trained_from or args.pool}: cannot check that the generator "
               "was trained on this split's training patients only", file=sys.stderr)
-    result = evaluate_generator(source, splits, n=args.n, seed=args.seed, cas=not args.no_cas,
-                                cas_images=args.cas_images, out_dir=args.out, cache_dir=args.cache,
-                                dataset_key=args.data, gate=gate,
-                                recipe={k: v for k, v in (("model", args.classifier), ("steps", args.classifier_steps))
-                                        if v is not None},
-                                **{k: v for k, v in (("cas_seeds", args.cas_seeds), ("cas_epochs", args.cas_epochs))
-                                   if v is not None})
+    from .progress import stage_lines
+
+    cas = cas_options(args)
+    if not args.no_cas:
+        print(cas_setting(**cas, train_images=len(splits.train), steps=args.classifier_steps), flush=True)
+    with stage_lines("evaluate"):
+        result = evaluate_generator(source, splits, n=args.n, seed=args.seed, cas=not args.no_cas, out_dir=args.out,
+                                    cache_dir=args.cache, dataset_key=args.data, gate=gate, **cas,
+                                    recipe={k: v for k, v in (("model", args.classifier),
+                                                              ("steps", args.classifier_steps)) if v is not None})
     print(format_report(result))  # with the gate's verdict; rejected or not, the command succeeds
     print(f"\nwrote {Path(args.out) / 'quality.json'}, memorization_pairs.png and nearest_train.csv")
     return 0
@@ -210,7 +185,10 @@ def _evaluate_gate(args: argparse.Namespace):
         raise ConfigError("--gate judges CAS: drop --no-cas")
     min_ratio = DEFAULT_MIN_RATIO if args.min_ratio is None else args.min_ratio
     min_class_ratio = DEFAULT_MIN_CLASS_RATIO if args.min_class_ratio is None else args.min_class_ratio
-    check_gate_options(min_ratio, min_class_ratio, owner="evaluate --gate")
+    try:
+        check_gate_options(min_ratio, min_class_ratio, owner="evaluate --gate")
+    except ValueError as err:  # a usage error
+        raise ConfigError(str(err)) from None
     return GateConfig(min_ratio=min_ratio, min_class_ratio=min_class_ratio)
 
 
@@ -238,7 +216,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     from .generators import load_generator
 
     if args.images < 2:
-        raise ValueError(f"--images {args.images}: the directions need at least 2 training images (e.g. 512)")
+        raise ConfigError(f"--images {args.images}: the directions need at least 2 training images (e.g. 512)")
     gen = load_generator(args.checkpoint)
     images = labels = classes = None
     if args.data:
@@ -272,10 +250,22 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _regex(text: str) -> str:
+    """``--group-pattern``: a regular expression, refused by argparse (a usage error) when it does not compile."""
+    import re
+
+    try:
+        re.compile(text)
+    except re.error as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid regular expression ({err}); give one whose first "
+                                         r"group is the patient id, e.g. '^(P\d+)_'") from None
+    return text
+
+
 def _add_data_options(parser: argparse.ArgumentParser, *, channels: bool = True, prefix: str = "") -> None:
     """The options of a folder data set, wherever a command loads one."""
     where = f" (config: {prefix}group_pattern)" if prefix else ""
-    parser.add_argument("--group-pattern", metavar="REGEX",
+    parser.add_argument("--group-pattern", metavar="REGEX", type=_regex,
                         help="folder data sets: a regex whose first group, searched in each file name, is the patient "
                              r"id, e.g. '^(P\d+)_'; without it every image is its own patient" + where)
     if channels:
@@ -397,10 +387,16 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--n", type=int, default=1000, help="synthetic images for FID, KID, precision/recall, memorization")
     ev.add_argument("--out", required=True, help="folder for quality.json, memorization_pairs.png, nearest_train.csv")
     ev.add_argument("--no-cas", action="store_true", help="skip CAS (it trains a classifier on synthetic images)")
-    ev.add_argument("--cas-images", type=int, help="synthetic images for CAS (default: as many as training images)")
+    ev.add_argument("--thorough", action="store_true",
+                    help="CAS as the gate's thresholds were set: as many synthetic images as real training images and "
+                         f"every classifier 10 epochs ({THOROUGH_COST}; the default, quick setting took 4 min: 2000 "
+                         "synthetic images, 300 steps per classifier)")
+    ev.add_argument("--cas-images", type=int, help="synthetic images for CAS (default: 2000; --thorough: as many as "
+                                                   "training images)")
     ev.add_argument("--cas-seeds", type=int, help="classifiers per CAS side, paired by seed (default: 3)")
     ev.add_argument("--cas-epochs", type=float, help="passes over its training images of each CAS classifier, at "
-                                                     "least --classifier-steps (default: 10)")
+                                                     "least --classifier-steps (default: none, the steps alone; "
+                                                     "--thorough: 10)")
     ev.add_argument("--gate", action="store_true",
                     help="quality gate: reject the generator when its CAS ratio or its weakest class's recall ratio "
                          "(on validation patients) is below the thresholds; printed and recorded in quality.json")
@@ -452,8 +448,8 @@ def _add_list_command(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=_cmd_list)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="synthaug", description="Synthetic data augmentation for medical images.")
+def build_parser(prog: str = "synthaug") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Synthetic data augmentation for medical images.")
     p.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = p.add_subparsers(dest="cmd", required=True)
     _add_train_command(sub)
@@ -468,13 +464,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, *, prog: str = "synthaug") -> int:
+    """The command line: 0 done, 1 a runtime error, 2 a usage error, 130 Ctrl-C (``synthaug.failures``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(prog).parse_args(argv)
+    args.prog, args.argv = prog, argv  # what the command was, for a message that repeats it
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
-        print(f"synthaug {args.cmd}: error: {err}", file=sys.stderr)
-        return 2
+    except CommandStopped as stop:  # Ctrl-C or a full disk, said in one line by the command that knows its files
+        print(f"{prog} {args.cmd}: {stop}", file=sys.stderr)
+        return stop.code
+    except KeyboardInterrupt:
+        print(f"{prog} {args.cmd}: interrupted (Ctrl-C) before it finished", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except REPORTED as err:
+        print(f"{prog} {args.cmd}: error: {err}", file=sys.stderr)
+        return exit_code(err)
 
 
 if __name__ == "__main__":

@@ -132,8 +132,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(cls: type[T], path: str | os.PathLike | None, overrides: list[str] | None = None) -> T:
-    """Read YAML ``path`` (or start from the defaults when None), apply overrides, validate into ``cls``."""
+def load_config(cls: type[T], path: str | os.PathLike | None, overrides: list[str] | None = None, *,
+                required: tuple[str, ...] = ()) -> T:
+    """Read YAML ``path`` (or start from the defaults when None), apply overrides, validate into ``cls``.
+
+    ``required``: keys (``generator.name`` for a nested one) a config file must give, by itself or with the
+    overrides; a file without them is refused rather than run with the defaults in their place.
+    """
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
@@ -146,7 +151,26 @@ def load_config(cls: type[T], path: str | os.PathLike | None, overrides: list[st
             raise ConfigError(f"{path}: not valid YAML ({err})") from err
         source = str(path)
     data = apply_overrides(data, overrides or [])
+    if path is not None:
+        check_required(data, required, source)
     try:
         return from_dict(cls, data)
     except ConfigError as err:
         raise ConfigError(f"{source}{' with overrides' if overrides else ''}: {err}") from None
+
+
+def _has_key(data: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or data.get(part) is None:
+            return False
+        data = data[part]
+    return True
+
+
+def check_required(data: dict[str, Any], required: tuple[str, ...], source: str) -> None:
+    """Refuse a config (file ``source`` plus its overrides) that lacks keys it must give, naming them."""
+    missing = [key for key in required if not _has_key(data, key)]
+    if missing:
+        what = "is empty" if not data else f"has no {', '.join(missing)}"
+        raise ConfigError(f"{source} {what}: a config must give {', '.join(required)} (nothing runs on defaults "
+                          "alone); start from a preset's file, which `--preset NAME --dry-run` prints as config_file")

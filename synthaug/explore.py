@@ -12,6 +12,7 @@ The server listens on the loopback interface only (127.0.0.1 / ::1): it is a loc
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -205,6 +206,15 @@ fetch("/api/info").then(r => r.json()).then(i => {
 """
 
 
+def query_number(value: Any, name: str, *, kind: type = int) -> Any:
+    """The query parameter ``name`` as an ``int`` (or ``float``); a ``ValueError`` that names it and its value."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"query parameter {name}={value!r} is not {what}; give e.g. {name}=1") from None
+
+
 def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "synthaug-explore"
@@ -234,14 +244,16 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
                 if url.path == "/api/info":
                     return self._send(HTTPStatus.OK, json.dumps(explorer.info()).encode(), "application/json")
                 if url.path == "/api/sample":
-                    label, seed = int(q.pop("label", 0)), int(q.pop("seed", 0))
+                    label, seed = query_number(q.pop("label", 0), "label"), query_number(q.pop("seed", 0), "seed")
                     category = q.pop("category", None)
-                    values = {k: float(v) for k, v in q.items()}
-                    images = explorer.render(label, seed, values, None if category is None else int(category))
+                    values = {k: query_number(v, k, kind=float) for k, v in q.items()}
+                    images = explorer.render(label, seed, values,
+                                             None if category is None else query_number(category, "category"))
                     return self._send(HTTPStatus.OK, png_bytes(images), "image/png")
                 if url.path == "/api/interpolate":
-                    images = explorer.interpolate(int(q.get("label", 0)), int(q.get("a", 0)), int(q.get("b", 1)),
-                                                  int(q.get("steps", 8)))
+                    label, a, b, steps = (query_number(q.get(k, d), k) for k, d in
+                                          (("label", 0), ("a", 0), ("b", 1), ("steps", 8)))
+                    images = explorer.interpolate(label, a, b, steps)
                     return self._send(HTTPStatus.OK, png_bytes(images), "image/png")
                 return self._send(HTTPStatus.NOT_FOUND, f"no page {url.path}".encode(), "text/plain")
             except ValueError as err:
@@ -263,7 +275,13 @@ def make_server(explorer: Explorer, *, host: str = "127.0.0.1", port: int = 0) -
             address_family = socket.AF_INET6
 
         server_cls = V6
-    server = server_cls((host, port), make_handler(explorer))
+    try:
+        server = server_cls((host, port), make_handler(explorer))
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+        raise OSError(f"port {port} on {host} is in use (another explore or server?); give another with --port, "
+                      f"e.g. --port {port + 1}, or --port 0 for any free port") from None
     import ipaddress
 
     if not ipaddress.ip_address(server.server_address[0]).is_loopback:  # e.g. a hosts file mapping localhost away

@@ -86,3 +86,18 @@ def load_state(directory: str | os.PathLike) -> dict[str, Any] | None:
             meta = json.loads((candidate / META).read_text())
             return _join(meta, load_file(str(candidate / TENSORS)))
     return None
+
+
+def saved_step(directory: str | os.PathLike) -> int | None:
+    """The ``step`` a state saved by ``save_state`` records (the previous state if a swap was cut short), read
+    without loading its tensors; None when there is none."""
+    directory = Path(directory)
+    for candidate in (directory, directory.with_name(directory.name + ".old")):
+        if (candidate / META).is_file() and (candidate / TENSORS).is_file():
+            try:
+                meta = json.loads((candidate / META).read_text())
+                step = dict(meta["__dict__"]).get("step")
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            return step if isinstance(step, int) else None
+    return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bench.config import DataConfig, GeneratorConfig
-from .config import to_dict
+from .config import ConfigError, to_dict
 
 
 @dataclass
@@ -18,6 +18,53 @@ class TrainConfig:
     seed: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     out_dir: str = "runs/{generator}-{data}-seed{seed}"
+
+
+#: what a ``synthaug train`` config file must give (an empty file is refused rather than run on the defaults)
+REQUIRED_KEYS = ("data.name", "generator.name")
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Refuse an unknown generator (with "did you mean") or options it does not take, before any work."""
+    from .generators import options_class
+    from .generators.options import build_options
+
+    try:
+        build_options(options_class(cfg.generator.name), cfg.generator.options, cfg.generator.name)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"generator: {err}") from None
+
+
+def check_resumable(out_dir: Path, resume: bool, *, fresh: str = "the same command without --resume") -> None:
+    """Refuse ``resume`` where nothing was saved (rather than start from scratch silently); ``fresh``: the command
+    that starts it instead."""
+    from .state import saved_step
+
+    if resume and saved_step(out_dir / "resume") is None and not (out_dir / "checkpoint").exists():
+        raise FileNotFoundError(f"--resume: {out_dir} holds no saved training to continue (no resume/ state); to "
+                                f"start it from scratch, run: {fresh}")
+
+
+def train_reporting_stops(cfg: TrainConfig, out_dir: str | Path, *, resume: bool, accelerator,
+                          command: tuple[str, list[str]]):
+    """``train_from_config``, with Ctrl-C and a full disk turned into one line (``CommandStopped``) that says what
+    is whole on disk and the command (``command``: program and arguments) that continues."""
+    from .failures import (EXIT_INTERRUPTED, EXIT_RUNTIME, CommandStopped, fresh_command, is_disk_full,
+                           training_stopped)
+
+    prog, argv = command
+    check_resumable(Path(out_dir), resume, fresh=fresh_command(prog, argv))
+    try:
+        return train_from_config(cfg, out_dir, resume=resume, accelerator=accelerator)
+    except KeyboardInterrupt:
+        raise CommandStopped(training_stopped("interrupted (Ctrl-C)", out_dir=out_dir, prog=prog, argv=argv),
+                             code=EXIT_INTERRUPTED) from None
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        detail = (str(err).strip().splitlines() or [""])[-1]
+        raise CommandStopped(training_stopped(f"the disk is full ({type(err).__name__}: {detail})", out_dir=out_dir,
+                                              prog=prog, argv=argv, fix="free some space"), code=EXIT_RUNTIME) from None
 
 
 #: synthetic images of each early-stopping check of ``synthaug train --gate-every`` (the benchmark's
@@ -43,6 +90,7 @@ def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = F
     from .utils import atomic_write_text
 
     out_dir = Path(out_dir)
+    check_resumable(out_dir, resume)
     if not resume and ((out_dir / "checkpoint").exists() or (out_dir / "resume").exists()):
         raise FileExistsError(f"{out_dir} already holds a generator training; pass --resume to continue it, or "
                               "--out another folder")

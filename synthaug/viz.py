@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,18 +30,54 @@ def image_grid(images: torch.Tensor, *, nrow: int = 8, padding: int = 2) -> np.n
     return grid
 
 
-def save_grid(images: torch.Tensor, path: str | os.PathLike, *, nrow: int = 8, scale: int = 2) -> Path:
-    """Save a uint8 batch as a PNG grid (each pixel drawn ``scale`` x ``scale``)."""
-    grid = image_grid(images, nrow=nrow)
-    img = Image.fromarray(grid)
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+def save_grid(images: torch.Tensor, path: str | os.PathLike, *, nrow: int = 8, scale: int = 2,
+              labels: torch.Tensor | np.ndarray | Sequence[int] | None = None,
+              class_names: Sequence[str] | None = None) -> Path:
+    """Save a uint8 batch as a PNG grid (each pixel drawn ``scale`` x ``scale``).
+
+    With ``labels`` (one class id per image) the images are grouped by class, each class in its own rows of at
+    most ``nrow`` images, and each class's first row is labelled with its name (``class_names``; else its id).
+    """
+    if labels is None:
+        img = _scaled(image_grid(images, nrow=nrow), scale)
+    else:
+        img = _class_rows(images, labels, class_names=class_names, nrow=nrow, scale=scale)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     img.save(tmp)
     os.replace(tmp, path)
     return path
+
+
+def _scaled(grid: np.ndarray, scale: int) -> Image.Image:
+    img = Image.fromarray(grid)
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
+
+
+def _class_rows(images: torch.Tensor, labels: Any, *, class_names: Sequence[str] | None, nrow: int,
+                scale: int) -> Image.Image:
+    """The images of each class (in class-id order) in rows of at most ``nrow``, its name left of its first row."""
+    from PIL import ImageDraw, ImageFont
+
+    labels = np.asarray(torch.as_tensor(labels).cpu()).reshape(-1)
+    if len(labels) != len(images):
+        raise ValueError(f"save_grid: {len(labels)} labels for {len(images)} images; give one class id per image")
+    blocks = [(class_names[c] if class_names is not None and 0 <= c < len(class_names) else f"class {c}",
+               _scaled(image_grid(images[torch.from_numpy(np.flatnonzero(labels == c))], nrow=nrow), scale))
+              for c in sorted(set(labels.tolist()))]
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    margin = max(measure.textbbox((0, 0), name, font=font)[2] for name, _ in blocks) + 8
+    canvas = Image.new("RGB", (margin + max(b.width for _, b in blocks), sum(b.height for _, b in blocks)), "white")
+    draw, y = ImageDraw.Draw(canvas), 0
+    for name, block in blocks:
+        canvas.paste(block, (margin, y))
+        first_row = min(block.height, (images.shape[-2] + 4) * scale)  # the first row of images, padding included
+        top = measure.textbbox((0, 0), name, font=font)
+        draw.text((4, y + (first_row - (top[3] - top[1])) // 2 - top[1]), name, fill="black", font=font)
+        y += block.height
+    return canvas
 
 
 def save_comparison(

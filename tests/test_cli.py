@@ -32,7 +32,7 @@ def test_sample_writes_a_grid_and_npy(tmp_path, capsys):
 
 
 def test_sample_bad_inputs_give_clear_errors(tmp_path, capsys):
-    assert main(["sample", "--checkpoint", str(tmp_path / "nope")]) == 2
+    assert main(["sample", "--checkpoint", str(tmp_path / "nope")]) == 1  # runtime error
     assert "not a synthaug generator checkpoint" in capsys.readouterr().err
     gen = create_generator("cvae-tiny", num_classes=2, image_size=16, channels=3)
     gen.save(tmp_path / "ckpt")
@@ -86,7 +86,7 @@ def test_train_on_a_folder_skips_bad_files_and_lists_them(tmp_path, monkeypatch)
     cfg = tmp_path / "g.yaml"
     cfg.write_text(f"data: {{name: {data}, image_size: 16, group_pattern: '^(P\\d+)_', split: [0.5, 0.25, 0.25]}}\n"
                    "generator: {name: cvae-tiny, train: {steps: 2, batch_size: 4, sample_every: 0}}\n")
-    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "strict")]) == 2  # default: stop, name the file
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "strict")]) == 1  # default: stop, name the file
     assert not (tmp_path / "strict" / "checkpoint").exists()
     with pytest.warns(UserWarning, match="P0_broken.png"):
         assert main(["train", "--config", str(cfg), "--set", "data.on_bad_file=skip", "--out", str(tmp_path / "run")]) == 0

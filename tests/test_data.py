@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -311,7 +312,8 @@ def test_breastmnist_matches_npz(breastmnist28, breastmnist_npz):
 
 
 def test_breastmnist_resized(data_root, breastmnist_npz):
-    s = synthaug.load_dataset("medmnist:breastmnist", root=data_root, image_size=32)
+    with pytest.warns(UserWarning, match="upsampled; put breastmnist_64.npz beside it"):  # only 28 px here
+        s = synthaug.load_dataset("medmnist:breastmnist", root=data_root, image_size=32)
     assert s.train[0][0].shape == (1, 32, 32)
     assert len(s.train) == 546
 
@@ -678,3 +680,52 @@ def test_no_data_root(monkeypatch, tmp_path):
     monkeypatch.delenv("SYNTHAUG_DATA", raising=False)
     with pytest.raises(FileNotFoundError, match="SYNTHAUG_DATA"):
         synthaug.load_dataset("malaria")
+
+
+# --------------------------------------------------------------------------- medmnist sizes (64/128/224)
+def _write_medmnist(folder: Path, name: str, size: int, value: int) -> Path:
+    """A tiny npz as medmnist names and lays them out: grey images of one value, labels (N, 1)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for part in PARTS:
+        arrays[f"{part}_images"] = np.full((6, size, size), value, np.uint8)
+        arrays[f"{part}_labels"] = (np.arange(6) % 2).reshape(-1, 1)
+    np.savez(folder / name, **arrays)
+    return folder / name
+
+
+def test_medmnist_reads_the_file_of_the_size_asked_for(tmp_path):
+    folder = tmp_path / "medmnist"
+    _write_medmnist(folder, "breastmnist.npz", 28, 10)
+    with pytest.warns(UserWarning, match=r"breastmnist.npz is here, so its 28 px images are upsampled; put "
+                                         r"breastmnist_64.npz beside it"):
+        up = synthaug.load_dataset("medmnist:breastmnist", root=tmp_path, image_size=64)
+    assert up.train[0][0].shape == (1, 64, 64) and int(up.train[0][0].max()) == 10  # the 28 px file, resized
+    _write_medmnist(folder, "breastmnist_64.npz", 64, 200)
+    for size in (64, 32):  # the 64 px file as it is, and downsampled rather than the 28 px one upsampled
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            s = synthaug.load_dataset("medmnist:breastmnist", root=tmp_path, image_size=size)
+        assert s.train[0][0].shape == (1, size, size) and int(s.train[0][0].min()) == 200
+    assert int(synthaug.load_dataset("medmnist:breastmnist", root=tmp_path, image_size=28).train[0][0].max()) == 10
+
+
+def test_medmnist_download_of_a_size_fails_clearly_without_a_network(tmp_path, monkeypatch):
+    from medmnist.dataset import MedMNIST
+
+    asked = []
+
+    def offline(self):  # what medmnist's download does without a network: a RuntimeError
+        asked.append(self.size)
+        raise RuntimeError("Automatic download failed!\n Please download breastmnist_128.npz manually.")
+
+    monkeypatch.setattr(MedMNIST, "download", offline)
+    with pytest.raises(FileNotFoundError) as err:
+        synthaug.load_dataset("medmnist:breastmnist", root=tmp_path, image_size=100, download=True)
+    assert asked == [128]  # the smallest size of at least 100 px
+    text = str(err.value)
+    assert "\n" not in text and "could not download breastmnist_128.npz (no network?)" in text
+    assert "breastmnist_128.npz?download=1" in text and str(tmp_path / "medmnist" / "breastmnist_128.npz") in text
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no breastmnist_64.npz at .* \(or breastmnist.npz, resized\)"):
+        synthaug.load_dataset("medmnist:breastmnist", root=tmp_path / "empty", image_size=64)

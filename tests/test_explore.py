@@ -134,3 +134,29 @@ def test_page_loads_and_a_slider_changes_the_image(served, browser):
     browser.find_element(By.ID, "go").click()
     wait.until(lambda d: d.execute_script(pixels, "interp"))
     assert browser.find_element(By.ID, "error").text == ""
+
+
+def test_non_numeric_query_values_are_named(served):
+    base = served(Explorer(_gen(), n=2))
+    for query, named in [("label=abc", b"label='abc' is not an integer"), ("label=0&seed=x1", b"seed='x1'"),
+                         ("label=0&rand0=big", b"rand0='big' is not a number")]:
+        status, body = _get(base + "/api/sample?" + query)
+        assert status == 400 and named in body and b"invalid literal" not in body, body
+    status, body = _get(base + "/api/interpolate?steps=many")
+    assert status == 400 and b"steps='many'" in body
+
+
+def test_a_busy_port_is_named_with_what_to_do(tmp_path, capsys):
+    from synthaug.cli import main
+
+    busy = make_server(Explorer(_gen(), n=2), port=0)
+    port = busy.server_address[1]
+    try:
+        with pytest.raises(OSError, match=rf"port {port} on 127.0.0.1 is in use.*--port 0"):
+            make_server(Explorer(_gen(), n=2), port=port)
+        _gen().save(tmp_path / "ckpt")
+        assert main(["explore", "--checkpoint", str(tmp_path / "ckpt"), "--port", str(port)]) == 1
+    finally:
+        busy.server_close()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"port {port}" in err and "--port" in err and "Traceback" not in err

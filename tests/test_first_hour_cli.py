@@ -204,7 +204,7 @@ def test_a_class_name_with_a_comma_is_one_label(tmp_path):
 def test_explore_refuses_data_whose_classes_are_not_the_checkpoints(tmp_path, data_root, capsys):
     path = saved(tmp_path, class_names=["healthy", "sick"], size=32)
     assert main(["explore", "--checkpoint", path, "--data", "malaria", "--root", str(data_root),
-                 "--images", "4", "--port", "0"]) == 2
+                 "--images", "4", "--port", "0"]) == 1
     err = capsys.readouterr().err
     assert "healthy" in err and "Parasitized" in err
 
@@ -261,7 +261,7 @@ def test_export_refuses_a_non_empty_folder_and_overwrites_only_its_own_files(tmp
     out = tmp_path / "e"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert main(["export", "--checkpoint", path, "--n", "4", "--out", str(out)]) == 2
+    assert main(["export", "--checkpoint", path, "--n", "4", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "--overwrite" in err and str(out) in err and "notes.txt" in err
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
@@ -269,7 +269,7 @@ def test_export_refuses_a_non_empty_folder_and_overwrites_only_its_own_files(tmp
     assert main(["export", "--checkpoint", path, "--n", "8", "--out", str(out), "--overwrite"]) == 0
     assert len(read_back(out)) == 8
     before = (out / "Parasitized" / "0.png").read_bytes()
-    assert main(["export", "--checkpoint", path, "--n", "4", "--out", str(out)]) == 2  # no silent overwrite
+    assert main(["export", "--checkpoint", path, "--n", "4", "--out", str(out)]) == 1  # no silent overwrite
     assert (out / "Parasitized" / "0.png").read_bytes() == before and len(read_back(out)) == 8
     # a new export replaces the files the previous one wrote (so the counts are the new ones) and
     # nothing else

@@ -334,7 +334,7 @@ def test_evaluate_command_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--checkpoint", "a", "--pool", "b", "--out", str(tmp_path)])
     assert "not allowed with" in capsys.readouterr().err
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "q")]) == 2
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "q")]) == 1  # a runtime error
     assert "not a synthaug generator checkpoint" in capsys.readouterr().err
-    assert main(["evaluate", "--pool", str(tmp_path / "nope"), "--out", str(tmp_path / "q")]) == 2
+    assert main(["evaluate", "--pool", str(tmp_path / "nope"), "--out", str(tmp_path / "q")]) == 1  # a runtime error
     assert "not a synthaug pool" in capsys.readouterr().err

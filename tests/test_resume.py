@@ -65,7 +65,7 @@ def test_sigkilled_generator_training_resumes_bit_identical(tmp_path, data_root,
     # Without --resume the existing training is refused, and nothing in it is touched (in-process: the command's
     # main(); the runs before and after this one are true subprocesses).
     before = (cut / "checkpoint" / "model.safetensors").read_bytes()
-    assert main(["train", "--config", str(cfg), "--out", str(cut)]) == 2
+    assert main(["train", "--config", str(cfg), "--out", str(cut)]) == 1
     assert "--resume" in capsys.readouterr().err
     assert (cut / "checkpoint" / "model.safetensors").read_bytes() == before
 
@@ -83,5 +83,5 @@ def test_resume_with_another_config_is_refused(tmp_path, data_root, capsys):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert main(["train", "--config", str(cfg), "--out", str(out), "--resume", "--set",
-                 "generator.train.steps=80"]) == 2  # in-process, as above
+                 "generator.train.steps=80"]) == 1  # in-process, as above
     assert "same config" in capsys.readouterr().err

@@ -21,10 +21,15 @@ import traceback
 from pathlib import Path
 
 from ..config import ConfigError, load_config, to_dict
+from ..failures import exit_code
 from ..presets import config_file, list_presets
 
-# errors a user can fix (bad config, file, value, a run that diverged): a message and exit code 2, no traceback
+# errors a user can fix (bad config, file, value, a run that diverged): a message, no traceback, and exit code 2
+# for a wrong config (a usage error), 1 for the rest (synthaug.failures)
 USER_ERRORS = (ConfigError, FileNotFoundError, FileExistsError, ValueError, FloatingPointError)
+#: what a benchmark config file must give (an empty file is refused rather than run as the default grid)
+REQUIRED_KEYS = ("datasets", "generators")
+STRATEGIES_REQUIRED_KEYS = ("datasets", "generator", "strategies")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -47,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run (or with ``--dry-run`` describe) the benchmark of parsed ``args``; 0 when done, 2 on a user error."""
+    """Run (or with ``--dry-run`` describe) the benchmark of parsed ``args``; 0 when done, 2 when the command or
+    its config is wrong, 1 when the run meets an error."""
     from . import BenchConfig, run_benchmark
     from .config import plan
     from .paths import Shard, results_path
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         path = config_file(config=args.config, preset=args.preset, kind="bench")
         strategies = is_strategies_config(path)
-        cfg = load_config(StrategiesConfig if strategies else BenchConfig, path, args.set)
+        cfg = load_config(StrategiesConfig if strategies else BenchConfig, path, args.set,
+                          required=STRATEGIES_REQUIRED_KEYS if strategies else REQUIRED_KEYS)
         shard = Shard.parse(args.shard) if args.shard is not None else None
     except ValueError as err:  # ConfigError is a ValueError
         print(f"{prog}: error: {err}", file=sys.stderr)
@@ -90,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(err, (ConfigError, FileNotFoundError, FileExistsError)):
             print(f"{prog}: ({type(err).__name__}; finished cells are kept, rerun the same command to resume; "
                   "SYNTHAUG_DEBUG=1 prints the traceback)", file=sys.stderr)
-        return 2
+        return exit_code(err)
     if accelerator.is_main_process and strategies:
         print(f"run folder: {out_dir} ({results_path(out_dir, shard).name}); the report: synthaug report {out_dir}")
     elif accelerator.is_main_process:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,25 +54,23 @@ def _medmnist_splits(flag: str, root: str | os.PathLike | None, *, image_size: i
                          "classification only for now")
     base = resolve_data_root(root) if (root is not None or os.environ.get("SYNTHAUG_DATA")) else None
     candidates = [] if base is None else [base / "medmnist", base]
-    npz_dir = next((c for c in candidates if (c / f"{flag}.npz").is_file()), None)
-    if npz_dir is None:
-        if not download:
-            where = ", ".join(str(c / f"{flag}.npz") for c in candidates) or "(no data root given)"
-            raise FileNotFoundError(f"medmnist:{flag}: no {flag}.npz at {where}. Put the file there, or pass "
-                                    "download=True on a machine with a network.")
-        npz_dir = candidates[0] if candidates else Path.home() / ".medmnist"
-        npz_dir.mkdir(parents=True, exist_ok=True)
-    npz_path = npz_dir / f"{flag}.npz"
+    cls = getattr(medmnist, info["python_class"])
+    npz_dir, size = _medmnist_file(flag, candidates, image_size=image_size, download=download,
+                                   sizes=list(getattr(cls, "available_sizes", [28])))
+    npz_path = npz_dir / medmnist_file_name(flag, size)
     if npz_path.is_file():
         _check_medmnist_npz(npz_path)
-    cls = getattr(medmnist, info["python_class"])
     classes = [info["label"][str(i)] for i in range(len(info["label"]))]
     out = {}
     for split in ("train", "val", "test"):
         try:
-            ds = cls(split=split, root=str(npz_dir), download=download and split == "train")
+            ds = cls(split=split, root=str(npz_dir), download=download and split == "train", size=size)
         except RuntimeError as err:
-            raise FileNotFoundError(f"medmnist:{flag}: could not get {npz_path}: {err}") from err
+            if not download or npz_path.is_file():
+                raise FileNotFoundError(f"medmnist:{flag}: could not read {npz_path}: {err}") from err
+            url = info.get("url" if size == 28 else f"url_{size}", "the MedMNIST Zenodo record")
+            raise FileNotFoundError(f"medmnist:{flag}: could not download {npz_path.name} (no network?); download "
+                                    f"{url} on a machine with one and put it at {npz_path}") from None
         imgs = np.asarray(ds.imgs)
         labels = np.asarray(ds.labels).reshape(len(imgs), -1)
         if labels.shape[1] != 1:
@@ -81,6 +80,37 @@ def _medmnist_splits(flag: str, root: str | os.PathLike | None, *, image_size: i
         out[split] = ImageArrayDataset(tensor.numpy(), labels[:, 0].astype(np.int64),
                                        np.array([f"{split}-{i}" for i in range(len(imgs))]), classes)
     return out
+
+
+def medmnist_file_name(flag: str, size: int) -> str:
+    """The npz file medmnist keeps a data set of ``size`` px in: ``breastmnist.npz`` (28), ``breastmnist_64.npz``."""
+    return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
+
+
+def _medmnist_file(flag: str, candidates: list[Path], *, image_size: int, download: bool,
+                   sizes: list[int]) -> tuple[Path, int]:
+    """The folder and size of the MedMNIST file to read for ``image_size`` px: the smallest size of at least
+    ``image_size`` (downsampling, never upsampling, when that file is there or can be downloaded), else the
+    largest file present, upsampled with a warning that names the file that would be better."""
+    wanted = min([s for s in sizes if s >= image_size] or [max(sizes)])
+    present = [(c, s) for s in sorted(sizes) for c in candidates if (c / medmnist_file_name(flag, s)).is_file()]
+    fits = [(c, s) for c, s in present if s >= image_size]
+    if fits:
+        return min(fits, key=lambda cs: cs[1])
+    if download:  # the size asked for, into the data root (or medmnist's own folder)
+        folder = candidates[0] if candidates else Path.home() / ".medmnist"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder, wanted
+    if present:
+        folder, size = present[-1]
+        warnings.warn(f"medmnist:{flag} at {image_size} px: only {folder / medmnist_file_name(flag, size)} is here, "
+                      f"so its {size} px images are upsampled; put {medmnist_file_name(flag, wanted)} beside it (or "
+                      "pass download=True on a machine with a network) for real images of that size", stacklevel=5)
+        return folder, size
+    where = ", ".join(str(c / medmnist_file_name(flag, wanted)) for c in candidates) or "(no data root given)"
+    other = "" if wanted == min(sizes) else f" (or {medmnist_file_name(flag, min(sizes))}, resized)"
+    raise FileNotFoundError(f"medmnist:{flag}: no {medmnist_file_name(flag, wanted)} at {where}. Put the file{other} "
+                            "there, or pass download=True on a machine with a network.")
 
 
 def _check_medmnist_npz(path: Path) -> None:

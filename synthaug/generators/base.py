@@ -198,27 +198,35 @@ class Generator(nn.Module):
                 "class_names": self.class_names, "training": self.training_record,
                 "synthaug_version": __version__, "torch_version": torch.__version__}
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``model.safetensors`` (the weights) and ``config.json`` (name, options, class names,
-        training record, versions) into ``directory``, each atomically; ``from_pretrained`` reads them."""
-        return self.save(directory)
+    def save_pretrained(self, directory: str | os.PathLike, *, quality: Any = None) -> Path:
+        """Write ``model.safetensors`` (the weights), ``config.json`` (name, options, class names, training
+        record, versions) and ``README.md`` (a Hub model card) into ``directory``, each atomically: the folder
+        ``huggingface_hub.PyTorchModelHubMixin`` uses. ``quality``: a quality.json of ``synthaug evaluate
+        --gate`` (path or dict) whose gate result the card records."""
+        return self.save(directory, quality=quality)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> "Generator":
-        """The generator saved in ``directory`` (by ``save_pretrained``, ``save`` or ``synthaug train``).
+        """The generator saved in ``directory`` (by ``save_pretrained``, ``save`` or ``synthaug train``), or
+        downloaded from the Hugging Face Hub when ``directory`` is a model id (``"org/name"``, ``hub.py``).
 
         ``Generator.from_pretrained`` loads any registered generator; on a subclass it also checks that
-        the checkpoint holds that kind of model. Same as ``synthaug.load_generator``.
+        the checkpoint holds that kind of model. Same as ``synthaug.load_generator`` for a folder.
         """
-        gen = load_generator(directory, device=device)
+        from .hub import resolve_pretrained
+
+        gen = load_generator(resolve_pretrained(directory), device=device)
         if not isinstance(gen, cls):
             raise TypeError(f"{directory} holds a {gen.generator_name!r} generator ({type(gen).__name__}), not a "
                             f"{cls.__name__}; load it with synthaug.Generator.from_pretrained or load_generator")
         return gen
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``model.safetensors`` and ``config.json`` into ``directory`` (each atomically)."""
+    def save(self, directory: str | os.PathLike, *, quality: Any = None) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and the ``README.md`` model card into ``directory``
+        (each atomically; ``save_pretrained``)."""
         from safetensors.torch import save
+
+        from .hub import CARD_FILE, model_card, read_quality
 
         if not self.generator_name:
             raise ValueError(f"{type(self).__name__} is not a registered generator, so a checkpoint could not say "
@@ -231,6 +239,7 @@ class Generator(nn.Module):
         state = {k: v.detach().cpu().clone().contiguous() for k, v in self.state_dict().items()}
         atomic_write_bytes(directory / WEIGHTS_FILE, save(state))
         atomic_write_text(directory / CONFIG_FILE, config)
+        atomic_write_text(directory / CARD_FILE, model_card(self, quality=read_quality(quality)))
         return directory
 
 

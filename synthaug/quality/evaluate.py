@@ -9,6 +9,7 @@ here touches a test patient: those are kept for the benchmark's final verdicts.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import warnings
@@ -29,6 +30,7 @@ from .memorization import (check_audit_options, closest_pairs, memorization_audi
 from .recipe import budget_steps, classifier_recipe
 
 OWNER = "evaluate_generator"
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- the source and its images
@@ -84,6 +86,7 @@ def _in_training_frequencies(n: int, splits) -> np.ndarray:
 
 @contextmanager
 def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    log.info(key)  # a progress line where a caller listens (synthaug evaluate)
     start = time.time()
     yield
     timings[key] = time.time() - start

@@ -5,6 +5,7 @@ flips and 90° rotations); this module validates the recipe once and trains a fr
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -50,6 +51,7 @@ def train_recipe(recipe: dict[str, Any], train_set, *, num_classes: int, channel
     from accelerate.utils import set_seed
 
     set_seed(seed)  # the same initial weights whatever the training images: real-trained and CAS are paired
+    logging.getLogger(__name__).info("%s (%d steps)", desc, recipe["steps"] if steps is None else steps)
     model = create_classifier(recipe["model"], num_classes=num_classes, channels=channels)
     return train_classifier(model, train_set, steps=recipe["steps"] if steps is None else steps,
                             batch_size=recipe["batch_size"], lr=recipe["lr"], weight_decay=recipe["weight_decay"],
