@@ -9,7 +9,7 @@ from pathlib import Path
 from .config import ConfigError, load_config, to_dict
 from .cli_evaluate import THOROUGH_COST, cas_options, cas_setting
 from .cli_labels import LABELS_HELP, class_text, parse_labels
-from .failures import EXIT_INTERRUPTED, REPORTED, CommandStopped, exit_code
+from .failures import EXIT_INTERRUPTED, REPORTED, CommandStopped, exit_code, interrupted
 from .train import REQUIRED_KEYS, TrainConfig, check_train_config, train_from_config
 
 
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None, *, prog: str = "synthaug") -> int:
         print(f"{prog} {args.cmd}: {stop}", file=sys.stderr)
         return stop.code
     except KeyboardInterrupt:
-        print(f"{prog} {args.cmd}: interrupted (Ctrl-C) before it finished", file=sys.stderr)
+        print(f"{prog} {args.cmd}: {interrupted(args.cmd)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except REPORTED as err:
         print(f"{prog} {args.cmd}: error: {err}", file=sys.stderr)

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from tqdm.auto import tqdm
+
 
 class _StageLines(logging.Handler):
     def __init__(self, name: str, stream: TextIO) -> None:
@@ -22,7 +24,8 @@ class _StageLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
         minutes, seconds = divmod(int(time.time() - self.start), 60)
-        self.stream.write(f"[{self.name_} {minutes}:{seconds:02d}] {self.count}. {record.getMessage()}\n")
+        # through tqdm, so that a classifier's progress bar below (in a terminal) is redrawn, not overwritten
+        tqdm.write(f"[{self.name_} {minutes}:{seconds:02d}] {self.count}. {record.getMessage()}", file=self.stream)
         self.stream.flush()
 
 

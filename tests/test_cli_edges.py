@@ -179,3 +179,15 @@ def test_evaluate_prints_its_setting_and_a_line_per_stage(tmp_path, data_root, c
     stages = [line for line in captured.err.splitlines() if line.startswith("[evaluate ")]
     assert [s.split(". ", 1)[1] for s in stages] == ["feature extractor (2 steps)", "sampling", "features", "fidelity",
                                                      "memorization", "cas", "CAS: synthetic only, seed 0 (2 steps)"]
+
+
+def test_ctrl_c_in_bench_says_the_finished_cells_are_kept(monkeypatch, capsys):
+    import synthaug.bench.launch as launch
+
+    def interrupt(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launch, "run", interrupt)
+    assert main(["bench", "--preset", "malaria-quick"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "interrupted (Ctrl-C)" in err and "run the same command again" in err
