@@ -10,7 +10,7 @@ from .config import ConfigError, load_config, to_dict
 from .cli_evaluate import THOROUGH_COST, cas_options, cas_setting
 from .cli_labels import LABELS_HELP, class_text, parse_labels
 from .failures import EXIT_INTERRUPTED, REPORTED, CommandStopped, exit_code, interrupted
-from .train import REQUIRED_KEYS, TrainConfig, check_train_config, train_from_config
+from .train import REQUIRED_KEYS, TrainConfig, check_train_config
 
 
 def _data_overrides(args: argparse.Namespace) -> list[str]:
