@@ -449,7 +449,9 @@ def _add_list_command(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser(prog: str = "synthaug") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Synthetic data augmentation for medical images.")
+    p = argparse.ArgumentParser(prog=prog, description="Synthetic data augmentation for medical images.",
+                                epilog="exit codes: 0 done, 1 an error while running, 2 a wrong command line or "
+                                       "config, 130 Ctrl-C (docs/reliability.md)")
     p.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = p.add_subparsers(dest="cmd", required=True)
     _add_train_command(sub)
