@@ -165,7 +165,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     cas = cas_options(args)
     if not args.no_cas:
         print(cas_setting(**cas, train_images=len(splits.train), steps=args.classifier_steps), flush=True)
-    with stage_lines("evaluate"):
+    stages = 5 + (0 if args.no_cas else 1 + 2 * cas["cas_seeds"])  # extractor, 4 measures, CAS and its classifiers
+    with stage_lines("evaluate", total=stages):
         result = evaluate_generator(source, splits, n=args.n, seed=args.seed, cas=not args.no_cas, out_dir=args.out,
                                     cache_dir=args.cache, dataset_key=args.data, gate=gate, **cas,
                                     recipe={k: v for k, v in (("model", args.classifier),

@@ -191,3 +191,24 @@ def test_ctrl_c_in_bench_says_the_finished_cells_are_kept(monkeypatch, capsys):
     assert main(["bench", "--preset", "malaria-quick"]) == 130
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "interrupted (Ctrl-C)" in err and "run the same command again" in err
+
+
+def test_stage_lines_draw_an_overall_bar_in_a_terminal_only():
+    import io
+    import logging
+
+    from synthaug.progress import stage_lines
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    log = logging.getLogger("synthaug.quality.test")
+    for stream, bar in ((Terminal(), True), (io.StringIO(), False)):
+        with stage_lines("evaluate", total=4, stream=stream):
+            log.info("sampling")
+            log.info("features")
+        text = stream.getvalue()
+        assert "[evaluate 0:00] 1. sampling" in text and "2. features" in text
+        assert ("4/4" in text and "done" in text) is bar  # the bar fills when the block ends
+    log.info("not shown")  # the handler is gone after the block
