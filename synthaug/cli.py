@@ -9,8 +9,8 @@ from pathlib import Path
 from .config import ConfigError, load_config, to_dict
 from .cli_evaluate import THOROUGH_COST, cas_options, cas_setting
 from .cli_labels import LABELS_HELP, class_text, parse_labels
-from .failures import EXIT_INTERRUPTED, REPORTED, CommandStopped, exit_code
-from .train import REQUIRED_KEYS, TrainConfig, check_train_config, train_from_config
+from .failures import EXIT_INTERRUPTED, REPORTED, CommandStopped, exit_code, interrupted
+from .train import REQUIRED_KEYS, TrainConfig, check_train_config
 
 
 def _data_overrides(args: argparse.Namespace) -> list[str]:
@@ -165,7 +165,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     cas = cas_options(args)
     if not args.no_cas:
         print(cas_setting(**cas, train_images=len(splits.train), steps=args.classifier_steps), flush=True)
-    with stage_lines("evaluate"):
+    stages = 5 + (0 if args.no_cas else 1 + 2 * cas["cas_seeds"])  # extractor, 4 measures, CAS and its classifiers
+    with stage_lines("evaluate", total=stages):
         result = evaluate_generator(source, splits, n=args.n, seed=args.seed, cas=not args.no_cas, out_dir=args.out,
                                     cache_dir=args.cache, dataset_key=args.data, gate=gate, **cas,
                                     recipe={k: v for k, v in (("model", args.classifier),
@@ -449,7 +450,9 @@ def _add_list_command(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser(prog: str = "synthaug") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Synthetic data augmentation for medical images.")
+    p = argparse.ArgumentParser(prog=prog, description="Synthetic data augmentation for medical images.",
+                                epilog="exit codes: 0 done, 1 an error while running, 2 a wrong command line or "
+                                       "config, 130 Ctrl-C (docs/reliability.md)")
     p.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = p.add_subparsers(dest="cmd", required=True)
     _add_train_command(sub)
@@ -475,7 +478,7 @@ def main(argv: list[str] | None = None, *, prog: str = "synthaug") -> int:
         print(f"{prog} {args.cmd}: {stop}", file=sys.stderr)
         return stop.code
     except KeyboardInterrupt:
-        print(f"{prog} {args.cmd}: interrupted (Ctrl-C) before it finished", file=sys.stderr)
+        print(f"{prog} {args.cmd}: {interrupted(args.cmd)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except REPORTED as err:
         print(f"{prog} {args.cmd}: error: {err}", file=sys.stderr)

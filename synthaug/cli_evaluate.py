@@ -15,7 +15,7 @@ from typing import Any
 QUICK_CAS_IMAGES = 2000
 #: what ``--thorough`` costs (malaria, 32 px, test_resnet: 6 classifiers of ~2,900 steps instead of 5 of 300; the
 #: quick setting took 4 min on 2 shared CPU cores, docs/metrics.md), said in ``--help`` and by the command
-THOROUGH_COST = "about 10x the classifier steps: 30-60 min on 2 CPU cores for malaria at 32 px"
+THOROUGH_COST = "about 10x the classifier steps: an estimated 30-60 min on 2 CPU cores for malaria at 32 px"
 
 
 def cas_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -21,6 +21,19 @@ EXIT_INTERRUPTED = 130
 REPORTED = (ConfigError, OSError, ValueError, RuntimeError, FloatingPointError)
 
 
+#: what is safe after Ctrl-C, for the commands that keep their work (``train`` says it with its files and step)
+_AFTER_CTRL_C = {"bench": "finished (seed, arm) cells are kept in the run folder; run the same command again to go "
+                          "on from there",
+                 "export": "run it again with --overwrite to write the folder whole",
+                 "evaluate": "nothing was written (quality.json comes at the end); the feature extractor, once "
+                             "trained, is cached, so running it again is quicker"}
+
+
+def interrupted(command: str) -> str:
+    """The line a command stopped by Ctrl-C ends with: what happened and, where known, what is safe."""
+    return "; ".join(["interrupted (Ctrl-C) before it finished", *filter(None, [_AFTER_CTRL_C.get(command)])])
+
+
 def exit_code(err: BaseException) -> int:
     """2 when the command line or its config is wrong, 1 for anything met while running."""
     return EXIT_USAGE if isinstance(err, ConfigError) else EXIT_RUNTIME

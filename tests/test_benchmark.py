@@ -329,7 +329,7 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path, browser):
 def test_report_of_a_folder_that_is_no_run(tmp_path):
     from synthaug.cli import main
 
-    assert main(["report", str(tmp_path)]) == 2
+    assert main(["report", str(tmp_path)]) == 1  # a runtime error: not a run folder
     assert not (tmp_path / "report.html").exists()
 
 

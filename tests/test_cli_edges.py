@@ -179,3 +179,36 @@ def test_evaluate_prints_its_setting_and_a_line_per_stage(tmp_path, data_root, c
     stages = [line for line in captured.err.splitlines() if line.startswith("[evaluate ")]
     assert [s.split(". ", 1)[1] for s in stages] == ["feature extractor (2 steps)", "sampling", "features", "fidelity",
                                                      "memorization", "cas", "CAS: synthetic only, seed 0 (2 steps)"]
+
+
+def test_ctrl_c_in_bench_says_the_finished_cells_are_kept(monkeypatch, capsys):
+    import synthaug.bench.launch as launch
+
+    def interrupt(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launch, "run", interrupt)
+    assert main(["bench", "--preset", "malaria-quick"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "interrupted (Ctrl-C)" in err and "run the same command again" in err
+
+
+def test_stage_lines_draw_an_overall_bar_in_a_terminal_only():
+    import io
+    import logging
+
+    from synthaug.progress import stage_lines
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    log = logging.getLogger("synthaug.quality.test")
+    for stream, bar in ((Terminal(), True), (io.StringIO(), False)):
+        with stage_lines("evaluate", total=4, stream=stream):
+            log.info("sampling")
+            log.info("features")
+        text = stream.getvalue()
+        assert "[evaluate 0:00] 1. sampling" in text and "2. features" in text
+        assert ("4/4" in text and "done" in text) is bar  # the bar fills when the block ends
+    log.info("not shown")  # the handler is gone after the block

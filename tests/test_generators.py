@@ -191,7 +191,7 @@ def test_save_load_round_trip(name, tmp_path):
     gen.train()
     gen(torch.rand(8, CHANNELS, SIZE, SIZE), torch.arange(8) % CLASSES)
     path = gen.save(tmp_path / "ckpt")
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == ["README.md", "config.json", "model.safetensors"]  # + model card
     config = json.loads((path / "config.json").read_text())
     assert config["name"] == name
     loaded = load_generator(path)
@@ -598,7 +598,7 @@ def test_nan_loss_stops_training_and_keeps_the_checkpoint(malaria_small, tmp_pat
     config = GeneratorTrainConfig(steps=3, batch_size=16, log_every=1, checkpoint_every=0, sample_every=0)
     train_generator(tiny(), malaria_small, config=config, out_dir=tmp_path)
     before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoint").iterdir()}
-    assert set(before) == {"config.json", "model.safetensors"}
+    assert set(before) == {"README.md", "config.json", "model.safetensors"}
 
     # a second training into the same folder is refused unless it resumes: the checkpoint is untouched
     with pytest.raises(FileExistsError, match="resume"):
