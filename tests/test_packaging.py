@@ -26,7 +26,7 @@ def test_every_preset_in_configs_is_listed_by_name():
     configs = REPO / "configs"
     assert list_presets("bench") == sorted(p.stem for p in (configs / "bench").glob("*.yaml"))
     assert list_presets("generators") == sorted(p.stem for p in (configs / "generators").glob("*.yaml"))
-    assert list_presets("gallery") == ["gallery", "recipes"]  # configs/*.yaml: benchmarks/gallery.py configs
+    assert list_presets("gallery") == ["convergence", "gallery", "recipes"]  # configs/*.yaml: the benchmark scripts' configs
     assert "malaria-quick" in list_presets("bench") and "cvae-malaria" in list_presets("generators")
 
 

@@ -120,7 +120,7 @@ def save_sample_grid(gen: Generator, path: Path, *, per_class: int = 8, seed: in
     """A grid with one row per class, from a fixed noise seed (comparable across checkpoints)."""
     labels = _grid_labels(gen, per_class)
     images = gen.sample(len(labels), labels, generator=torch.Generator().manual_seed(seed))
-    return save_grid(images, path, nrow=per_class)
+    return save_grid(images, path, nrow=per_class, labels=labels, class_names=gen.class_names)
 
 
 def _check_fresh_or_resume(out: Path | None, resume: bool) -> dict[str, Any] | None:
