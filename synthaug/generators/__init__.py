@@ -18,7 +18,8 @@ from .base import (
     to_uint8,
 )
 from .options import GeneratorOptions, option
-from .training import GeneratorTrainConfig, NonFiniteLossError, OptimizerStep, train_generator
+from .optimizer_step import NonFiniteLossError, OptimizerStep
+from .training import GeneratorTrainConfig, train_generator
 
 __all__ = [
     "Generator", "create_generator", "describe_generator", "generator_options", "list_generators",

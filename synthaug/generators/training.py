@@ -20,14 +20,11 @@ from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from ..viz import save_grid
 from .base import Generator
 from .early_stop import StopWhen, check_gate, check_stop_when
+from .optimizer_step import NonFiniteLossError, OptimizerStep, kept_note, precision_state
 from .precision import Precision, check_precision, resolve_precision
 
 
 OWNER = "generator training"
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite; training stopped and the last good checkpoint is kept."""
 
 
 @dataclass
@@ -106,10 +103,6 @@ def _batches(dataset: Dataset, config: "GeneratorTrainConfig", first_step: int, 
                             generator=torch.Generator().manual_seed(config.seed + epoch))
         yield from loader
         epoch, start = epoch + 1, 0
-
-
-def _kept(out: Path | None) -> str:
-    return f"; the last good checkpoint in {out / 'checkpoint'} is kept" if out is not None else ""
 
 
 def _grid_labels(gen: Generator, per_class: int) -> torch.Tensor:
@@ -369,7 +362,7 @@ def _train_step(gen: Generator, batch: Any, optimizers: list[torch.optim.Optimiz
     if not all(math.isfinite(v) for v in values.values()):
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         raise NonFiniteLossError(f"{gen.generator_name}: at step {step} the loss(es) {bad} are not finite"
-                                 f"{_kept(run.out)}. Try a lower learning rate (lr={config.lr}).")
+                                 f"{kept_note(run.out)}. Try a lower learning rate (lr={config.lr}).")
     if stepper.calls == 0:
         raise RuntimeError(f"{gen.generator_name}.training_step() took no optimizer step; it must call step()")
     return values
@@ -389,59 +382,8 @@ def _save_progress(gen: Generator, optimizers: list[torch.optim.Optimizer], step
                                     "generator": gen.config_dict()["options"], "model": gen.state_dict(),
                                     "optimizers": [opt.state_dict() for opt in optimizers],
                                     "torch_rng": torch.get_rng_state(), "seconds": gen.training_record["seconds"],
-                                    **run.gate_state(), **_precision_state(run.precision)})
+                                    **run.gate_state(), **precision_state(run.precision)})
         gen.save(out / "checkpoint")
-
-
-def _precision_state(precision: Precision) -> dict[str, Any]:
-    """The precision's part of the resume state: nothing for float32 (states stay as they were before mixed
-    precision existed), else the precision and the fp16 loss scale."""
-    return {} if precision.precision == "no" else {"precision": precision.state_dict()}
-
-
-class OptimizerStep:
-    """The ``step(optimizer, loss, name)`` given to ``Generator.training_step``: checks that the loss is
-    finite, zeroes, back-propagates (outside autocast; scaled under fp16), averages gradients across
-    processes, unscales them, checks that they are finite, and steps. Raises ``NonFiniteLossError`` before any
-    update; under fp16 an overflow of the scaled gradients skips the step instead (the scaler lowers its scale).
-
-    Backward does not go through ``accelerator.backward``: the generators are not ``prepare``d, and under fp16 the
-    Accelerator would scale a loss whose gradients nothing unscales; ``precision`` does both."""
-
-    def __init__(self, model_name: str = "generator", accelerator: Any = None, step: int = 0, lr: float | None = None,
-                 out: Path | None = None, world: int | None = None, precision: Precision | None = None) -> None:
-        self.model_name, self.accelerator, self.step, self.lr, self.out = model_name, accelerator, step, lr, out
-        self.precision = precision if precision is not None else Precision()
-        # processes whose gradients are averaged (default: all of the accelerator's)
-        self.world = world if world is not None else (accelerator.num_processes if accelerator is not None else 1)
-        self.calls = 0
-
-    def __call__(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, name: str = "loss") -> None:
-        name_ = self.model_name
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(f"{name_}: at step {self.step} the {name} is {value}, not finite{_kept(self.out)}. "
-                                     f"{self._hint()}")
-        optimizer.zero_grad(set_to_none=True)
-        self.precision.backward(loss)
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        world = self.world
-        if world > 1:
-            import torch.distributed as dist
-
-            for p in params:
-                dist.all_reduce(p.grad)
-                p.grad.div_(world)
-        self.precision.unscale(optimizer)
-        grad_norm = float(torch.stack([p.grad.detach().float().norm() for p in params]).sum()) if params else 0.0
-        if not math.isfinite(grad_norm) and not self.precision.skips_overflow:
-            raise NonFiniteLossError(f"{name_}: at step {self.step} the gradients of the {name} are not finite "
-                                     f"({name} {value}){_kept(self.out)}.{self._hint()}")
-        self.precision.step(optimizer)
-        self.calls += 1
-
-    def _hint(self) -> str:
-        return f" Try a lower learning rate (lr={self.lr})." if self.lr is not None else ""
 
 
 def data_fingerprint(dataset: Dataset) -> dict[str, Any]:
