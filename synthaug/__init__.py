@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .data import load_dataset  # noqa: E402
 from .edits import EditSource  # noqa: E402

@@ -449,7 +449,7 @@ def save_classifier(model: torch.nn.Module, directory, *, model_name: str, num_c
 
     from safetensors.torch import save
 
-    from . import __version__
+    from ._version import __version__
     from .utils import atomic_write_bytes, atomic_write_text
 
     directory = Path(directory)

@@ -282,7 +282,7 @@ def version() -> str:
     try:
         return importlib.metadata.version("synthaug")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree (PYTHONPATH) without installing
-        from . import __version__
+        from ._version import __version__
 
         return __version__
 

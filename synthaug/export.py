@@ -64,7 +64,7 @@ def export_image_folder(gen: Any, out: str | os.PathLike, *, n: int, labels: tor
     width = len(str(n - 1))
     files = [f"{folders[label]}/{i:0{width}d}.png" for i, label in enumerate(labels.tolist())]
     counts = {folders[c]: int(k) for c, k in enumerate(np.bincount(labels.numpy(), minlength=gen.num_classes)) if k}
-    from . import __version__
+    from ._version import __version__
 
     manifest = {"format": 1, "generator": getattr(gen, "generator_name", "") or type(gen).__name__,
                 "source": source, "n": n, "seed": seed, "batch_size": batch_size,

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..classifier import create_classifier
 from ..config import ConfigError, to_dict
 from ..generators import create_generator

@@ -192,7 +192,7 @@ class Generator(nn.Module):
     # ----------------------------------------------------------------- checkpoints
     def config_dict(self) -> dict[str, Any]:
         """What ``config.json`` holds: how to rebuild the model, its class names and its training record."""
-        from .. import __version__
+        from .._version import __version__
 
         return {"format": CHECKPOINT_FORMAT, "name": self.generator_name, "options": dict(self.generator_options),
                 "class_names": self.class_names, "training": self.training_record,

@@ -437,7 +437,7 @@ def _adopt_class_names(gen: Generator, dataset: Dataset) -> None:
 def _record_base(gen: Generator, dataset: Dataset, name: str | None, fingerprint: dict[str, Any],
                  config: GeneratorTrainConfig, precision: str = "no") -> dict[str, Any]:
     """The training record's parts that are fixed for a run: what data, what geometry, what settings."""
-    from .. import __version__
+    from .._version import __version__
 
     if name is None and isinstance(getattr(dataset, "name", None), str):
         name = dataset.name

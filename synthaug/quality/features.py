@@ -86,7 +86,7 @@ def training_fingerprint(dataset) -> dict[str, Any]:
 
 def extractor_key(splits, *, dataset_key: str, seed: int, recipe: dict[str, Any]) -> dict[str, Any]:
     """Everything the cached extractor depends on (hashed into its cache folder name)."""
-    from .. import __version__
+    from .._version import __version__
 
     return {"format": CACHE_FORMAT, "synthaug": __version__, "dataset": str(dataset_key),
             "image_size": splits.image_size,
