@@ -28,6 +28,7 @@ from .pool import (Processes, SyntheticPool, check_device, check_progress, curre
                    generate_pool, generation_device, labels_fingerprint, open_source, sample_until_kept, shared_pool,
                    weights_fingerprint)
 from .quotas import ClassQuotas, LabelDistribution, QualityFilter, check_ratio, class_weights, largest_remainder
+from .sources import match_classes
 from .strategies import (TeacherLabels, decode_array, encode_array, labels_from_logits, one_hot, teacher_logits,
                          teacher_report)
 
@@ -159,6 +160,8 @@ class SyntheticDataset(Dataset):
         self.device = check_device(device, "SyntheticDataset")
         self.progress = check_progress(progress, "SyntheticDataset")
         self._source_pool, self._gen = open_source(gen, device=self.device)
+        if real is not None and self._gen is not None:  # class names checked (a folder or callable re-ordered)
+            self._gen = match_classes(self._gen, real_classes(real), where="the real data set")
         source = self._source_pool if self._source_pool is not None else self._gen
         quotas = label_distribution if isinstance(label_distribution, ClassQuotas) else None
         ratio = _check_arguments(ratio, quotas=quotas, real=real, length=length, pool_size=pool_size,

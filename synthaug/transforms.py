@@ -40,6 +40,7 @@ from .generators.base import CONFIG_FILE, WEIGHTS_FILE
 from .pool import (Processes, SyntheticPool, check_device, current_processes, generate_pool, generation_device,
                    is_pool, labels_fingerprint, load_pool, shared_pool, weights_fingerprint)
 from .items import class_id
+from .sources import FolderSource, is_checkpoint, is_class_folder
 
 __all__ = ["SyntheticMix", "match_image_format", "luminance", "class_id", "is_checkpoint", "DEFAULT_PER_CLASS"]
 # class_id lives in synthaug.items (SyntheticDataset reads real labels with it too) and is re-exported here.
@@ -58,12 +59,6 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- pure helpers
-def is_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a generator checkpoint folder (``config.json`` + ``model.safetensors``)."""
-    path = Path(path)
-    return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
-
-
 def luminance(image: np.ndarray) -> np.ndarray:
     """uint8 RGB ``(H, W, 3)`` to uint8 gray ``(H, W)``: 0.299 R + 0.587 G + 0.114 B, rounded."""
     gray = image.astype(np.float32) @ _LUMA
@@ -129,14 +124,16 @@ def _check_pool_source(value: Any) -> str | Any:
     if isinstance(value, (str, os.PathLike)):
         text = os.fsdecode(value)
         path = Path(text).expanduser()
-        hint = ("give a pool folder (made by `synthaug sample --pool DIR` or SyntheticPool.save) or a generator "
-                f"checkpoint folder ({CONFIG_FILE} + {WEIGHTS_FILE}, made by gen.save or `synthaug train`)")
+        hint = ("give a pool folder (made by `synthaug sample --pool DIR` or SyntheticPool.save), a folder of class "
+                "folders (<folder>/<class name>/<images>, e.g. from `synthaug export`) or a generator checkpoint "
+                f"folder ({CONFIG_FILE} + {WEIGHTS_FILE}, made by gen.save or `synthaug train`)")
         if not text:
             raise ValueError(f"pool='' is empty: {hint}")
         if not path.exists():
             raise ValueError(f"pool={text!r} does not exist: {hint}")
-        if not (is_pool(path) or is_checkpoint(path)):
-            raise ValueError(f"pool={text!r} is neither a pool folder nor a generator checkpoint: {hint}")
+        if not (is_pool(path) or is_checkpoint(path) or is_class_folder(path)):
+            raise ValueError(f"pool={text!r} is neither a pool folder, a folder of class folders nor a generator "
+                             f"checkpoint: {hint}")
         # absolute, so a pipeline saved with A.save loads from any working directory
         return os.path.abspath(path)
     raise ValueError(f"pool must be a path to a pool folder or a generator checkpoint (or a SyntheticPool or "
@@ -223,8 +220,8 @@ class SyntheticMix(ImageOnlyTransform):
 
         @model_validator(mode="after")
         def _sampling_options_need_a_generator(self) -> SyntheticMix.InitSchema:
-            ready_made = isinstance(self.pool, SyntheticPool) or (isinstance(self.pool, str) and is_pool(
-                Path(self.pool).expanduser()))
+            ready_made = isinstance(self.pool, SyntheticPool) or (isinstance(self.pool, str) and (is_pool(
+                Path(self.pool).expanduser()) or is_class_folder(self.pool)))
             where = self.pool if isinstance(self.pool, str) else "the given SyntheticPool"
             if ready_made and self.n_per_class is not None:
                 raise ValueError(f"n_per_class={self.n_per_class} only applies when pool is a generator checkpoint; "
@@ -289,6 +286,8 @@ class SyntheticMix(ImageOnlyTransform):
         if isinstance(source, str) and is_pool(Path(source)):
             self._pool_on_disk = True
             return load_pool(source)
+        if isinstance(source, str) and is_class_folder(source):
+            return FolderSource(source).as_pool()  # every image of the folder, decoded once
         if self._pool_on_disk and self.pool_dir is not None and is_pool(Path(self.pool_dir)):
             return load_pool(self.pool_dir)  # a copy of a transform whose pool_dir was checked where it was made
         if source is None:

@@ -427,7 +427,7 @@ def test_bad_pool_paths(tmp_path):
         SyntheticMix(missing)
     assert str(missing) in str(err.value)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="neither a pool folder nor a generator checkpoint"):
+    with pytest.raises(ValueError, match="neither a pool folder, a folder of class folders nor a generator checkpoint"):
         SyntheticMix(tmp_path / "empty")
     with pytest.raises(ValueError, match="pool must be a path"):
         SyntheticMix(42)
