@@ -28,11 +28,11 @@ from .synthetic import SyntheticDataset  # noqa: E402
 
 __all__ = ["__version__", "load_dataset", "create_generator", "list_generators", "load_generator",
            "register_generator", "SyntheticDataset", "ClassQuotas", "SyntheticPool", "load_pool",
-           "ClassifierFilter", "SyntheticMix", "load_pipeline", "EditSource", "TeacherLabels",
+           "ClassifierFilter", "SyntheticMix", "SyntheticMixV2", "load_pipeline", "EditSource", "TeacherLabels",
            "FolderSource", "CallableSource"]
 
 # Public names whose modules pull in heavy optional libraries: imported on first access (PEP 562).
-_LAZY = {"SyntheticMix": "transforms", "load_pipeline": "transforms"}
+_LAZY = {"SyntheticMix": "transforms", "load_pipeline": "transforms", "SyntheticMixV2": "transforms_v2"}
 
 
 def __getattr__(name: str) -> Any:

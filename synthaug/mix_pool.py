@@ -27,7 +27,7 @@ from .pool import (Processes, SyntheticPool, check_device, current_processes, ge
                    is_pool, labels_fingerprint, load_pool, shared_pool, weights_fingerprint)
 from .sources import FolderSource, is_checkpoint, is_class_folder, open_source_spec
 
-__all__ = ["MixPool", "DEFAULT_PER_CLASS", "check_pool_dir", "check_pool_source", "check_sampling_options",
+__all__ = ["MixPool", "PoolAccess", "DEFAULT_PER_CLASS", "check_pool_dir", "check_pool_source", "check_sampling_options",
            "check_mix_options"]
 
 #: images per class generated when ``pool`` is a generator checkpoint and ``n_per_class`` is not given
@@ -226,3 +226,30 @@ class MixPool:
         if not isinstance(state["source"], (str, SyntheticPool)):
             state["source"] = None  # a generator object stays in this process
         return state
+
+
+class PoolAccess:
+    """The pool of a transform that keeps a ``MixPool`` in ``self._mix``: both SyntheticMix faces offer this."""
+
+    _mix: MixPool
+
+    @property
+    def pool_path(self) -> str | None:
+        """The pool folder, class folder or checkpoint path this transform was built from (None for an object)."""
+        return self._mix.path
+
+    @property
+    def pool(self) -> SyntheticPool:
+        """The synthetic pool, loaded (or sampled from the checkpoint) on first access."""
+        return self._mix.pool
+
+    def prepare(self, *, accelerator: Any = None) -> Any:
+        """Load or sample the pool now, in this process; returns the transform.
+
+        Call it in the main process before a DataLoader starts its workers, so they receive the pool (or,
+        with ``pool_dir``, memory-map it) instead of each sampling the same one. Under several processes
+        (``accelerator=`` an ``accelerate.Accelerator``, or an initialised ``torch.distributed``) with
+        ``pool_dir``, the main process samples and writes the pool while the others wait, then all read it.
+        """
+        self._mix.prepare(accelerator)
+        return self

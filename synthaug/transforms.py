@@ -36,7 +36,7 @@ from albumentations.core.transforms_interface import BaseTransformInitSchema, Im
 from pydantic import ValidationError, field_validator, model_validator
 
 from .items import class_id
-from .mix_pool import (DEFAULT_PER_CLASS, MixPool, check_mix_options, check_pool_dir, check_pool_source,
+from .mix_pool import (DEFAULT_PER_CLASS, MixPool, PoolAccess, check_mix_options, check_pool_dir, check_pool_source,
                        check_sampling_options)
 from .pool import SyntheticPool
 from .sources import is_checkpoint
@@ -144,7 +144,7 @@ class _PlainErrors(type(ImageOnlyTransform)):
             raise
 
 
-class SyntheticMix(ImageOnlyTransform, metaclass=_PlainErrors):
+class SyntheticMix(PoolAccess, ImageOnlyTransform, metaclass=_PlainErrors):
     """With probability ``p``, replace the image by a synthetic image of the same class.
 
     Args:
@@ -232,28 +232,6 @@ class SyntheticMix(ImageOnlyTransform, metaclass=_PlainErrors):
         self._mix = MixPool(pool, seed=seed, n_per_class=n_per_class, batch_size=batch_size, device=device,
                             pool_dir=pool_dir, owner="SyntheticMix")
         self._paired_keys: dict[str, str] = {}  # additional targets of mask / bboxes / keypoints kinds
-
-    # ----------------------------------------------------------------- the pool, loaded on first use
-    @property
-    def pool_path(self) -> str | None:
-        """The pool folder, class folder or checkpoint path this transform was built from (None for an object)."""
-        return self._mix.path
-
-    @property
-    def pool(self) -> SyntheticPool:
-        """The synthetic pool, loaded (or sampled from the checkpoint) on first access."""
-        return self._mix.pool
-
-    def prepare(self, *, accelerator: Any = None) -> SyntheticMix:
-        """Load or sample the pool now, in this process; returns the transform.
-
-        Call it in the main process before a DataLoader starts its workers, so they receive the pool (or,
-        with ``pool_dir``, memory-map it) instead of each sampling the same one. Under several processes
-        (``accelerator=`` an ``accelerate.Accelerator``, or an initialised ``torch.distributed``) with
-        ``pool_dir``, the main process samples and writes the pool while the others wait, then all read it.
-        """
-        self._mix.prepare(accelerator)
-        return self
 
     # ----------------------------------------------------------------- albumentations protocol
     @property
