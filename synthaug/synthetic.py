@@ -121,10 +121,11 @@ class SyntheticDataset(Dataset):
         source = self._source_pool if self._source_pool is not None else self._gen
         quotas = label_distribution if isinstance(label_distribution, ClassQuotas) else None
         ratio = check_dataset_arguments(ratio, quotas=quotas, real=real, length=length, pool_size=pool_size,
-                                 batch_size=batch_size, refresh_every=refresh_every, quality_filter=quality_filter,
-                                 max_filter_rounds=max_filter_rounds, ready_pool=self._source_pool is not None,
-                                 device=device, pool_dir=pool_dir, teacher=teacher,
-                                 return_is_synthetic=return_is_synthetic, target_transform=target_transform)
+                                        batch_size=batch_size, refresh_every=refresh_every,
+                                        quality_filter=quality_filter, max_filter_rounds=max_filter_rounds,
+                                        ready_pool=self._source_pool is not None, device=device, pool_dir=pool_dir,
+                                        teacher=teacher, return_is_synthetic=return_is_synthetic,
+                                        target_transform=target_transform)
         self.pool_dir = None if pool_dir is None else Path(pool_dir).expanduser().absolute()
         self._processes: Processes | None = current_processes(accelerator)
         self._identity: dict[str, Any] | None = None  # the generator's part of a pool's recipe, kept by copies
@@ -134,21 +135,12 @@ class SyntheticDataset(Dataset):
         self.seed = int(seed)
         self.batch_size, self.refresh_every = int(batch_size), refresh_every
         self.quality_filter, self.max_filter_rounds = quality_filter, int(max_filter_rounds)
-        self.teacher, self.return_is_synthetic = teacher, bool(return_is_synthetic)
-        self.teacher_mode = None if teacher is None else teacher.mode
-        self._teacher_temperature = None if teacher is None else teacher.temperature
-        self._teacher_logits: np.ndarray | None = None  # per pool row, float32 (rows, num_classes)
-        self._teacher_labels: np.ndarray | None = None  # per pool row: probabilities (soft) or class ids (hard)
-        self.teacher_report: dict[str, Any] | None = None
+        self.return_is_synthetic = bool(return_is_synthetic)
+        self._set_teacher(teacher)
         self._index_real(real, int(source.num_classes), source_class_names(source))
         counts, weights = self._synthetic_counts(ratio, quotas, length, label_distribution)
         self.num_synthetic = int(counts.sum())
-        if real is None:
-            self.ratio = 1.0  # every item is synthetic
-        elif quotas is not None:
-            self.ratio = self.num_synthetic / max(1, self.num_real + self.num_synthetic)
-        else:
-            self.ratio = ratio
+        self.ratio = self._effective_ratio(real is None, quotas is not None, ratio)
         rng = np.random.default_rng([self.seed, 104729])
         self.synthetic_labels = rng.permutation(np.repeat(np.arange(self.num_classes), counts))
         self.channels, self.image_size = self._target_format(real, source)
@@ -160,6 +152,22 @@ class SyntheticDataset(Dataset):
         self._refresh(0)
 
     # ----------------------------------------------------------------- construction helpers
+    def _set_teacher(self, teacher: TeacherLabels | None) -> None:
+        self.teacher = teacher
+        self.teacher_mode = None if teacher is None else teacher.mode
+        self._teacher_temperature = None if teacher is None else teacher.temperature
+        self._teacher_logits: np.ndarray | None = None  # per pool row, float32 (rows, num_classes)
+        self._teacher_labels: np.ndarray | None = None  # per pool row: probabilities (soft) or class ids (hard)
+        self.teacher_report: dict[str, Any] | None = None
+
+    def _effective_ratio(self, no_real: bool, by_quotas: bool, ratio: float | None) -> float:
+        """The synthetic share: 1 without real items, the quotas' share with ClassQuotas, else ``ratio``."""
+        if no_real:
+            return 1.0  # every item is synthetic
+        if by_quotas:
+            return self.num_synthetic / max(1, self.num_real + self.num_synthetic)
+        return float(ratio)
+
     def _index_real(self, real: Dataset | None, num_classes: int, source_names: list[str] | None) -> None:
         """Classes, labels and size of the real data set, checked against the generator's classes."""
         self.num_classes = num_classes

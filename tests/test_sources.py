@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import TensorDataset
 
-from synthaug import SyntheticDataset
+from synthaug import SyntheticDataset, create_generator
 from synthaug.bench.cell import generator_for
 from synthaug.bench.config import Cell, GeneratorSpec
 from synthaug.cli import main
@@ -119,6 +119,11 @@ def test_specs_name_a_registered_kind(tmp_path):
         open_source_spec({"foldr": str(folder)})
     with pytest.raises(FileNotFoundError, match="does not exist"):
         open_source_spec(str(tmp_path / "nowhere"))
+    run = tmp_path / "run"  # a training run folder: its checkpoint/ holds no images, so it is no class folder
+    create_generator("cvae-tiny", num_classes=2, image_size=16, channels=3).save(run / "checkpoint")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(run / "samples.png")
+    with pytest.raises(ValueError, match=r"did you mean '.*run/checkpoint'"):
+        open_source_spec(str(run))
 
 
 def test_a_benchmark_generator_entry_can_be_a_source(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..data.folders import scan_class_folders
-from ..data.imageio import decode_image, letterbox
+from ..data.imageio import IMAGE_EXTENSIONS, decode_image, letterbox
 from ..export import MANIFEST
 from ..generators.base import check_sample_labels
 from .core import check_geometry, class_order, match_classes
@@ -21,13 +21,20 @@ from .core import check_geometry, class_order, match_classes
 __all__ = ["FolderSource", "is_class_folder"]
 
 
+def _holds_an_image(folder: Path) -> bool:
+    return any(f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file() for f in folder.iterdir())
+
+
 def is_class_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a folder with a ``synthaug export`` record or with sub-folders (and no pool or
-    checkpoint files): the layout ``<folder>/<class name>/<image>``."""
+    """Whether ``path`` is the layout ``<folder>/<class name>/<image>``: a folder with a ``synthaug export``
+    record, or with a sub-folder holding image files (a training run folder, whose ``checkpoint/`` holds
+    none, is not one)."""
     path = Path(path).expanduser()
     if not path.is_dir() or (path / "pool.json").is_file() or (path / "config.json").is_file():
         return False
-    return (path / MANIFEST).is_file() or any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+    if (path / MANIFEST).is_file():
+        return True
+    return any(p.is_dir() and not p.name.startswith(".") and _holds_an_image(p) for p in path.iterdir())
 
 
 def _exported_classes(folder: Path, found: list[str]) -> tuple[list[str], list[str], str | None]:

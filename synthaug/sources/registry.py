@@ -120,8 +120,10 @@ def _kind_of_path(path: Any) -> str:
     if not Path(path).expanduser().exists():
         raise FileNotFoundError(f"source {os.fspath(path)!r} does not exist; give a pool folder, a generator "
                                 "checkpoint, a folder of class folders, or a spec such as folder:PATH")
+    inner = Path(path).expanduser() / "checkpoint"
+    hint = f"; did you mean {os.fspath(inner)!r} (a training run's checkpoint)?" if is_checkpoint(inner) else ""
     raise ValueError(f"source {os.fspath(path)!r} is neither a pool folder, a generator checkpoint nor a folder of "
-                     "class folders (<folder>/<class name>/<images>)")
+                     f"class folders (<folder>/<class name>/<images>){hint}")
 
 
 def _split_spec(spec: Any) -> tuple[str, Any, dict[str, Any]]:
