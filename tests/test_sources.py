@@ -223,3 +223,38 @@ def test_synthetic_mix_reads_a_folder_path_and_saves_it(tmp_path):
     assert again.transforms[0].pool_path == str(folder)
     with pytest.raises(ValueError, match="n_per_class=4 only applies when pool is a generator checkpoint"):
         SyntheticMix(str(folder), n_per_class=4)
+
+
+def test_a_benchmark_runs_a_folder_source_end_to_end(tmp_path, data_root):
+    """benchmarks/run.py with a folder as its generator entry: checked before any work, re-ordered to the data
+    set's classes, pictured, mixed in; nothing trained."""
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    folder = write_class_folders(tmp_path / "cells", manifest=True)  # classes in the other order
+    settings = ["seeds=[0]", "classifier.model=test_resnet", "classifier.steps=4", "classifier.batch_size=16",
+                f"generators=[{{label: exported, source: {{folder: {folder}}}}}]", "datasets.0.image_size=16",
+                "fractions=[0.03]", "quality.fractions=[]"]
+    cmd = [sys.executable, str(repo / "benchmarks" / "run.py"), "--config",
+           str(repo / "configs" / "bench" / "malaria-quick.yaml"), "--out", str(tmp_path / "run")]
+    env = {**os.environ, "SYNTHAUG_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*cmd, *(x for s in settings for x in ("--set", s))], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["arm"], r["generator"], r["generator_name"]) for r in rows) == [
+        ("real", None, None), ("synthetic", "exported", "folder")]
+    assert next(r for r in rows if r["arm"] == "synthetic")["synthetic_items"] > 0
+    assert (tmp_path / "run" / "samples" / "malaria-16px-frac0.03-exported.png").is_file()
+    assert not list((tmp_path / "run").rglob("*.safetensors"))  # nothing trained
+    # a source of other classes is refused before any work, naming both lists
+    (tmp_path / "other" / "cat").mkdir(parents=True)
+    (tmp_path / "other" / "dog").mkdir()
+    for name in ("cat", "dog"):
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "other" / name / "0.png")
+    settings[4] = f"generators=[{{label: pets, source: {{folder: {tmp_path / 'other'}}}}}]"
+    proc = subprocess.run([*cmd[:-1], str(tmp_path / "never"), *(x for s in settings for x in ("--set", s))],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "['cat', 'dog']" in proc.stderr and "['Parasitized', 'Uninfected']" in proc.stderr
+    assert not (tmp_path / "never" / "results.jsonl").exists()

@@ -156,6 +156,23 @@ class GeneratorSpec:
     def key(self) -> str:
         return self.label or self.name
 
+    def check(self, splits: Any) -> None:
+        """Fail before any work when this entry cannot serve ``splits``: a generator that cannot be built, or a
+        source that cannot be opened or whose classes are not the data set's (a ValueError naming the entry)."""
+        from ..generators import create_generator
+
+        if self.source is None:
+            create_generator(self.name, num_classes=splits.num_classes, image_size=splits.image_size,
+                             channels=splits.channels, **self.options)
+            return
+        from ..sources import open_source_spec
+
+        try:
+            open_source_spec(self.source, classes=splits.classes, image_size=splits.image_size,
+                             channels=splits.channels)
+        except (OSError, ImportError) as err:
+            raise ValueError(f"generators ({self.key}): source {self.source!r}: {err}") from err
+
     def fingerprint(self) -> str:
         """A short hash of the name, options and training budget: a reused checkpoint must match it."""
         train = to_dict(self.train)
