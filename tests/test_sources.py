@@ -248,6 +248,7 @@ def test_a_benchmark_runs_a_folder_source_end_to_end(tmp_path, data_root):
     assert next(r for r in rows if r["arm"] == "synthetic")["synthetic_items"] > 0
     assert (tmp_path / "run" / "samples" / "malaria-16px-frac0.03-exported.png").is_file()
     assert not list((tmp_path / "run").rglob("*.safetensors"))  # nothing trained
+    assert "`exported` (folder source)" in (tmp_path / "run" / "summary.md").read_text()
     # a source of other classes is refused before any work, naming both lists
     (tmp_path / "other" / "cat").mkdir(parents=True)
     (tmp_path / "other" / "dog").mkdir()

@@ -156,6 +156,10 @@ class GeneratorSpec:
     def key(self) -> str:
         return self.label or self.name
 
+    def describe(self) -> str:
+        """What the entry is, for summaries: ``cvae, 600 steps`` or ``folder source``."""
+        return f"{self.name} source" if self.source is not None else f"{self.name}, {self.train.steps} steps"
+
     def check(self, splits: Any) -> None:
         """Fail before any work when this entry cannot serve ``splits``: a generator that cannot be built, or a
         source that cannot be opened or whose classes are not the data set's (a ValueError naming the entry)."""
