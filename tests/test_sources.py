@@ -167,7 +167,7 @@ def test_evaluate_gate_takes_a_folder_and_a_callable(tmp_path, data_root, monkey
     (tmp_path / "other.py").write_text("from synthaug.sources import CallableSource\n"
                                        "from tests.test_sources import dark_or_bright\n"
                                        "source = CallableSource(dark_or_bright, classes=['cat', 'dog'])\n")
-    assert main(["evaluate", "--source", "callable:other:source", "--out", str(tmp_path / "q3"), *common]) == 2
+    assert main(["evaluate", "--source", "callable:other:source", "--out", str(tmp_path / "q3"), *common]) != 0
     err = capsys.readouterr().err
     assert "['cat', 'dog']" in err and "['Parasitized', 'Uninfected']" in err
 
