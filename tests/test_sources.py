@@ -259,3 +259,21 @@ def test_a_benchmark_runs_a_folder_source_end_to_end(tmp_path, data_root):
     assert (tmp_path / "run" / "samples" / "malaria-16px-frac0.03-exported.png").is_file()
     assert not list((tmp_path / "run").rglob("*.safetensors"))  # nothing trained
     assert "`exported` (folder source)" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_a_pipeline_that_takes_class_labels_itself_is_called_with_them():
+    pytest.importorskip("diffusers")
+    from synthaug.sources import DiffusersSource
+
+    class ClassLabelPipeline:  # the call of a DiTPipeline: class_labels, steps, output_type="np", a generator
+        device = torch.device("cpu")
+
+        def __call__(self, *, class_labels, num_inference_steps, output_type, generator):
+            assert output_type == "np" and num_inference_steps == 4
+            noise = torch.rand(len(class_labels), 8, 8, 3, generator=generator).numpy() * 0.1
+            return SimpleNamespace(images=noise + np.array(class_labels, np.float32)[:, None, None, None] * 0.8)
+
+    source = DiffusersSource(ClassLabelPipeline(), classes=["dark", "light"], steps=4, image_size=8, channels=3)
+    images = source.sample(4, torch.tensor([0, 1, 1, 0]), generator=torch.Generator().manual_seed(0))
+    assert images.shape == (4, 3, 8, 8) and [b > 100 for b in _brightness(images)] == [False, True, True, False]
+    assert torch.equal(images, source.sample(4, torch.tensor([0, 1, 1, 0]), generator=torch.Generator().manual_seed(0)))

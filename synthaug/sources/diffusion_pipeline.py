@@ -75,7 +75,8 @@ class DiffusersSource:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, *, classes: Sequence[str] | None = None,
-                        device: Any = None, **options: Any) -> DiffusersSource:
+                        device: Any = None, steps: int = 50, guidance_scale: float | None = None,
+                        image_size: int | None = None, channels: int | None = None) -> DiffusersSource:
         """A pipeline saved with ``save_pretrained`` in ``folder``, loaded from disk only."""
         diffusers = _require_diffusers()
         if not os.path.isdir(os.fspath(folder)):
@@ -84,7 +85,8 @@ class DiffusersSource:
         pipeline = diffusers.DiffusionPipeline.from_pretrained(os.fspath(folder), local_files_only=True)
         if device is not None:
             pipeline.to(device)
-        return cls(pipeline, classes=classes, **options)
+        return cls(pipeline, classes=classes, steps=steps, guidance_scale=guidance_scale, image_size=image_size,
+                   channels=channels)
 
     @property
     def generator_options(self) -> dict[str, Any]:

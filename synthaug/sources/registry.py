@@ -33,7 +33,8 @@ _OPENERS: dict[str, SourceOpener] = {}
 
 
 def register_source(kind: str) -> Callable[[SourceOpener], SourceOpener]:
-    """Register ``opener(value, context, **options) -> source`` for specs ``{kind: value, **options}``."""
+    """Register ``opener(value, context, *, option=default, ...) -> source`` for specs ``{kind: value, option: ...}``
+    (its keyword-only parameters are the options a spec may give; others are refused by name)."""
     def decorator(opener: SourceOpener) -> SourceOpener:
         _OPENERS[kind] = opener
         return opener
@@ -101,11 +102,14 @@ def _open_pool(value: Any, context: SourceContext) -> Any:
 
 
 @register_source("diffusers")
-def _open_diffusers(value: Any, context: SourceContext, **options: Any) -> Any:
+def _open_diffusers(value: Any, context: SourceContext, *, classes: Sequence[str] | None = None, steps: int = 50,
+                    guidance_scale: float | None = None, image_size: int | None = None,
+                    channels: int | None = None) -> Any:
     from .diffusion_pipeline import DiffusersSource
 
-    classes = options.pop("classes", None) or context.classes
-    return DiffusersSource.from_pretrained(value, classes=classes, device=context.device, **options)
+    return DiffusersSource.from_pretrained(value, classes=classes if classes is not None else context.classes,
+                                           device=context.device, steps=steps, guidance_scale=guidance_scale,
+                                           image_size=image_size, channels=channels)
 
 
 def _kind_of_path(path: Any) -> str:
@@ -159,10 +163,9 @@ def open_source_spec(spec: Any, *, classes: Sequence[str] | None = None, image_s
     kind, value, options = _split_spec(spec)
     opener = _OPENERS[kind]
     accepted = [name for name, p in inspect.signature(opener).parameters.items()
-                if p.kind == inspect.Parameter.KEYWORD_ONLY]
-    takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in inspect.signature(opener).parameters.values())
+                if p.kind == inspect.Parameter.KEYWORD_ONLY]  # an opener declares its options, keyword-only
     unknown = [k for k in options if k not in accepted]
-    if unknown and not takes_any:
+    if unknown:
         raise ValueError(f"source {kind}: unknown option {unknown[0]!r}{did_you_mean(unknown[0], accepted)}; "
                          f"{kind} takes {accepted or 'no options'}")
     context = SourceContext(classes=classes, image_size=image_size, channels=channels, device=device)
