@@ -277,3 +277,14 @@ def test_a_pipeline_that_takes_class_labels_itself_is_called_with_them():
     images = source.sample(4, torch.tensor([0, 1, 1, 0]), generator=torch.Generator().manual_seed(0))
     assert images.shape == (4, 3, 8, 8) and [b > 100 for b in _brightness(images)] == [False, True, True, False]
     assert torch.equal(images, source.sample(4, torch.tensor([0, 1, 1, 0]), generator=torch.Generator().manual_seed(0)))
+
+
+def test_an_unreadable_file_is_named_or_skipped(tmp_path):
+    folder = write_class_folders(tmp_path / "f")
+    (folder / "Uninfected" / "zz-broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="zz-broken.png"):
+        FolderSource(folder).sample(1)
+    skipping = FolderSource(folder, on_bad_file="skip")
+    with pytest.warns(UserWarning, match="left out 1 unreadable file"):
+        assert skipping.sample(2).shape == (2, 3, 16, 16)
+    assert len(skipping) == 12

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.folders import scan_class_folders
-from ..data.imageio import IMAGE_EXTENSIONS, decode_image, letterbox
+from ..checks import check_choice
+from ..data.folders import decode_files, scan_class_folders
+from ..data.imageio import IMAGE_EXTENSIONS
 from ..export import MANIFEST
 from ..generators.base import check_sample_labels
 from .core import check_geometry, class_order, match_classes
@@ -64,16 +65,18 @@ class FolderSource:
     the sub-folders alphabetically (as ``torchvision.datasets.ImageFolder`` numbers them); ``classes=`` (the
     real data set's names) re-orders them to match and refuses other names. Images are decoded on first use
     to uint8 ``(channels, image_size, image_size)`` (letterboxed; default: the first image's mode and longer
-    side). ``sample(n, labels, generator=)`` draws images of each label without replacement (all of a class
+    side; an unreadable file is an error naming it, or with ``on_bad_file="skip"`` left out with a warning).
+    ``sample(n, labels, generator=)`` draws images of each label without replacement (all of a class
     before any repeats), from the torch generator: the same generator state gives the same images.
     """
 
     generator_name = "folder"
 
     def __init__(self, folder: str | os.PathLike, *, image_size: int | None = None, channels: int | None = None,
-                 classes: Sequence[str] | None = None) -> None:
+                 classes: Sequence[str] | None = None, on_bad_file: str = "error") -> None:
         owner = "FolderSource"
         check_geometry(image_size, channels, owner)
+        self.on_bad_file = check_choice(on_bad_file, "on_bad_file", owner, ("error", "skip"))
         self.folder = Path(folder).expanduser().absolute()
         files, labels, found = scan_class_folders(self.folder)
         folders, names, self.exported_from = _exported_classes(self.folder, found)
@@ -113,11 +116,12 @@ class FolderSource:
 
     def images(self) -> np.ndarray:
         """Every image, uint8 ``(N, channels, image_size, image_size)``, decoded once."""
-        if self._images is None:
-            out = np.zeros((len(self._files), self.channels, self.image_size, self.image_size), dtype=np.uint8)
-            for i, rel in enumerate(self._files):
-                out[i] = letterbox(decode_image(self.folder / rel, channels=self.channels), self.image_size)
-            self._images = out
+        if self._images is None:  # as synthaug's folder data sets decode: letterboxed, a bad file named
+            images, kept, _ = decode_files(self.folder, self._files, image_size=self.image_size,
+                                           channels=self.channels, on_bad_file=self.on_bad_file,
+                                           desc=f"decoding {self.folder.name} ({self.image_size}px)")
+            self._files, self._labels = [self._files[i] for i in kept], self._labels[kept]  # skipped files left out
+            self._images = images
         return self._images
 
     def labels(self) -> np.ndarray:

@@ -67,8 +67,9 @@ def _import_callable(value: Any) -> Callable[..., Any]:
 
 @register_source("folder")
 def _open_folder(value: Any, context: SourceContext, *, image_size: int | None = None,
-                 channels: int | None = None) -> FolderSource:
-    return FolderSource(value, image_size=image_size or context.image_size, channels=channels or context.channels)
+                 channels: int | None = None, on_bad_file: str = "error") -> FolderSource:
+    return FolderSource(value, image_size=image_size or context.image_size, channels=channels or context.channels,
+                        on_bad_file=on_bad_file)
 
 
 @register_source("callable")
