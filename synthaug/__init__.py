@@ -1,16 +1,17 @@
 """synthaug: synthetic data augmentation for medical image classification.
 
 ``import synthaug`` stays light: albumentations and OpenCV load only when ``synthaug.SyntheticMix`` (or
-``synthaug.transforms``) is first touched, matplotlib only when a figure is drawn. albumentations finds
-``SyntheticMix`` in a saved pipeline once it is registered, so load such a file after
-``from synthaug import SyntheticMix`` (or ``import synthaug.transforms``)::
+``synthaug.transforms``) is first touched, torchvision's v2 transforms only with ``synthaug.SyntheticMixV2``,
+diffusers only with ``synthaug.sources.DiffusersSource``, matplotlib only when a figure is drawn.
+albumentations finds ``SyntheticMix`` in a saved pipeline once synthaug is imported (when albumentations was
+imported first) or ``synthaug.transforms`` is; ``synthaug.load_pipeline`` works in any order::
 
-    import albumentations as A
-    from synthaug import SyntheticMix  # registers the class with albumentations
-    pipeline = A.load("pipeline.json")
+    import synthaug
+    pipeline = synthaug.load_pipeline("pipeline.json")  # A.load with SyntheticMix registered
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ._version import __version__  # noqa: E402
@@ -23,14 +24,16 @@ from .pool import SyntheticPool, load_pool  # noqa: E402
 from .quality import ClassifierFilter  # noqa: E402
 from .strategies import TeacherLabels  # noqa: E402
 from .quotas import ClassQuotas  # noqa: E402
+from .sources import CallableSource, FolderSource  # noqa: E402
 from .synthetic import SyntheticDataset  # noqa: E402
 
 __all__ = ["__version__", "load_dataset", "Generator", "create_generator", "list_generators", "load_generator",
            "register_generator", "SyntheticDataset", "ClassQuotas", "SyntheticPool", "load_pool",
-           "ClassifierFilter", "SyntheticMix", "EditSource", "TeacherLabels"]
+           "ClassifierFilter", "SyntheticMix", "SyntheticMixV2", "load_pipeline", "EditSource", "TeacherLabels",
+           "FolderSource", "CallableSource"]
 
 # Public names whose modules pull in heavy optional libraries: imported on first access (PEP 562).
-_LAZY = {"SyntheticMix": "transforms"}
+_LAZY = {"SyntheticMix": "transforms", "load_pipeline": "transforms", "SyntheticMixV2": "transforms_v2"}
 
 
 def __getattr__(name: str) -> Any:
@@ -45,3 +48,21 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+def _build_synthetic_mix(**args: Any) -> Any:
+    from .transforms import SyntheticMix
+
+    return SyntheticMix(**args)
+
+
+def _register_with_albumentations() -> None:
+    """With albumentations already imported, let ``A.load`` / ``A.from_dict`` find SyntheticMix without loading
+    ``synthaug.transforms`` now: a stand-in that builds the class on first use (importing it replaces it)."""
+    serialization = sys.modules.get("albumentations.core.serialization")
+    registry = getattr(serialization, "SERIALIZABLE_REGISTRY", None)
+    if isinstance(registry, dict):
+        registry.setdefault("synthaug.transforms.SyntheticMix", _build_synthetic_mix)
+
+
+_register_with_albumentations()

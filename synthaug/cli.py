@@ -147,13 +147,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .pool import load_pool
 
     gate = _evaluate_gate(args)  # its thresholds are checked before anything is loaded
-    source = load_pool(args.pool) if args.pool else load_generator(args.checkpoint)
-    trained_from = args.checkpoint or source.meta.get("checkpoint")  # a pool records the checkpoint it came from
+    if args.source:  # a folder of class folders, module:function or diffusers:PATH (synthaug.sources)
+        from .sources import open_source_spec
+
+        source = open_source_spec(args.source, image_size=args.image_size)
+    else:
+        source = load_pool(args.pool) if args.pool else load_generator(args.checkpoint)
+    # a pool (or an export) records the checkpoint it came from
+    trained_from = args.checkpoint or (getattr(source, "meta", None) or {}).get("checkpoint") or getattr(
+        source, "exported_from", None)
     asked = {"data": args.data, "seed": args.seed, "train_fraction": args.train_fraction, "image_size": args.image_size}
     options = trained_from and check_training_options(trained_from, **asked)  # fails before the data are loaded
     splits = load_dataset(args.data, root=args.root, image_size=args.image_size, seed=args.seed,
                           train_fraction=args.train_fraction, group_fn=args.group_pattern,
                           channels=source.channels)  # the data as the generator saw them
+    if args.source:  # re-ordered to the data's classes when it can be, else refused naming both lists
+        from .sources import match_classes
+
+        source = match_classes(source, splits.classes, where=f"--data {args.data}")
     _check_same_classes(source, splits.classes, f"--data {args.data}")
     if options:
         check_training_options(trained_from, **asked, splits=splits)  # and the training patients it recorded
@@ -379,6 +390,9 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     source = ev.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="generator checkpoint folder (from synthaug train)")
     source.add_argument("--pool", help="pool folder (from synthaug sample --pool)")
+    source.add_argument("--source", metavar="SPEC", help="any other source: a folder of class folders "
+                        "(folder:PATH, e.g. from synthaug export), a function fn(n, labels) -> uint8 images "
+                        "(callable:package.module:function, classes and size from --data) or diffusers:PATH")
     ev.add_argument("--data", default="malaria", help="the data set the generator was trained on")
     ev.add_argument("--root")
     ev.add_argument("--image-size", type=int, default=32)

@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
-from .checks import is_int
+from .checks import did_you_mean, is_int
 from .data.imageio import convert_channels, letterbox
 
-__all__ = ["class_id", "to_uint8_image", "fit_image", "split_item", "read_targets", "declared", "real_classes",
+__all__ = ["class_id", "class_ids_by_name", "to_uint8_image", "fit_image", "split_item", "read_targets", "declared", "real_classes",
            "real_transforms", "augmenting_steps", "FORMAT_ONLY"]
 
 
@@ -38,6 +38,44 @@ def class_id(value: Any, *, key: str = "label") -> int:
                          f"or tensor with one element), got {type(value).__name__} of dtype {arr.dtype} and "
                          f"shape {arr.shape}")
     return int(arr.reshape(()))
+
+
+def class_ids_by_name(labels: Any, names: list[str] | None, num_classes: int, *, what: str = "labels",
+                      owner: str = "this generator",
+                      unnamed: str = "a checkpoint saved before synthaug recorded them, or trained on data without "
+                                     "names") -> list[int]:
+    """Class ids for ``labels`` given as ids or class names ("Parasitized"; case-insensitive when unique), the
+    way ``synthaug sample --labels`` reads them. An unknown name gets a "did you mean" and the list of names;
+    ``what`` names the argument and ``owner`` the thing whose classes these are, in errors; ``unnamed`` says
+    why it may have no names."""
+    names = list(names or [])
+    exact = {name: i for i, name in enumerate(names)}
+    folded: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        folded.setdefault(name.casefold(), []).append(i)
+    ids = []
+    for label in labels:
+        if is_int(label):
+            ids.append(int(label))
+            continue
+        if not isinstance(label, str):
+            raise ValueError(f"{what}: {label!r} is neither a class id nor a class name")
+        text = label.strip()
+        # a name wins over a number: a checkpoint whose classes are called "0", "1", ... means them
+        if text in exact:
+            ids.append(exact[text])
+        elif len(folded.get(text.casefold(), [])) == 1:
+            ids.append(folded[text.casefold()][0])
+        elif text.lstrip("-").isdigit():
+            ids.append(int(text))
+        elif not names:
+            raise ValueError(f"{what}: {text!r} is not a class id, and {owner} has no class names ({unnamed}); "
+                             f"give class ids: {', '.join(map(str, range(num_classes)))}")
+        else:
+            listed = ", ".join(f"{i}={name!r}" for i, name in enumerate(names))
+            raise ValueError(f"{what}: unknown class {text!r}{did_you_mean(text, names)}; {owner}'s classes are "
+                             f"{listed} (give names or ids)")
+    return ids
 
 
 _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")

@@ -139,7 +139,8 @@ def generate_pool(gen: Any, labels: np.ndarray, *, seed: int = 0, batch_size: in
             bar.update(len(part))
     images = np.concatenate(chunks) if chunks else np.zeros((0, gen.channels, gen.image_size, gen.image_size), np.uint8)
     meta = {"generator": getattr(gen, "generator_name", type(gen).__name__),
-            "generator_options": getattr(gen, "generator_options", {}), "seed": int(seed)}
+            "generator_options": getattr(gen, "generator_options", {}), "seed": int(seed),
+            "class_names": getattr(gen, "class_names", None)}
     return SyntheticPool(images, labels, int(gen.num_classes), meta)
 
 
@@ -353,16 +354,17 @@ def describe_filter(fn: Any) -> str | None:
 
 
 def open_source(gen: Any, *, device: torch.device | None = None) -> tuple[SyntheticPool | None, Any]:
-    """``(pool, None)`` for a pool or pool folder, ``(None, generator)`` for a generator or checkpoint folder
-    (loaded on ``device``, default the CPU)."""
+    """``(pool, None)`` for a pool or pool folder, ``(None, source)`` for a generator, a checkpoint folder (loaded
+    on ``device``, default the CPU) or another source (a folder of class folders, a spec: ``synthaug.sources``)."""
     if isinstance(gen, SyntheticPool):
         return gen, None
-    if isinstance(gen, (str, os.PathLike)):
-        if is_pool(gen):
-            return load_pool(gen), None
-        from .generators import load_generator
+    if isinstance(gen, (str, os.PathLike, dict)):  # a path or a source spec (synthaug.sources)
+        from .sources import open_source_spec
 
-        gen = load_generator(gen, device=device or "cpu")
+        gen = open_source_spec(gen, device=device)
+        if isinstance(gen, SyntheticPool):
+            return gen, None
     if not callable(getattr(gen, "sample", None)) or not hasattr(gen, "num_classes"):
-        raise TypeError(f"gen must be a synthaug generator, a checkpoint folder or a pool, got {type(gen).__name__}")
+        raise TypeError(f"gen must be a synthaug generator, a source (a folder of class folders, a CallableSource, "
+                        f"...), a checkpoint folder or a pool, got {type(gen).__name__}")
     return None, gen

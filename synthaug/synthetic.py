@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .checks import check_bool, check_int, is_int
+from .checks import check_int, is_int
 from .data.imageio import convert_channels, resize_batch
 from .items import (augmenting_steps, class_id, declared, fit_image, read_targets, real_classes, real_transforms,
                     split_item, to_uint8_image)
@@ -28,59 +28,14 @@ from .pool import (Processes, SyntheticPool, check_device, check_progress, curre
                    generate_pool, generation_device, labels_fingerprint, open_source, sample_until_kept, shared_pool,
                    weights_fingerprint)
 from .quotas import ClassQuotas, LabelDistribution, QualityFilter, check_ratio, class_weights, largest_remainder
+from .sources import match_classes, source_class_names
+from .synthetic_options import check_dataset_arguments
 from .strategies import (TeacherLabels, decode_array, encode_array, labels_from_logits, one_hot, teacher_logits,
                          teacher_report)
 
 # ClassQuotas and the class-count helpers live in synthaug.quotas, open_source in synthaug.pool; they are
 # still importable from here, as they were before they moved
 __all__ = ["SyntheticDataset", "ClassQuotas", "check_ratio", "largest_remainder", "class_weights", "open_source"]
-
-
-def _check_arguments(ratio: Any, *, quotas: ClassQuotas | None, real: Dataset | None, length: Any, pool_size: Any,
-                     batch_size: Any, refresh_every: Any, quality_filter: Any, max_filter_rounds: Any,
-                     ready_pool: bool, device: Any, pool_dir: Any, teacher: Any,
-                     return_is_synthetic: Any) -> float | None:
-    """Refuse contradictory or malformed SyntheticDataset options; returns the ratio (None with quotas)."""
-    owner = "SyntheticDataset"
-    if quotas is not None:
-        if ratio is not None:
-            raise ValueError("with ClassQuotas the quotas set the synthetic count: pass ratio=None")
-    else:
-        ratio = check_ratio(ratio)
-    if real is None and length is None and quotas is None:
-        raise ValueError("give real=<data set> (the synthetic share follows ratio) or length=<number of synthetic items>")
-    if real is not None and length is not None:
-        raise ValueError("give either real= (the epoch length follows from ratio) or length=, not both")
-    if real is not None and not (hasattr(real, "__len__") and hasattr(real, "__getitem__")):
-        raise ValueError(f"real={type(real).__name__}: the real data set must be a map-style torch data set (with "
-                         "__len__ and __getitem__ giving (image, label)), not an iterable one")
-    if length is not None:
-        check_int(length, "length", owner, minimum=0)
-    if pool_size is not None:
-        check_int(pool_size, "pool_size", owner, minimum=1, hint="or None: one image per synthetic item")
-    if pool_size is not None and ready_pool:
-        raise ValueError("pool_size applies when generating; a ready pool is used as it is")
-    if quality_filter is not None and ready_pool:
-        raise ValueError("quality_filter applies when generating; filter a ready pool before saving it")
-    if device is not None and ready_pool:
-        raise ValueError(f"device={device!r} applies when generating; a ready pool is only read")
-    if pool_dir is not None and ready_pool:
-        raise ValueError(f"pool_dir={pool_dir!r} applies when generating; a ready pool is already on disk")
-    if pool_dir is not None and (not isinstance(pool_dir, (str, os.PathLike)) or not os.fspath(pool_dir)):
-        raise ValueError(f"{owner}: pool_dir={pool_dir!r} must be a folder path (where the pool is written once and "
-                         "read by every process and later run)")
-    check_int(batch_size, "batch_size", owner, minimum=1)
-    check_int(max_filter_rounds, "max_filter_rounds", owner, minimum=1)
-    if refresh_every is not None:
-        check_int(refresh_every, "refresh_every", owner, minimum=1, hint="a number of epochs, or None")
-    if quality_filter is not None and not callable(quality_filter):
-        raise ValueError("quality_filter must be a callable (images, labels) -> keep mask, e.g. a ClassifierFilter")
-    if teacher is not None and not isinstance(teacher, TeacherLabels):
-        raise ValueError(f"{owner}: teacher={type(teacher).__name__} must be a synthaug.strategies.TeacherLabels, "
-                         "e.g. teacher=TeacherLabels(model, mode='soft', temperature=2.0) with a model trained on the "
-                         "real training images only (or None: the generator's labels)")
-    check_bool(return_is_synthetic, "return_is_synthetic", owner)
-    return ratio
 
 
 class SyntheticDataset(Dataset):
@@ -95,7 +50,8 @@ class SyntheticDataset(Dataset):
     ``real`` is any map-style torch data set of ``(image, label)`` items (see the module docstring; a
     ``Subset`` or ``random_split`` part reads its parent's ``targets``, so nothing is decoded up front).
     Every item, real or synthetic, is ``(image, label)`` with ``image`` a uint8 tensor ``(C, S, S)`` (then
-    ``transform(image)`` when a transform is given) and ``label`` a Python ``int``. ``C`` and ``S`` are the
+    ``transform(image)`` when a transform is given) and ``label`` a Python ``int`` (then
+    ``target_transform(label)``; ``class_to_idx`` maps class names to ids, as torchvision's). ``C`` and ``S`` are the
     real data's channels and size (its ``channels`` / ``image_size`` attributes, else its first image;
     non-square real images make ``S`` the generator's size); real images of another size are letterboxed to
     ``S``, synthetic ones resized, and 1 <-> 3 channels converted. Without ``real``: the generator's format.
@@ -143,6 +99,7 @@ class SyntheticDataset(Dataset):
         length: int | None = None,
         label_distribution: LabelDistribution = "match",
         transform: Callable[[torch.Tensor], Any] | None = None,
+        target_transform: Callable[[Any], Any] | None = None,
         seed: int = 0,
         pool_size: int | None = None,
         batch_size: int = 256,
@@ -159,36 +116,31 @@ class SyntheticDataset(Dataset):
         self.device = check_device(device, "SyntheticDataset")
         self.progress = check_progress(progress, "SyntheticDataset")
         self._source_pool, self._gen = open_source(gen, device=self.device)
+        if real is not None and self._gen is not None:  # class names checked (a folder or callable re-ordered)
+            self._gen = match_classes(self._gen, real_classes(real), where="the real data set")
         source = self._source_pool if self._source_pool is not None else self._gen
         quotas = label_distribution if isinstance(label_distribution, ClassQuotas) else None
-        ratio = _check_arguments(ratio, quotas=quotas, real=real, length=length, pool_size=pool_size,
-                                 batch_size=batch_size, refresh_every=refresh_every, quality_filter=quality_filter,
-                                 max_filter_rounds=max_filter_rounds, ready_pool=self._source_pool is not None,
-                                 device=device, pool_dir=pool_dir, teacher=teacher,
-                                 return_is_synthetic=return_is_synthetic)
+        ratio = check_dataset_arguments(ratio, quotas=quotas, real=real, length=length, pool_size=pool_size,
+                                        batch_size=batch_size, refresh_every=refresh_every,
+                                        quality_filter=quality_filter, max_filter_rounds=max_filter_rounds,
+                                        ready_pool=self._source_pool is not None, device=device, pool_dir=pool_dir,
+                                        teacher=teacher, return_is_synthetic=return_is_synthetic,
+                                        target_transform=target_transform)
         self.pool_dir = None if pool_dir is None else Path(pool_dir).expanduser().absolute()
         self._processes: Processes | None = current_processes(accelerator)
         self._identity: dict[str, Any] | None = None  # the generator's part of a pool's recipe, kept by copies
         self.real = real
         self.transform = transform
+        self.target_transform = target_transform
         self.seed = int(seed)
         self.batch_size, self.refresh_every = int(batch_size), refresh_every
         self.quality_filter, self.max_filter_rounds = quality_filter, int(max_filter_rounds)
-        self.teacher, self.return_is_synthetic = teacher, bool(return_is_synthetic)
-        self.teacher_mode = None if teacher is None else teacher.mode
-        self._teacher_temperature = None if teacher is None else teacher.temperature
-        self._teacher_logits: np.ndarray | None = None  # per pool row, float32 (rows, num_classes)
-        self._teacher_labels: np.ndarray | None = None  # per pool row: probabilities (soft) or class ids (hard)
-        self.teacher_report: dict[str, Any] | None = None
-        self._index_real(real, int(source.num_classes))
+        self.return_is_synthetic = bool(return_is_synthetic)
+        self._set_teacher(teacher)
+        self._index_real(real, int(source.num_classes), source_class_names(source))
         counts, weights = self._synthetic_counts(ratio, quotas, length, label_distribution)
         self.num_synthetic = int(counts.sum())
-        if real is None:
-            self.ratio = 1.0  # every item is synthetic
-        elif quotas is not None:
-            self.ratio = self.num_synthetic / max(1, self.num_real + self.num_synthetic)
-        else:
-            self.ratio = ratio
+        self.ratio = self._effective_ratio(real is None, quotas is not None, ratio)
         rng = np.random.default_rng([self.seed, 104729])
         self.synthetic_labels = rng.permutation(np.repeat(np.arange(self.num_classes), counts))
         self.channels, self.image_size = self._target_format(real, source)
@@ -200,14 +152,30 @@ class SyntheticDataset(Dataset):
         self._refresh(0)
 
     # ----------------------------------------------------------------- construction helpers
-    def _index_real(self, real: Dataset | None, num_classes: int) -> None:
+    def _set_teacher(self, teacher: TeacherLabels | None) -> None:
+        self.teacher = teacher
+        self.teacher_mode = None if teacher is None else teacher.mode
+        self._teacher_temperature = None if teacher is None else teacher.temperature
+        self._teacher_logits: np.ndarray | None = None  # per pool row, float32 (rows, num_classes)
+        self._teacher_labels: np.ndarray | None = None  # per pool row: probabilities (soft) or class ids (hard)
+        self.teacher_report: dict[str, Any] | None = None
+
+    def _effective_ratio(self, no_real: bool, by_quotas: bool, ratio: float | None) -> float:
+        """The synthetic share: 1 without real items, the quotas' share with ClassQuotas, else ``ratio``."""
+        if no_real:
+            return 1.0  # every item is synthetic
+        if by_quotas:
+            return self.num_synthetic / max(1, self.num_real + self.num_synthetic)
+        return float(ratio)
+
+    def _index_real(self, real: Dataset | None, num_classes: int, source_names: list[str] | None) -> None:
         """Classes, labels and size of the real data set, checked against the generator's classes."""
         self.num_classes = num_classes
         names = real_classes(real) if real is not None else None
         if names is not None and len(names) != self.num_classes:
             raise ValueError(f"the generator makes {self.num_classes} classes but the real data set has "
                              f"{len(names)} ({names}); train a generator on this data set")
-        self.classes = names if names is not None else [str(c) for c in range(self.num_classes)]
+        self.classes = names or source_names or [str(c) for c in range(self.num_classes)]
         if real is not None:
             self._warn_about_real_transforms(real)
         self.real_targets = read_targets(real) if real is not None else None
@@ -482,6 +450,8 @@ class SyntheticDataset(Dataset):
             image, label = self._synthetic_image(j), self._synthetic_label(j)
         if self.transform is not None:
             image = self.transform(image)
+        if self.target_transform is not None:
+            label = self.target_transform(label)
         return (image, label, index >= self.num_real) if self.return_is_synthetic else (image, label)
 
     @property
@@ -490,6 +460,11 @@ class SyntheticDataset(Dataset):
         if isinstance(self._images, torch.Tensor):
             return self._images
         return torch.from_numpy(np.array(self._images, copy=True))
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        """Each class name's id (torchvision's ``class_to_idx``), for real and synthetic items alike."""
+        return {name: i for i, name in enumerate(self.classes)}
 
     @property
     def targets(self) -> np.ndarray:

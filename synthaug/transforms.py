@@ -1,51 +1,49 @@
-"""SyntheticMix: the albumentations face of synthetic augmentation.
+"""SyntheticMix: the albumentations face of synthetic augmentation (its torchvision v2 twin is
+``synthaug.transforms_v2.SyntheticMixV2``).
 
 ``SyntheticMix(pool, p)`` is an albumentations ``ImageOnlyTransform`` that, with probability ``p``,
 replaces the image by a synthetic image of the same class, read from a pool of pre-generated images
-(a pool folder, memory-mapped, or a pool generated once from a generator checkpoint)::
+(a pool folder, memory-mapped; a folder of class folders; or a pool generated once from a generator
+checkpoint)::
 
     import albumentations as A
     from synthaug.transforms import SyntheticMix
 
     pipeline = A.Compose([SyntheticMix("pools/malaria-cvae", p=0.3), A.HorizontalFlip(), A.Normalize()], seed=0)
-    out = pipeline(image=image, label=label)      # image: uint8 (H, W) or (H, W, C); label: class id
+    out = pipeline(image=image, label=label)      # image: uint8 (H, W) or (H, W, C); label: class id or name
 
 The pool is given as a path so the pipeline serializes (``A.save`` / ``A.load`` store it as an absolute
-path, so a saved pipeline loads from any working directory) and pickles cheaply to DataLoader workers:
-nothing is read or generated before the first call (``prepare()`` does it on demand; pickling never
-does), and a pool folder is memory-mapped again in each worker instead of being copied into it. Which
+path, so a saved pipeline loads from any working directory, and on a machine without the pool: the first
+call there names the missing path) and pickles cheaply to DataLoader workers (``synthaug.mix_pool``). Which
 pool image is used comes from the transform's albumentations random generator, so
 ``A.Compose(..., seed=S)`` repeats the same choices.
 
 A synthetic image has no matching mask, boxes or keypoints, so a call that passes any of them is refused:
-SyntheticMix is for classification pipelines (``image=..., label=...``). ``A.from_dict`` / ``A.load`` find the class once ``synthaug.transforms``
-has been imported (``from synthaug import SyntheticMix`` does that; a bare ``import synthaug`` does not, so
-that it stays free of albumentations and OpenCV).
+SyntheticMix is for classification pipelines (``image=..., label=...``). ``A.from_dict`` / ``A.load`` find
+the class once ``synthaug.transforms`` has been imported: ``synthaug.load_pipeline(path)`` does both (a
+bare ``import synthaug`` stays free of albumentations and OpenCV). albumentations is archived upstream
+(June 2025); SyntheticMix works on its last release, 2.0.x.
 """
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import torch
 from albumentations.core.transforms_interface import BaseTransformInitSchema, ImageOnlyTransform
-from pydantic import field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 
-from .checks import check_int
-from .generators.base import CONFIG_FILE, WEIGHTS_FILE
-from .pool import (Processes, SyntheticPool, check_device, current_processes, generate_pool, generation_device,
-                   is_pool, labels_fingerprint, load_pool, shared_pool, weights_fingerprint)
 from .items import class_id
+from .mix_pool import (DEFAULT_PER_CLASS, MixPool, PoolAccess, check_mix_options, check_pool_dir, check_pool_source,
+                       check_sampling_options)
+from .pool import SyntheticPool
+from .sources import is_checkpoint
 
-__all__ = ["SyntheticMix", "match_image_format", "luminance", "class_id", "is_checkpoint", "DEFAULT_PER_CLASS"]
-# class_id lives in synthaug.items (SyntheticDataset reads real labels with it too) and is re-exported here.
-
-#: images per class generated when ``pool`` is a generator checkpoint and ``n_per_class`` is not given
-DEFAULT_PER_CLASS = 256
+__all__ = ["SyntheticMix", "load_pipeline", "match_image_format", "luminance", "class_id", "is_checkpoint", "DEFAULT_PER_CLASS"]
+# class_id lives in synthaug.items (SyntheticDataset reads real labels with it too) and is re-exported here,
+# as is_checkpoint (synthaug.sources) and DEFAULT_PER_CLASS (synthaug.mix_pool).
 
 # Keys albumentations treats as data; a label stored under one of them would be transformed as data.
 _DATA_KEYS = frozenset({"image", "images", "mask", "masks", "bboxes", "keypoints", "volume", "volumes",
@@ -58,12 +56,6 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- pure helpers
-def is_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a generator checkpoint folder (``config.json`` + ``model.safetensors``)."""
-    path = Path(path)
-    return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
-
-
 def luminance(image: np.ndarray) -> np.ndarray:
     """uint8 RGB ``(H, W, 3)`` to uint8 gray ``(H, W)``: 0.299 R + 0.587 G + 0.114 B, rounded."""
     gray = image.astype(np.float32) @ _LUMA
@@ -111,49 +103,59 @@ def match_image_format(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _check_pool_dir(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
-        raise ValueError(f"SyntheticMix: pool_dir={value!r} must be a folder path (where the pool sampled from the "
-                         "checkpoint is written once and read by every worker, process and later run) or None")
-    return os.path.abspath(Path(os.fspath(value)).expanduser())
-
-
-def _check_pool_source(value: Any) -> str | Any:
-    """A pool folder / checkpoint path (returned as a string), a SyntheticPool, or a generator."""
-    if isinstance(value, SyntheticPool):
-        return value
-    if callable(getattr(value, "sample", None)) and hasattr(value, "num_classes"):
-        return value
-    if isinstance(value, (str, os.PathLike)):
-        text = os.fsdecode(value)
-        path = Path(text).expanduser()
-        hint = ("give a pool folder (made by `synthaug sample --pool DIR` or SyntheticPool.save) or a generator "
-                f"checkpoint folder ({CONFIG_FILE} + {WEIGHTS_FILE}, made by gen.save or `synthaug train`)")
-        if not text:
-            raise ValueError(f"pool='' is empty: {hint}")
-        if not path.exists():
-            raise ValueError(f"pool={text!r} does not exist: {hint}")
-        if not (is_pool(path) or is_checkpoint(path)):
-            raise ValueError(f"pool={text!r} is neither a pool folder nor a generator checkpoint: {hint}")
-        # absolute, so a pipeline saved with A.save loads from any working directory
-        return os.path.abspath(path)
-    raise ValueError(f"pool must be a path to a pool folder or a generator checkpoint (or a SyntheticPool or "
-                     f"generator object), got {type(value).__name__}: {value!r}")
-
-
 # --------------------------------------------------------------------------- the transform
-class SyntheticMix(ImageOnlyTransform):
+def _allowed_range(schema: Any, name: str) -> str:
+    """``[low, high]`` from a schema field's bounds (``Field(ge=0, le=1)`` gives ``[0, 1]``)."""
+    field = getattr(schema, "model_fields", {}).get(name)
+    bounds = {key: getattr(m, key) for m in getattr(field, "metadata", []) for key in ("ge", "gt", "le", "lt")
+              if getattr(m, key, None) is not None}
+    low = f"[{bounds['ge']}" if "ge" in bounds else f"({bounds['gt']}" if "gt" in bounds else "(-inf"
+    high = f"{bounds['le']}]" if "le" in bounds else f"{bounds['lt']})" if "lt" in bounds else "inf)"
+    return f"{low}, {high}"
+
+
+def plain_message(err: ValidationError, owner: str, schema: Any = None) -> str:
+    """One line for the wrong options of a pydantic ``ValidationError``: each option, its value, what is allowed."""
+    lines = []
+    for item in err.errors():
+        name = ".".join(str(part) for part in item.get("loc", ())) or "options"
+        value, ctx = item.get("input"), item.get("ctx") or {}
+        if item.get("type") == "value_error":  # one of our validators: its message already names the value
+            text = str(ctx.get("error", item.get("msg", "")))
+        elif {"ge", "gt", "le", "lt"} & set(ctx):
+            text = f"{name}={value!r} is outside the allowed range {_allowed_range(schema, name)}"
+            if name == "p":
+                text += " (p is the probability of replacing an image, e.g. p=0.3)"
+        else:
+            text = f"{name}={value!r}: {item.get('msg', 'invalid value')}"
+        lines.append(text if text.startswith(f"{owner}:") else f"{owner}: {text}")
+    return "; ".join(lines)
+
+
+class _PlainErrors(type(ImageOnlyTransform)):
+    """albumentations' metaclass, with pydantic's multi-line validation report turned into one plain line."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValueError as err:
+            if isinstance(err.__cause__, ValidationError):
+                raise ValueError(plain_message(err.__cause__, cls.__name__, getattr(cls, "InitSchema", None))) from None
+            raise
+
+
+class SyntheticMix(PoolAccess, ImageOnlyTransform, metaclass=_PlainErrors):
     """With probability ``p``, replace the image by a synthetic image of the same class.
 
     Args:
-        pool: a pool folder (``synthaug sample --pool DIR``; memory-mapped) or a generator checkpoint
-            folder (a pool of ``n_per_class`` images per class is generated from it once, on first
-            use, from ``seed``). A ``SyntheticPool`` or generator object also works in-process, but
-            such a transform cannot be serialized.
-        p: probability of replacing the image (albumentations' own ``p``).
-        label_key: the name under which the class id is passed: ``pipeline(image=img, label=y)``.
+        pool: a pool folder (``synthaug sample --pool DIR``; memory-mapped), a folder of class folders
+            (``<folder>/<class name>/<images>``, e.g. from ``synthaug export``: all its images) or a
+            generator checkpoint folder (a pool of ``n_per_class`` images per class is generated from it
+            once, on first use, from ``seed``). A ``SyntheticPool``, generator or other source object
+            (``synthaug.sources``) also works in-process, but such a transform cannot be serialized.
+        p: probability of replacing the image (albumentations' own ``p``, in [0, 1]).
+        label_key: the name under which the label is passed: ``pipeline(image=img, label=y)``; ``y`` is a
+            class id or a class name the pool records (as ``synthaug sample --labels`` takes them).
         seed: seed of the pool generated from a checkpoint (not of which pool image is chosen: that
             comes from albumentations' random state, ``A.Compose(..., seed=...)``).
         n_per_class: images per class generated from a checkpoint (default 256); only for
@@ -179,21 +181,15 @@ class SyntheticMix(ImageOnlyTransform):
         device: Any
         pool_dir: Any
 
-        @field_validator("device", mode="before")
-        @classmethod
-        def _device(cls, value: Any) -> str | None:
-            parsed = check_device(value, "SyntheticMix")
-            return None if parsed is None else str(parsed)
-
         @field_validator("pool_dir", mode="before")
         @classmethod
         def _pool_dir(cls, value: Any) -> str | None:
-            return _check_pool_dir(value)
+            return check_pool_dir(value)
 
         @field_validator("pool", mode="before")
         @classmethod
         def _pool(cls, value: Any) -> Any:
-            return _check_pool_source(value)
+            return check_pool_source(value)
 
         @field_validator("label_key", mode="before")
         @classmethod
@@ -206,33 +202,13 @@ class SyntheticMix(ImageOnlyTransform):
                                  "e.g. 'label'")
             return value
 
-        @field_validator("seed", mode="before")
-        @classmethod
-        def _seed(cls, value: Any) -> int:
-            return check_int(value, "seed", "SyntheticMix", minimum=0)
-
-        @field_validator("n_per_class", mode="before")
-        @classmethod
-        def _n_per_class(cls, value: Any) -> int | None:
-            return None if value is None else check_int(value, "n_per_class", "SyntheticMix", minimum=1)
-
-        @field_validator("batch_size", mode="before")
-        @classmethod
-        def _batch_size(cls, value: Any) -> int:
-            return check_int(value, "batch_size", "SyntheticMix", minimum=1)
-
         @model_validator(mode="after")
-        def _sampling_options_need_a_generator(self) -> SyntheticMix.InitSchema:
-            ready_made = isinstance(self.pool, SyntheticPool) or (isinstance(self.pool, str) and is_pool(
-                Path(self.pool).expanduser()))
-            where = self.pool if isinstance(self.pool, str) else "the given SyntheticPool"
-            if ready_made and self.n_per_class is not None:
-                raise ValueError(f"n_per_class={self.n_per_class} only applies when pool is a generator checkpoint; "
-                                 f"{where} is a ready-made pool, whose size was fixed when it was sampled")
-            for name in ("device", "pool_dir"):
-                if ready_made and getattr(self, name) is not None:
-                    raise ValueError(f"{name}={getattr(self, name)!r} only applies when pool is a generator "
-                                     f"checkpoint; {where} is a ready-made pool, which is only read")
+        def _sampling_options(self) -> SyntheticMix.InitSchema:
+            self.seed, self.n_per_class, self.batch_size, self.device = check_mix_options(
+                seed=self.seed, n_per_class=self.n_per_class, batch_size=self.batch_size, device=self.device,
+                owner="SyntheticMix")
+            check_sampling_options(self.pool, n_per_class=self.n_per_class, device=self.device,
+                                   pool_dir=self.pool_dir)
             return self
 
         def model_dump(self, **kwargs: Any) -> dict[str, Any]:
@@ -253,98 +229,9 @@ class SyntheticMix(ImageOnlyTransform):
         self.batch_size = batch_size
         self.device = device  # a string (serializable), checked by InitSchema
         self.pool_dir = pool_dir  # an absolute path string or None
-        self._source = pool  # an absolute path string, a SyntheticPool or a generator
-        self._pool: SyntheticPool | None = pool if isinstance(pool, SyntheticPool) else None
-        self._pool_on_disk = False  # True once the pool is memory-mapped from a folder (workers re-map it)
-        self._by_class: list[np.ndarray] | None = None
+        self._mix = MixPool(pool, seed=seed, n_per_class=n_per_class, batch_size=batch_size, device=device,
+                            pool_dir=pool_dir, owner="SyntheticMix")
         self._paired_keys: dict[str, str] = {}  # additional targets of mask / bboxes / keypoints kinds
-
-    # ----------------------------------------------------------------- the pool, loaded on first use
-    @property
-    def pool_path(self) -> str | None:
-        """The pool folder or checkpoint path this transform was built from (None for an object)."""
-        return self._source if isinstance(self._source, str) else None
-
-    @property
-    def pool(self) -> SyntheticPool:
-        """The synthetic pool, loaded (or sampled from the checkpoint) on first access."""
-        if self._pool is None:
-            self._pool = self._load(Processes())
-        return self._pool
-
-    def prepare(self, *, accelerator: Any = None) -> SyntheticMix:
-        """Load or sample the pool now, in this process; returns the transform.
-
-        Call it in the main process before a DataLoader starts its workers, so they receive the pool (or,
-        with ``pool_dir``, memory-map it) instead of each sampling the same one. Under several processes
-        (``accelerator=`` an ``accelerate.Accelerator``, or an initialised ``torch.distributed``) with
-        ``pool_dir``, the main process samples and writes the pool while the others wait, then all read it.
-        """
-        if self._pool is None:
-            self._pool = self._load(current_processes(accelerator, "SyntheticMix.prepare"))
-        return self
-
-    def _load(self, processes: Processes) -> SyntheticPool:
-        source = self._source
-        if isinstance(source, str) and is_pool(Path(source)):
-            self._pool_on_disk = True
-            return load_pool(source)
-        if self._pool_on_disk and self.pool_dir is not None and is_pool(Path(self.pool_dir)):
-            return load_pool(self.pool_dir)  # a copy of a transform whose pool_dir was checked where it was made
-        if source is None:
-            raise RuntimeError("this SyntheticMix was copied to another process (a DataLoader worker?) before its "
-                               "pool was sampled, and a generator object does not travel with it: call "
-                               "mix.prepare() in the main process before the DataLoader starts, or build it from a "
-                               "checkpoint or pool folder")
-        from torch.utils.data import get_worker_info
-
-        if get_worker_info() is not None and not (self.pool_dir and is_pool(Path(self.pool_dir))):
-            warnings.warn("SyntheticMix is sampling its pool inside a DataLoader worker, so every worker samples the "
-                          "same pool; call mix.prepare() in the main process before the DataLoader starts, or give "
-                          "pool_dir= (or a pool folder made by `synthaug sample --pool`)", stacklevel=2)
-        gen = self._generator()
-        labels = np.repeat(np.arange(int(gen.num_classes), dtype=np.int64), self.n_per_class or DEFAULT_PER_CLASS)
-        recipe = {}
-        if self.pool_dir is not None:
-            recipe = {"generator": getattr(gen, "generator_name", type(gen).__name__),
-                      "generator_options": getattr(gen, "generator_options", {}),
-                      "weights_sha256": weights_fingerprint(gen), "seed": int(self.pool_seed),
-                      "batch_size": int(self.batch_size), "labels_sha256": labels_fingerprint(labels),
-                      "quality_filter": None}
-        pool = shared_pool(lambda: self._generate(gen, labels), directory=self.pool_dir, labels=labels,
-                           recipe=recipe, processes=processes)
-        self._pool_on_disk = self.pool_dir is not None
-        return pool
-
-    def _generator(self) -> Any:
-        if isinstance(self._source, str):
-            from .generators import load_generator
-
-            return load_generator(Path(self._source), device=self.device or "cpu")
-        return self._source
-
-    def _generate(self, gen: Any, labels: np.ndarray) -> SyntheticPool:
-        with generation_device(gen, None if self.device is None else torch.device(self.device)):
-            return generate_pool(gen, labels, seed=self.pool_seed, batch_size=self.batch_size,
-                                 desc="SyntheticMix: sampling synthetic pool")
-
-    def _indices_of(self, label: int) -> np.ndarray:
-        if self._by_class is None:
-            pool = self.pool
-            self._by_class = [pool.indices_of(c) for c in range(pool.num_classes)]
-        return self._by_class[label]
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Never samples: copying or saving a transform must stay cheap (prepare() samples on demand).
-        # A pool on disk is memory-mapped again in each worker: cheaper than pickling its images. A pool
-        # already sampled in memory travels with the copy, so workers only read it.
-        state = self.__dict__.copy()
-        state["_by_class"] = None
-        if self._pool_on_disk:
-            state["_pool"] = None
-        if not isinstance(state["_source"], (str, SyntheticPool)):
-            state["_source"] = None  # a generator object stays in this process
-        return state
 
     # ----------------------------------------------------------------- albumentations protocol
     @property
@@ -390,17 +277,9 @@ class SyntheticMix(ImageOnlyTransform):
                                  "SyntheticMix before transforms that make float images, such as A.Normalize")
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        label = class_id(data[self.label_key], key=self.label_key)
-        pool = self.pool
-        if not 0 <= label < pool.num_classes:
-            raise ValueError(f"{self.label_key}={label} is outside the pool's classes [0, {pool.num_classes}); "
-                             f"pool: {self.pool_path or type(self._source).__name__}")
-        candidates = self._indices_of(label)
-        if len(candidates) == 0:
-            raise ValueError(f"the pool {self.pool_path or ''} has no images of class {label}; sample a pool with "
-                             "every class")
+        label = self._mix.label_of(data[self.label_key], self.label_key)
         # albumentations' per-transform generator, so A.Compose(..., seed=S) repeats the choice
-        return {"pool_index": int(candidates[self.random_generator.integers(len(candidates))])}
+        return {"pool_index": self._mix.choose(label, self.random_generator.integers)}
 
     def apply(self, img: np.ndarray, pool_index: int, **params: Any) -> np.ndarray:
         return match_image_format(self.pool.images[pool_index], img.shape)
@@ -421,7 +300,7 @@ class SyntheticMix(ImageOnlyTransform):
     def get_transform_init_args(self) -> dict[str, Any]:
         # Written out rather than read back by attribute name: ``seed`` and ``pool`` are taken by
         # albumentations' random state and by the loaded pool.
-        pool = self.pool_path if self.pool_path is not None else f"<{type(self._source).__name__} object>"
+        pool = self.pool_path if self.pool_path is not None else f"<{self._mix.describe()} object>"
         return {"pool": pool, "label_key": self.label_key, "seed": self.pool_seed,
                 "n_per_class": self.n_per_class, "batch_size": self.batch_size, "device": self.device,
                 "pool_dir": self.pool_dir}
@@ -429,8 +308,26 @@ class SyntheticMix(ImageOnlyTransform):
     def to_dict_private(self) -> dict[str, Any]:
         if self.pool_path is None:
             raise NotImplementedError(
-                f"SyntheticMix was built from a {type(self._source).__name__} object, which cannot be saved with "
+                f"SyntheticMix was built from a {self._mix.describe()} object, which cannot be saved with "
                 "A.to_dict / A.save; pass a path instead, SyntheticMix('path/to/pool') for a pool folder "
                 "(SyntheticPool.save(dir) or `synthaug sample --pool DIR`) or a generator checkpoint folder "
                 "(gen.save(dir)), to make the pipeline serializable")
         return super().to_dict_private()
+
+
+def load_pipeline(source: str | os.PathLike | dict[str, Any]) -> Any:
+    """An albumentations pipeline saved with ``A.save`` (a ``.json`` or ``.yaml`` file) or ``A.to_dict``, with
+    SyntheticMix registered first: ``A.load`` alone raises a bare ``KeyError`` when nothing has imported
+    ``synthaug.transforms`` yet (albumentations has no plugin entry points to find it by). A transform that
+    albumentations does not know here is named in a ``ValueError``."""
+    import albumentations as A
+
+    where = "the pipeline" if isinstance(source, dict) else os.fspath(source)
+    try:
+        if isinstance(source, dict):
+            return A.from_dict(source)
+        fmt = "yaml" if Path(source).suffix.lower() in (".yaml", ".yml") else "json"
+        return A.load(os.fspath(source), data_format=fmt)
+    except KeyError as err:
+        raise ValueError(f"{where} names the transform {err.args[0]!r}, which albumentations does not know here; "
+                         "import the package that defines it before loading") from None

@@ -1,4 +1,5 @@
-"""Every Python example in docs/plugin.md runs (with STEPS cut to 2, more than one step, and a small generator)."""
+"""Every Python example in docs/plugin.md runs (with STEPS cut to 2, more than one step, and a small generator;
+the class folders of example 12 exported from it)."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from synthaug import create_generator
+from synthaug.export import export_image_folder
 from synthaug.pool import generate_pool
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugin.md"
@@ -24,14 +26,16 @@ def workdir(tmp_path_factory):
     work = tmp_path_factory.mktemp("docs")
     torch.manual_seed(0)
     gen = create_generator("cvae-tiny", num_classes=2, image_size=32, channels=3)
+    gen.class_names = ["Parasitized", "Uninfected"]  # as a generator trained on malaria records them
     gen.save(work / "runs" / "cvae-malaria" / "checkpoint")
+    export_image_folder(gen, work / "synthetic-cells", n=40, progress=False)  # `synthaug export` (example 12)
     gen.save(work / "received" / "other-hospital-cvae")  # example 11: a checkpoint trained on other patients
     generate_pool(gen, np.repeat([0, 1], 64), seed=0).save(work / "pools" / "cvae-malaria")
     return work
 
 
-def test_the_page_has_the_eleven_examples():
-    assert len(EXAMPLES) == 11
+def test_the_page_has_the_thirteen_examples():
+    assert len(EXAMPLES) == 13
 
 
 def _cut(index: int) -> str:

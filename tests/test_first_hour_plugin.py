@@ -20,7 +20,7 @@ from torchvision.datasets import ImageFolder
 
 from synthaug import SyntheticDataset, create_generator
 from synthaug import pool as pool_module
-from synthaug import transforms as transforms_module
+from synthaug import mix_pool as mix_pool_module  # where SyntheticMix samples its pool
 from synthaug.pool import SyntheticPool, generate_pool, load_pool
 from synthaug.items import augmenting_steps, class_id, fit_image, read_targets, to_uint8_image
 from synthaug.transforms import SyntheticMix
@@ -320,8 +320,8 @@ def test_pickling_never_samples(gen, tmp_path):
 
 def test_pickling_a_checkpoint_mix_never_samples(gen, tmp_path, monkeypatch):
     calls = []
-    real_generate = transforms_module.generate_pool
-    monkeypatch.setattr(transforms_module, "generate_pool", lambda *a, **k: calls.append(1) or real_generate(*a, **k))
+    real_generate = mix_pool_module.generate_pool
+    monkeypatch.setattr(mix_pool_module, "generate_pool", lambda *a, **k: calls.append(1) or real_generate(*a, **k))
     mix = SyntheticMix(gen.save(tmp_path / "ckpt"), p=1.0, n_per_class=2)
     state = pickle.dumps(A.Compose([mix]))
     assert calls == []
@@ -538,8 +538,8 @@ def test_saved_pipeline_loads_from_another_working_directory(mix_pool, tmp_path,
 
 def test_mix_pool_dir_samples_once(gen, tmp_path, monkeypatch):
     calls = []
-    real_generate = transforms_module.generate_pool
-    monkeypatch.setattr(transforms_module, "generate_pool", lambda *a, **k: calls.append(1) or real_generate(*a, **k))
+    real_generate = mix_pool_module.generate_pool
+    monkeypatch.setattr(mix_pool_module, "generate_pool", lambda *a, **k: calls.append(1) or real_generate(*a, **k))
     ckpt = gen.save(tmp_path / "ckpt")
     first = SyntheticMix(ckpt, p=1.0, n_per_class=3, pool_dir=tmp_path / "mixpool").prepare()
     assert calls == [1] and len(load_pool(tmp_path / "mixpool")) == 6

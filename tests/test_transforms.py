@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from synthaug import create_generator, load_generator
-from synthaug import transforms as transforms_module
+from synthaug import mix_pool as mix_pool_module
 from synthaug.pool import SyntheticPool, generate_pool
 from synthaug.transforms import SyntheticMix, class_id, luminance, match_image_format
 
@@ -193,7 +193,7 @@ def test_nothing_is_loaded_before_first_use(monkeypatch, pool_dir):
     def refuse(path):
         raise Loaded(path)
 
-    monkeypatch.setattr(transforms_module, "load_pool", refuse)
+    monkeypatch.setattr(mix_pool_module, "load_pool", refuse)
     t = SyntheticMix(pool_dir, p=1.0)
     back = A.from_dict(A.to_dict(A.Compose([t])))
     pickle.loads(pickle.dumps(back))
@@ -386,7 +386,7 @@ def test_label_outside_the_classes(pool_dir, label):
         t(image=gray_input(), label=label)
 
 
-@pytest.mark.parametrize("label", [1.0, "1", True, None, [0, 1]])
+@pytest.mark.parametrize("label", [1.0, True, None, [0, 1]])  # "1" is class 1, as `synthaug sample --labels` reads it
 def test_label_must_be_one_integer(pool_dir, label):
     t = SyntheticMix(pool_dir, p=1.0)
     with pytest.raises(ValueError, match="integer class id"):
@@ -423,11 +423,12 @@ def test_bad_n_per_class(ckpt_dir, n_per_class):
 
 def test_bad_pool_paths(tmp_path):
     missing = tmp_path / "no-such-pool"
-    with pytest.raises(ValueError, match="does not exist") as err:
-        SyntheticMix(missing)
+    t = SyntheticMix(missing, p=1.0)  # built (or loaded) anywhere; the first use says the pool is missing
+    with pytest.raises(FileNotFoundError, match="does not exist on this machine") as err:
+        t(image=gray_input(), label=0)
     assert str(missing) in str(err.value)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="neither a pool folder nor a generator checkpoint"):
+    with pytest.raises(ValueError, match="neither a pool folder, a folder of class folders nor a generator checkpoint"):
         SyntheticMix(tmp_path / "empty")
     with pytest.raises(ValueError, match="pool must be a path"):
         SyntheticMix(42)

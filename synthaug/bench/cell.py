@@ -47,6 +47,11 @@ def generator_for(spec: GeneratorSpec, splits, cell: Cell, out_dir: Path, accele
     ``stop_when``: with ``spec.train.gate_every``, the check that may end its training early (``gate_stopper``)."""
     from ..generators.training import data_fingerprint
 
+    if spec.source is not None:  # a ready source (a folder, a callable, a diffusers pipeline): nothing to train
+        from ..sources import open_source_spec
+
+        return open_source_spec(spec.source, classes=splits.classes, image_size=splits.image_size,
+                                channels=splits.channels, device=accelerator.device)
     gen_dir = gen_dir or generator_dir(out_dir, cell.dataset, cell.fraction, cell.seed, spec.key)
     fingerprint = data_fingerprint(splits.train)
     if (gen_dir / "done.json").is_file():

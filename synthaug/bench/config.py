@@ -127,14 +127,27 @@ class ClassifierConfig:
 @dataclass
 class GeneratorSpec:
     """One generator of the grid: a registered name, its options and training budget. ``label`` names
-    it in results (default: the name; give labels to compare two settings of one generator)."""
+    it in results (default: the name; give labels to compare two settings of one generator).
+
+    ``source``: a ready source instead of a generator trained per cell, e.g. ``{folder: exports/cvae}``,
+    ``{callable: "mypackage.gen:make"}`` or ``{diffusers: PATH}`` (``synthaug.sources``); its classes are
+    checked against the data set's. ``name`` then becomes the source's kind."""
 
     name: str = "cvae"
     label: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     train: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
+    source: dict[str, Any] | str | None = None
 
     def __post_init__(self) -> None:
+        if self.source is not None:
+            from ..sources import source_kind
+
+            self.name = source_kind(self.source)  # refuses an unknown kind before any work starts
+            if self.name == "pool":
+                raise ValueError(f"generators: source {self.source!r} is a pool, which only holds images; give a "
+                                 "source that samples: a folder of class folders ({folder: PATH}, e.g. from "
+                                 "`synthaug export`), a checkpoint, a callable or a diffusers pipeline")
         if self.train.seed != 0:
             raise ValueError("generator train.seed: the generator's seed is the cell's seed; set `seeds` (benchmark) "
                              "or `seed` (synthaug train) instead")
@@ -142,6 +155,27 @@ class GeneratorSpec:
     @property
     def key(self) -> str:
         return self.label or self.name
+
+    def describe(self) -> str:
+        """What the entry is, for summaries: ``cvae, 600 steps`` or ``folder source``."""
+        return f"{self.name} source" if self.source is not None else f"{self.name}, {self.train.steps} steps"
+
+    def check(self, splits: Any) -> None:
+        """Fail before any work when this entry cannot serve ``splits``: a generator that cannot be built, or a
+        source that cannot be opened or whose classes are not the data set's (a ValueError naming the entry)."""
+        from ..generators import create_generator
+
+        if self.source is None:
+            create_generator(self.name, num_classes=splits.num_classes, image_size=splits.image_size,
+                             channels=splits.channels, **self.options)
+            return
+        from ..sources import open_source_spec
+
+        try:
+            open_source_spec(self.source, classes=splits.classes, image_size=splits.image_size,
+                             channels=splits.channels)
+        except (OSError, ImportError) as err:
+            raise ValueError(f"generators ({self.key}): source {self.source!r}: {err}") from err
 
     def fingerprint(self) -> str:
         """A short hash of the name, options and training budget: a reused checkpoint must match it."""

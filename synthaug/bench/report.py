@@ -125,7 +125,7 @@ def _intro(run_dir: Path, cfg: BenchConfig, rows: list[dict], records: list[dict
     """The run folder, how complete it is and how long it took; the design; the statistics."""
     expected = len(plan(cfg))
     status = "complete" if len(rows) >= expected else f"**partial: {len(rows)} of {expected} cells**"
-    gens = ", ".join(f"`{g.key}` ({g.name}, {g.train.steps} steps)" for g in cfg.generators)
+    gens = ", ".join(f"`{g.key}` ({g.describe()})" for g in cfg.generators)
     return [
         Para(f"Run folder `{run_dir}`: {len(rows)} classifier trainings ({status}); " + _wall_time(records)
              + _shards_note(run_dir) + "."),

@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..classifier import create_classifier
 from ..config import ConfigError, to_dict
-from ..generators import create_generator
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from .analysis import analyze, without_nan
 from .cell import (early_stop_fields, gate_stopper, generator_for, measure_quality_or_record, train_and_evaluate,
@@ -107,8 +106,7 @@ def validate_models(cfg: BenchConfig) -> None:
         splits = d.load(cfg.seeds[0], cfg.fractions[0])
         try:
             for g in cfg.generators:
-                create_generator(g.name, num_classes=splits.num_classes, image_size=splits.image_size,
-                                 channels=splits.channels, **g.options)
+                g.check(splits)  # a generator that builds, or a source that opens with the data's classes
             create_classifier(cfg.classifier.model, num_classes=splits.num_classes, channels=splits.channels)
             positive_index(cfg, d, splits.classes)
         except (TypeError, ValueError) as err:

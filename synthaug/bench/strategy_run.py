@@ -406,13 +406,11 @@ def check_before_work(cfg: StrategiesConfig) -> None:
     """Refuse, before anything trains, a generator or classifier that cannot be built, a class that is not the
     data set's, and extra items that the processes cannot share equally."""
     from ..config import ConfigError
-    from ..generators import create_generator
 
     splits = cfg.data.load(cfg.seeds[0], min(cfg.fractions))
     try:
         for spec in (cfg.generator, cfg.donor_spec):
-            create_generator(spec.name, num_classes=splits.num_classes, image_size=splits.image_size,
-                             channels=splits.channels, **spec.options)
+            spec.check(splits)  # a generator that builds, or a source that opens with the data's classes
         create_classifier(cfg.classifier.model, num_classes=splits.num_classes, channels=splits.channels)
         positive_index(cfg, cfg.data, splits.classes)
     except (TypeError, ValueError) as err:

@@ -39,7 +39,7 @@ def mixes(rows: list[dict]) -> str:
 def _setup(rows: list[dict], cfg: BenchConfig, analysis: dict) -> Bullets:
     """What every arm shared, and how the ratio is selected and the verdict read."""
     primary = cfg.primary_metric
-    gens = ", ".join(f"`{g.key}` ({g.name}, {g.train.steps} steps)" for g in cfg.generators) or "none"
+    gens = ", ".join(f"`{g.key}` ({g.describe()})" for g in cfg.generators) or "none"
     positives = sorted({str(r.get("positive_class")) for r in rows})
     controls = ("; a real-only control given as many draws as each additive arm (`real-matched`)"
                 if analysis.get("controls") else "")

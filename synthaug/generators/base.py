@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..checks import check_int, did_you_mean, is_int
+from ..items import class_ids_by_name
 from ..utils import atomic_write_bytes, atomic_write_text
 from .options import GeneratorOptions, build_options, check_declarations, markdown_table, option_defaults
 from .precision import autocast
@@ -97,35 +98,7 @@ class Generator(nn.Module):
 
         An unknown name gets a "did you mean" and the list of names; ``what`` names the argument in errors.
         """
-        names = self.class_names or []
-        exact = {name: i for i, name in enumerate(names)}
-        folded: dict[str, list[int]] = {}
-        for i, name in enumerate(names):
-            folded.setdefault(name.casefold(), []).append(i)
-        ids = []
-        for label in labels:
-            if is_int(label):
-                ids.append(int(label))
-                continue
-            if not isinstance(label, str):
-                raise ValueError(f"{what}: {label!r} is neither a class id nor a class name")
-            text = label.strip()
-            # a name wins over a number: a checkpoint whose classes are called "0", "1", ... means them
-            if text in exact:
-                ids.append(exact[text])
-            elif len(folded.get(text.casefold(), [])) == 1:
-                ids.append(folded[text.casefold()][0])
-            elif text.lstrip("-").isdigit():
-                ids.append(int(text))
-            elif not names:
-                raise ValueError(f"{what}: {text!r} is not a class id, and this generator has no class names (a "
-                                 f"checkpoint saved before synthaug recorded them, or trained on data without "
-                                 f"names); give class ids: {', '.join(map(str, range(self.num_classes)))}")
-            else:
-                listed = ", ".join(f"{i}={name!r}" for i, name in enumerate(names))
-                raise ValueError(f"{what}: unknown class {text!r}{did_you_mean(text, names)}; this generator's "
-                                 f"classes are {listed} (give names or ids)")
-        return ids
+        return class_ids_by_name(labels, self.class_names, self.num_classes, what=what, owner="this generator")
 
     # ----------------------------------------------------------------- contract
     def generate(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
