@@ -6,10 +6,12 @@
 Rebuilds the cell's patient split (checked against the committed run record's split file), trains the ddpm of
 configs/bench/malaria-strategies.yaml on those 7 patients exactly as the strategies run does (resumable, cached in
 ``--out``), samples the CAS images as ``evaluate_generator`` does, and measures on the VALIDATION patients only:
-CAS per class and per validation patient, how often real-trained classifiers (on the 7 patients, and on all
+CAS per class and per validation patient, how often real-trained classifiers (on the fraction's patients, and on all
 training patients of the seed) agree with the generator's labels, and the colour of the cells (mean RGB and
-hue of the cell's pixels) per class and patient, real and synthetic. Writes ``<docs>/cas-below-chance.json``
-and the figures ``<docs>/cas-below-chance-*.png``.
+hue, dark-spot share and graininess of the cell's pixels) per class and patient, real and synthetic; colour-only
+rules; CAS with the colour taken away (grey samples and grey validation cells) and with the speckle blurred away;
+the same at guidance 0 and 3; the stain shares of fraction 0.25. Writes ``<docs>/cas-below-chance.json`` and the
+figures ``<docs>/cas-below-chance-*.png`` (docs/results/malaria-strategies/cas-below-chance.md reads them).
 """
 from __future__ import annotations
 
@@ -168,7 +170,7 @@ def describe(images: np.ndarray) -> dict[str, float]:
     """Mean colour and texture of a set of cells."""
     c, t = cell_colour(images), texture(images)
     mean = c.mean(0)
-    return {"n": int(len(images)), "r": float(mean[0]), "g": float(mean[1]), "b": float(mean[2]),
+    return {"n": len(images), "r": float(mean[0]), "g": float(mean[1]), "b": float(mean[2]),
             "b_minus_r": float(mean[2] - mean[0]), "hue": hue(mean), "spots": float(t[:, 0].mean()),
             "grain": float(t[:, 1].mean())}
 
@@ -256,7 +258,8 @@ def grids_figure(path: Path, train, val, syn, classes: list[str], *, per_row: in
             pick(train[0], (train[2] == patient) & (train[1] == c), f"train {patient}\n{name} ({n})")
         for r in range(2):
             pick(syn[0], syn[1] == c, f"synthetic\n{name}")
-    for patient in ("C68P29", "C80P41", "C60P21"):
+    largest = sorted(set(val[2]), key=lambda p: -int(((val[2] == p) & (val[1] == 0)).sum()))[:3]
+    for patient in largest:  # the validation patients with the most cells of class 0
         for c, name in enumerate(classes):
             n = int(((val[2] == patient) & (val[1] == c)).sum())
             pick(val[0], (val[2] == patient) & (val[1] == c), f"val {patient}\n{name} ({n})")
@@ -341,6 +344,10 @@ def colour_only(train, val, syn, cas_preds: list[np.ndarray], k: int) -> dict:
         rules[name] = nearest_mean_colour(cell_colour(x), y, val_rgb, k)
         out[name] = balanced(rules[name], val[1], k)[0]
     out["cas_agrees_with_the_samples_colour_rule"] = [float((p == rules["synthetic"]).mean()) for p in cas_preds]
+    # the check of tests/test_class_conditioning.py: the real cells' colour rule gives the samples their labels
+    on_samples = nearest_mean_colour(cell_colour(train[0]), train[1], cell_colour(syn[0]), k)
+    out["real_colour_rule_gives_the_samples_their_label"] = [float((on_samples[syn[1] == c] == c).mean())
+                                                            for c in range(k)]
     return out
 
 
