@@ -8,6 +8,9 @@ ifneq ($(wildcard ../shared/data),)
 export SYNTHAUG_DATA ?= $(abspath ../shared/data)
 endif
 
+# optional extras to install beside the test tools (.ci/run adds diffusers so its adapter's tests run there)
+EXTRAS ?= dev
+
 .PHONY: demo test install clean-venv
 
 install: $(VENV)/.installed
@@ -17,7 +20,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	if [ -d /etc/xdg/pip ]; then $(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1; fi
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
 # accelerate launch sets OMP_NUM_THREADS=1 unless told otherwise: give the one process every core.
