@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checks import check_choice, check_float, check_int
-from ..classifier import AUGMENTATIONS, BN_MODES, METRICS
+from ..augment import check_augment
+from ..classifier import BN_MODES, METRICS
 from ..config import ConfigError, to_dict
 from ..data import dataset_short_name, load_dataset
 from ..data.splits import check_split
@@ -102,7 +103,7 @@ class ClassifierConfig:
         check_int(self.min_steps, "min_steps", minimum=0)
         if self.eval_every is not None:
             check_int(self.eval_every, "eval_every", minimum=1, hint="or null: no validation during training")
-        check_choice(self.augment, "augment", "", AUGMENTATIONS)
+        check_augment(self.augment)
         check_choice(self.bn, "bn", "", BN_MODES)
         if (self.steps is None) == (self.epochs is None):
             raise ValueError(f"classifier: steps={self.steps}, epochs={self.epochs}: give exactly one budget, a fixed "

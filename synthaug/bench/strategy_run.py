@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
-from ..classifier import (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, StandardAugment, create_classifier, fit_classifier, load_classifier, predict,
+from ..classifier import (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, create_augment, create_classifier, fit_classifier, load_classifier, predict,
                           save_classifier)
 from ..mixing import extra_per_batch
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
@@ -296,7 +296,7 @@ class _Unit:
         set_seed(self.seed)  # the same initial weights in every arm of a seed
         model = create_classifier(c.model, num_classes=len(self.classes), channels=self.splits.channels)
         desc = f"{self.fraction:g} seed {self.seed}: {arm.name}"
-        augment = StandardAugment(c.augment)
+        augment = create_augment(c.augment)
         pre_steps = 0
         if data["pretrain"] is not None:
             pre_steps = pretrain_steps(arm.setting, steps)
