@@ -248,11 +248,12 @@ def test_report_markdown_and_self_contained_html(tiny_run, tmp_path):
     assert f"| {DKEY} | 0.03 | " in md and "| cvae-tiny | 0.3 |" in md
     for picture in (f"report_files/fraction-{DKEY}.png", f"report_files/gain-{DKEY}-cvae-tiny.png",
                     f"report_files/{DKEY}-frac0.03-cvae-tiny.png",
-                    f"report_files/memorization-{DKEY}-frac0.03-cvae-tiny-seed0.png"):
+                    f"report_files/memorization-{DKEY}-frac0.03-cvae-tiny-seed0.png",
+                    f"report_files/losses-{DKEY}-frac0.03-cvae-tiny.png"):  # the generator's loss curves
         assert f"]({picture})" in md and (tmp_path / "rep" / picture).stat().st_size > 1000, picture
     assert "FID real val" in md and '"versions"' in md and "wall time" in md
     # self-contained: every picture is embedded, nothing is fetched
-    assert page.count('src="data:image/png;base64,') == 4
+    assert page.count('src="data:image/png;base64,') == 5
     assert "src=\"http" not in page and "report_files/" not in page
     # the answer first (issue 15): one sentence from the verdict, then the samples picture
     (v,) = json.loads((out / "summary.json").read_text())["verdicts"]

@@ -22,6 +22,7 @@ from ..generators import GeneratorTrainConfig
 from ..mixing import extra_per_batch
 from ..quality.gate import GateConfig
 from ..quotas import check_ratio
+from ..tracking import check_log_with
 
 # "a fraction of the training patients": said by every message about a real training fraction
 _FRACTION_HINT = "a fraction of the training patients"
@@ -261,11 +262,14 @@ class BenchConfig:
     # process); "data" splits its batches across processes (faster for big generators, equal statistically)
     generator_parallel: str = "replicate"
     out_dir: str = "runs/{name}"
+    log_with: list[str] | str | None = None   # Accelerate trackers (tensorboard, wandb, ...): synthaug/tracking.py
+    project_dir: str | None = None            # where they write (default: the run folder)
 
     def __post_init__(self) -> None:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds}: give at least one seed, without repeats")
         check_choice(self.primary_metric, "primary_metric", "", METRICS)
+        self.log_with = check_log_with(self.log_with)
         check_choice(self.generator_parallel, "generator_parallel", "", ("replicate", "data"))
         self._check_datasets()
         self._check_fractions()
