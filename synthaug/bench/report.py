@@ -31,8 +31,8 @@ from .paths import (check_same_config, generator_dir, quality_records, read_conf
                     record_files, samples_path, shard_of)
 from .plots import plot_curves, plot_fraction, plot_gain
 from .summary import classifier_budget, mixes, title
-from .tables import (answer, baseline_section, curves_section, group_quality, quality_tables, runs_table, selected_section,
-                     settings_section, verdict_section)
+from .tables import (answer, baseline_section, curves_section, gate_headline, gates_by_generator, group_quality,
+                     quality_tables, runs_table, selected_section, settings_section, verdict_section)
 
 
 # --------------------------------------------------------------------------- reading the run
@@ -83,6 +83,8 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     lead = ([Para("A real-only run (no generator in its config): it measures the real-only baseline by the "
                   "protocol below, with no synthetic arm to compare: its learning curves and the baseline table "
                   "below.")] if not cfg.generators else _answer(analysis, picture, files))
+    headline = gate_headline(gates_by_generator(quality))
+    lead = [lead[0], Para(headline), *lead[1:]] if headline else lead  # after the answer's sentence
     blocks: list[Any] = [Heading(title(cfg), 1), *lead,
                          *_intro(run_dir, cfg, rows, runs, analysis),
                          *verdict_section(analysis, len(cfg.seeds), quality), *_figures(cfg, analysis, files),
