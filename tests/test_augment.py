@@ -138,3 +138,17 @@ def test_compare_runs_refuses_another_protocol(tmp_path):
     (tmp_path / "b" / "config.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="classifier.model"):
         compare_runs(tmp_path / "a", tmp_path / "b")
+
+
+def test_the_torchvision_spec_of_the_docs_runs(tmp_path):
+    """docs/benchmark.md's torchvision v2 spec, as written there, augments a batch."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "benchmark.md").read_text()
+    (spec,) = [block for block in re.findall(r"```yaml\n(.*?)```", page, flags=re.S) if "torchvision:" in block]
+    path = tmp_path / "my-augment.yaml"
+    path.write_text(spec)
+    x = _images(4)
+    out = _batch(create_augment(str(path)), x, 0)
+    assert out.shape == x.shape and out.dtype == torch.uint8 and not torch.equal(out, x)
