@@ -354,7 +354,7 @@ def gate_headline(gates: dict[tuple, list[dict]]) -> str | None:
     if not gates or any(g["passed"] for gs in gates.values() for g in gs):
         return None
     which = "; ".join(f"`{g}` at fraction {f:g} ({_why(gs)})" for (_, f, g), gs in gates.items())
-    return (f"**No generator of this run passed the quality gate** ({which}): its verdicts test synthetic images "
+    return (f"**No generator of this run passed the quality gate**: {which}. Its verdicts test synthetic images "
             f"that do not carry the classes. {RECIPE_POINTER}.")
 
 
