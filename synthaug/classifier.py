@@ -10,59 +10,13 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from .augment import AUGMENTATIONS, BatchAugment, StandardAugment, create_augment  # noqa: F401  (importable here)
 from .checks import check_choice, check_int, did_you_mean
 from .mixing import IndexStream, permutation_seed
 from .processes import LocalAccelerator, default_accelerator, single_process  # noqa: F401  (still importable here)
 
 METRICS = ("accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "specificity")
-AUGMENTATIONS = ("none", "flip-rot90")
 BN_MODES = ("recompute", "keep")  # BatchNorm statistics after training: from real images, or as trained
-
-
-class StandardAugment:
-    """Random horizontal / vertical flip and 90° rotation of a uint8 C x H x W tensor.
-
-    Blood-smear cells have no preferred orientation, so these are label-preserving. Uses the torch
-    global RNG (seeded per process / per DataLoader worker), so runs are reproducible for a seed.
-    """
-
-    def __init__(self, kind: str = "flip-rot90") -> None:
-        self.kind = check_choice(kind, "augmentation", "StandardAugment", AUGMENTATIONS)
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        if self.kind == "none":
-            return image
-        if torch.rand(()) < 0.5:
-            image = image.flip(-1)
-        if torch.rand(()) < 0.5:
-            image = image.flip(-2)
-        k = int(torch.randint(0, 4, ()))
-        return torch.rot90(image, k, dims=(-2, -1)) if k else image
-
-    def batch(self, images: torch.Tensor, *, generator: torch.Generator, offset: int = 0,
-              total: int | None = None) -> torch.Tensor:
-        """Augment a batch with parameters drawn from ``generator`` for a global batch of ``total`` items,
-        of which ``images`` are items ``offset ... offset + len(images)``: every process of a multi-process
-        run draws the same parameters and uses its own slice, so the result does not depend on how many
-        processes share the batch."""
-        if self.kind == "none":
-            return images
-        total = len(images) if total is None else total
-        hflip = torch.rand(total, generator=generator) < 0.5
-        vflip = torch.rand(total, generator=generator) < 0.5
-        turns = torch.randint(0, 4, (total,), generator=generator)
-        out = []
-        for i, image in enumerate(images):
-            j = offset + i
-            if hflip[j]:
-                image = image.flip(-1)
-            if vflip[j]:
-                image = image.flip(-2)
-            out.append(torch.rot90(image, int(turns[j]), dims=(-2, -1)) if turns[j] else image)
-        return torch.stack(out) if out else images
-
-    def __repr__(self) -> str:
-        return f"StandardAugment({self.kind!r})"
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -229,7 +183,7 @@ def _schedule(steps: int, warmup_fraction: float) -> Callable[[int], float]:
     return factor
 
 
-def _augment(augment: StandardAugment | None, images: torch.Tensor, sampler: GlobalBatchSampler, *, seed: int,
+def _augment(augment: BatchAugment | None, images: torch.Tensor, sampler: GlobalBatchSampler, *, seed: int,
              step: int) -> torch.Tensor:
     """Augment the items of the data set with the draws of ``(seed, step)`` for the global batch, and the extra
     items with draws of their own stream: the data set's items get the same augmentation with or without extras."""
@@ -285,7 +239,7 @@ def fit_classifier(
     seed: int = 0,
     num_workers: int = 0,
     accelerator: Any = None,
-    augment: StandardAugment | None = None,
+    augment: BatchAugment | str | None = None,
     extra: Dataset | None = None,
     extra_per_batch: int = 0,
     validate: Callable[[torch.nn.Module], float] | None = None,
@@ -300,7 +254,8 @@ def fit_classifier(
     Batches: ``batch_size`` items of ``dataset`` per step (the global batch: under several processes each
     takes an equal slice, ``GlobalBatchSampler``), plus, with ``extra``, ``extra_per_batch`` items of
     ``extra`` appended (additive mixing: the items of ``dataset``, their order and their augmentation are
-    exactly those of the same call without ``extra``). ``augment`` is drawn per batch from ``(seed, step)``,
+    exactly those of the same call without ``extra``). ``augment`` (an augmenter or what ``create_augment``
+    accepts: a preset name or a pipeline file) is drawn per batch from ``(seed, step)``,
     so items, augmentation and learning rate are the same for 1 or N processes.
 
     ``validate(model) -> score`` (higher is better; run by every process on the unwrapped model) is called
@@ -316,6 +271,7 @@ def fit_classifier(
     over the batch of ``weight * cross_entropy``.
     """
     accelerator = accelerator or default_accelerator()
+    augment = create_augment(augment) if isinstance(augment, str) else augment
     check_choice(bn, "bn", "fit_classifier", BN_MODES)
     if len(dataset) == 0:
         raise ValueError("cannot train a classifier on an empty data set")
@@ -375,7 +331,7 @@ def train_classifier(
     seed: int = 0,
     num_workers: int = 0,
     accelerator: Any = None,
-    augment: StandardAugment | None = None,
+    augment: BatchAugment | str | None = None,
     desc: str = "classifier",
 ) -> torch.nn.Module:
     """Train for exactly ``steps`` optimizer steps of ``batch_size`` items and return the last weights, with

@@ -30,6 +30,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     path = config_file(config=args.config, preset=args.preset, kind="generators")
     gate = [] if args.gate_every is None else [f"generator.train.gate_every={args.gate_every}"]
+    gate += [] if args.log_with is None else [f"log_with={args.log_with}"]
     cfg = load_config(TrainConfig, path, [*args.set, *_data_overrides(args), *gate], required=REQUIRED_KEYS)
     check_train_config(cfg)
     out_dir = Path(args.out or cfg.out_dir.format(generator=cfg.generator.name, data=dataset_short_name(cfg.data.name),
@@ -39,9 +40,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     from accelerate import Accelerator
 
+    from .tracking import accelerator_kwargs
     from .train import train_reporting_stops
 
-    accelerator = Accelerator()
+    accelerator = Accelerator(**accelerator_kwargs(cfg.log_with, cfg.project_dir, default_dir=out_dir))
     train_reporting_stops(cfg, out_dir, resume=args.resume, accelerator=accelerator,
                           command=(getattr(args, "prog", "synthaug"), getattr(args, "argv", [])))
     if accelerator.is_main_process:
@@ -338,6 +340,8 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--gate-every", metavar="N", type=_gate_every,
                    help="every N steps, measure CAS on the validation patients and stop once the quality gate passes "
                         "(same as --set generator.train.gate_every=N; default 0: the whole budget)")
+    t.add_argument("--log-with", metavar="TRACKERS", help="log to these Accelerate trackers, e.g. tensorboard (comma-separated; same as "
+                        "--set log_with=NAME; they write into --out unless project_dir is set)")
     t.set_defaults(func=_cmd_train)
 
 

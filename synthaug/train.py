@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .bench.config import DataConfig, GeneratorConfig
 from .config import ConfigError, to_dict
+from .tracking import accelerator_kwargs, check_log_with
 
 
 @dataclass
@@ -18,6 +19,11 @@ class TrainConfig:
     seed: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     out_dir: str = "runs/{generator}-{data}-seed{seed}"
+    log_with: list[str] | str | None = None   # Accelerate trackers (tensorboard, wandb, ...): synthaug/tracking.py
+    project_dir: str | None = None            # where they write (default: out_dir)
+
+    def __post_init__(self) -> None:
+        self.log_with = check_log_with(self.log_with)
 
 
 #: what a ``synthaug train`` config file must give (an empty file is refused rather than run on the defaults)
@@ -98,7 +104,7 @@ def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = F
     torch.manual_seed(cfg.seed)  # initial weights from the seed alone
     gen = create_generator(cfg.generator.name, num_classes=splits.num_classes, image_size=splits.image_size,
                            channels=splits.channels, **cfg.generator.options)
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or Accelerator(**accelerator_kwargs(cfg.log_with, cfg.project_dir, default_dir=out_dir))
     if accelerator.is_main_process:
         print(f"training {cfg.generator.name} on the training {splits.group_kind} only:\n{splits.summary()}")
         out_dir.mkdir(parents=True, exist_ok=True)

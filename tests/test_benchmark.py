@@ -11,6 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
+    "--set", "synthetic={ratios: [0.3], mix: replace}",   # replace mixing (the demo mixes additively)
+    "--set", "classifier.eval_every=null",                 # no validation curve (the demo validates every 100)
     "--set", "seeds=[0,1]",
     "--set", "classifier.model=test_resnet",
     "--set", "classifier.steps=4",
@@ -248,11 +250,12 @@ def test_report_markdown_and_self_contained_html(tiny_run, tmp_path):
     assert f"| {DKEY} | 0.03 | " in md and "| cvae-tiny | 0.3 |" in md
     for picture in (f"report_files/fraction-{DKEY}.png", f"report_files/gain-{DKEY}-cvae-tiny.png",
                     f"report_files/{DKEY}-frac0.03-cvae-tiny.png",
-                    f"report_files/memorization-{DKEY}-frac0.03-cvae-tiny-seed0.png"):
+                    f"report_files/memorization-{DKEY}-frac0.03-cvae-tiny-seed0.png",
+                    f"report_files/losses-{DKEY}-frac0.03-cvae-tiny.png"):  # the generator's loss curves
         assert f"]({picture})" in md and (tmp_path / "rep" / picture).stat().st_size > 1000, picture
     assert "FID real val" in md and '"versions"' in md and "wall time" in md
     # self-contained: every picture is embedded, nothing is fetched
-    assert page.count('src="data:image/png;base64,') == 4
+    assert page.count('src="data:image/png;base64,') == 5
     assert "src=\"http" not in page and "report_files/" not in page
     # the answer first (issue 15): one sentence from the verdict, then the samples picture
     (v,) = json.loads((out / "summary.json").read_text())["verdicts"]
@@ -263,10 +266,15 @@ def test_report_markdown_and_self_contained_html(tiny_run, tmp_path):
     else:
         assert "balanced accuracy" in blocks[1] and "cvae-tiny replace 0.3" in blocks[1]
         assert f"{v['diff']['mean']:+.3f}" in blocks[1] and "Holm p" in blocks[1] and blocks[1].endswith(".")
-    assert blocks[2].startswith(f"![`{DKEY}-frac0.03-cvae-tiny`: real training cells")
+    gate = json.loads((out / "quality" / DKEY / "frac0.03" / "seed0" / "cvae-tiny" / "quality.json").read_text())["gate"]
+    picture = 2
+    if not gate["passed"]:  # the run's only generator rejected: said after the answer, with where one that passes is
+        assert blocks[2].startswith("**No generator of this run passed the quality gate**")
+        assert "configs/recipes.yaml" in blocks[2]
+        picture = 3
+    assert blocks[picture].startswith(f"![`{DKEY}-frac0.03-cvae-tiny`: real training cells")
     assert md.index("](report_files/") == md.index(f"](report_files/{DKEY}-frac0.03-cvae-tiny.png)")
     # the quality gate of the measured seed beside the verdict, in the summary and the report alike
-    gate = json.loads((out / "quality" / DKEY / "frac0.03" / "seed0" / "cvae-tiny" / "quality.json").read_text())["gate"]
     assert gate["split"] == "val" and "| verdict | quality gate |" in md
     (row,) = [line for line in md.splitlines() if line.startswith(f"| {DKEY} | 0.03 | ") and "**" in line]
     assert ("generator rejected" in row) == (not gate["passed"]) and f"CAS ratio {gate['ratio']:.2f}" in row

@@ -264,6 +264,7 @@ def test_report_draws_the_learning_curves(tmp_path):
 
 # --------------------------------------------------------------------------- 2 processes == 1 process
 GRID = [
+    "--set", "synthetic={ratios: [0.3], mix: replace}",   # replace mixing (the demo mixes additively)
     "--set", "seeds=[0]",
     "--set", "classifier.model=test_efficientnet_gn",   # GroupNorm: per image, so a split batch gives the same model
     "--set", "classifier.steps=4",

@@ -8,7 +8,6 @@ import torch
 from torch.utils.data import TensorDataset
 
 from synthaug.generators import GeneratorTrainConfig, OptimizerStep, create_generator, list_generators, train_generator
-from synthaug.generators.diffusion import ddim_timesteps
 from synthaug.generators.precision import Precision, check_precision, resolve_precision
 from synthaug.generators.samplers import ddim, dpmpp_2m, sampler_timesteps
 from synthaug.state import load_state

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from ..classifier import (Fit, GlobalBatchSampler, StandardAugment, compute_metrics, create_classifier, fit_classifier,
+from ..classifier import (Fit, GlobalBatchSampler, compute_metrics, create_augment, create_classifier, fit_classifier,
                           predict)
 from ..processes import LocalAccelerator, single_process
 from ..config import ConfigError, to_dict
@@ -248,7 +248,7 @@ def train_and_evaluate(cfg: BenchConfig, splits, cell: Cell, positive: int, acce
     validate = None if c.eval_every is None else make_validator(splits.val, cfg, positive, accelerator)
     fit = fit_classifier(model, data.dataset, steps=steps, batch_size=c.batch_size, lr=c.lr,
                          weight_decay=c.weight_decay, seed=cell.seed, num_workers=c.num_workers,
-                         accelerator=accelerator, augment=StandardAugment(c.augment), extra=data.extra,
+                         accelerator=accelerator, augment=create_augment(c.augment), extra=data.extra,
                          extra_per_batch=data.extra_per_batch, validate=validate, eval_every=c.eval_every,
                          bn=c.bn, bn_data=data.real, bn_batches=c.bn_batches,
                          desc=f"{cell.fraction:g} seed {cell.seed}: {cell.generator or cell.arm}"

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checks import check_choice, check_float, check_int
-from ..classifier import AUGMENTATIONS, BN_MODES, METRICS
+from ..augment import check_augment
+from ..classifier import BN_MODES, METRICS
 from ..config import ConfigError, to_dict
 from ..data import dataset_short_name, load_dataset
 from ..data.splits import check_split
@@ -21,6 +22,7 @@ from ..generators import GeneratorTrainConfig
 from ..mixing import extra_per_batch
 from ..quality.gate import GateConfig
 from ..quotas import check_ratio
+from ..tracking import check_log_with
 
 # "a fraction of the training patients": said by every message about a real training fraction
 _FRACTION_HINT = "a fraction of the training patients"
@@ -102,7 +104,7 @@ class ClassifierConfig:
         check_int(self.min_steps, "min_steps", minimum=0)
         if self.eval_every is not None:
             check_int(self.eval_every, "eval_every", minimum=1, hint="or null: no validation during training")
-        check_choice(self.augment, "augment", "", AUGMENTATIONS)
+        check_augment(self.augment)
         check_choice(self.bn, "bn", "", BN_MODES)
         if (self.steps is None) == (self.epochs is None):
             raise ValueError(f"classifier: steps={self.steps}, epochs={self.epochs}: give exactly one budget, a fixed "
@@ -294,11 +296,14 @@ class BenchConfig:
     # process); "data" splits its batches across processes (faster for big generators, equal statistically)
     generator_parallel: str = "replicate"
     out_dir: str = "runs/{name}"
+    log_with: list[str] | str | None = None   # Accelerate trackers (tensorboard, wandb, ...): synthaug/tracking.py
+    project_dir: str | None = None            # where they write (default: the run folder)
 
     def __post_init__(self) -> None:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds}: give at least one seed, without repeats")
         check_choice(self.primary_metric, "primary_metric", "", METRICS)
+        self.log_with = check_log_with(self.log_with)
         check_choice(self.generator_parallel, "generator_parallel", "", ("replicate", "data"))
         self._check_datasets()
         self._check_fractions()

@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="run shard I of N (counted from 0) of the grid's cells, e.g. "
                              "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; every shard into the same --out "
                              "folder")
+    parser.add_argument("--log-with", metavar="TRACKERS", help="log to these Accelerate trackers, e.g. tensorboard (comma-separated; same as "
+                        "--set log_with=NAME; they write into --out unless project_dir is set)")
     parser.set_defaults(bench_prog=parser.prog)  # errors name the command the user typed
     return parser
 
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         path = config_file(config=args.config, preset=args.preset, kind="bench")
         strategies = is_strategies_config(path)
-        cfg = load_config(StrategiesConfig if strategies else BenchConfig, path, args.set,
+        tracking = [] if getattr(args, "log_with", None) is None else [f"log_with={args.log_with}"]
+        cfg = load_config(StrategiesConfig if strategies else BenchConfig, path, [*args.set, *tracking],
                           required=STRATEGIES_REQUIRED_KEYS if strategies else REQUIRED_KEYS)
         shard = Shard.parse(args.shard) if args.shard is not None else None
     except ValueError as err:  # ConfigError is a ValueError
@@ -84,9 +87,12 @@ def run(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
 
+    from ..tracking import accelerator_kwargs
+
     # the other processes wait while the main one measures sample quality (minutes to hours for big pools):
     # a long collective timeout instead of torch's default
-    accelerator = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
+    accelerator = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))],
+                              **accelerator_kwargs(cfg.log_with, cfg.project_dir, default_dir=out_dir))
     try:
         (run_strategies if strategies else run_benchmark)(cfg, out_dir, accelerator=accelerator, shard=shard)
     except USER_ERRORS as err:

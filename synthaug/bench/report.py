@@ -22,16 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, from_dict, to_dict
+from ..tracking import LOSS_PLOT, plot_losses
 from ..utils import atomic_write_text, read_jsonl
 from .analysis import analyze
 from .config import BenchConfig, plan
 from .document import Code, Figure, Heading, Para, render_html, render_markdown
-from .paths import (check_same_config, quality_records, read_config_records, read_results, record_files,
-                    samples_path, shard_of)
+from .paths import (check_same_config, generator_dir, quality_records, read_config_records, read_results,
+                    record_files, samples_path, shard_of)
 from .plots import plot_curves, plot_fraction, plot_gain
 from .summary import classifier_budget, mixes, title
-from .tables import (answer, baseline_section, curves_section, group_quality, quality_tables, runs_table, selected_section,
-                     settings_section, verdict_section)
+from .tables import (answer, baseline_section, curves_section, gate_headline, gates_by_generator, group_quality,
+                     quality_tables, runs_table, selected_section, settings_section, verdict_section)
 
 
 # --------------------------------------------------------------------------- reading the run
@@ -82,13 +83,16 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     lead = ([Para("A real-only run (no generator in its config): it measures the real-only baseline by the "
                   "protocol below, with no synthetic arm to compare: its learning curves and the baseline table "
                   "below.")] if not cfg.generators else _answer(analysis, picture, files))
+    headline = gate_headline(gates_by_generator(quality))
+    lead = [lead[0], Para(headline), *lead[1:]] if headline else lead  # after the answer's sentence
     blocks: list[Any] = [Heading(title(cfg), 1), *lead,
                          *_intro(run_dir, cfg, rows, runs, analysis),
                          *verdict_section(analysis, len(cfg.seeds), quality), *_figures(cfg, analysis, files),
                          *_curves(analysis, files),
                          *(baseline_section(analysis) if not cfg.generators else
                            [*settings_section(analysis), *selected_section(analysis)]),
-                         *_samples(run_dir, files, shown=picture), *_quality(run_dir, cfg, files, quality),
+                         *_samples(run_dir, files, shown=picture), *_loss_curves(run_dir, cfg, files),
+                         *_quality(run_dir, cfg, files, quality),
                          *_provenance(cfg, versions, runs, run_dir)]
     md_path, html_path = out / "report.md", out / "report.html"
     atomic_write_text(md_path, render_markdown(blocks, out))
@@ -215,6 +219,27 @@ def _samples(run_dir: Path, files: Path, *, shown: Path | None = None) -> list[A
             blocks.append(Figure(_copy(path, files), f"`{path.stem}`: real training cells of each class (rows "
                                                      "'real') beside the generator's samples of that class"))
     return blocks
+
+
+def _loss_curves(run_dir: Path, cfg: BenchConfig, files: Path) -> list[Any]:
+    """The loss curves of the first seed's generators (``loss_curves.png`` of their folder, drawn from its
+    ``log.jsonl`` when a run older than the picture has none); nothing when the run folder keeps no generator."""
+    blocks: list[Any] = []
+    for d in cfg.datasets:
+        for f in cfg.fractions:
+            for g in cfg.generators:
+                folder = generator_dir(run_dir, d.key, f, cfg.seeds[0], g.key)
+                name = f"losses-{d.key}-frac{f:g}-{g.key}.png"
+                if (folder / LOSS_PLOT).is_file():
+                    picture = _copy(folder / LOSS_PLOT, files, name)
+                elif (folder / "log.jsonl").is_file():
+                    picture = plot_losses(folder / "log.jsonl", files / name, title=f"{d.key} {f:g} {g.key}")
+                else:
+                    continue
+                if picture is not None:
+                    blocks.append(Figure(picture, f"`{g.key}` at fraction {f:g} of {d.key}, seed {cfg.seeds[0]}: "
+                                                  "its training losses (log.jsonl) against the step"))
+    return [Heading("Generator training losses"), *blocks] if blocks else []
 
 
 def _quality(run_dir: Path, cfg: BenchConfig, files: Path, records: list[dict]) -> list[Any]:

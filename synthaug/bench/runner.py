@@ -26,14 +26,15 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..classifier import create_classifier
-from ..config import ConfigError, to_dict
+from ..config import ConfigError
+from ..tracking import end_trackers, log_quality, log_result_row, start_trackers, tracked_config
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from .analysis import analyze, without_nan
 from .cell import (early_stop_fields, gate_stopper, generator_for, measure_quality_or_record, train_and_evaluate,
                    write_samples_png)
 from .config import BenchConfig, Cell, DataConfig, GeneratorSpec, plan
 from .paths import (Shard, check_same_config, config_path, diff_keys, quality_records, read_config_records, read_results,
-                    results_path, runs_path, samples_path, split_path, with_neutral_defaults)
+                    quality_dir, results_path, runs_path, samples_path, split_path, with_neutral_defaults)
 from .summary import summarize
 
 
@@ -42,7 +43,7 @@ def prepare_run_dir(cfg: BenchConfig, out_dir: Path, shard: Shard | None = None)
     """Create ``out_dir`` with the resolved config (``config.json``, or the shard's own config record), or
     check that every config record already there ran the same config, split into as many shards."""
     out_dir = Path(out_dir)
-    resolved = json.loads(json.dumps(to_dict(cfg)))
+    resolved = tracked_config(cfg)  # without log_with / project_dir: trackers change no result
     own = config_path(out_dir, shard)
     records = read_config_records(out_dir)
     for path, record in records.items():
@@ -167,6 +168,7 @@ def run_benchmark(cfg: BenchConfig, out_dir: str | Path, *, accelerator: Any = N
                desc=f"{cfg.name}: cells" + (f" of shard {shard}" if shard else ""),
                disable=not accelerator.is_main_process or None, dynamic_ncols=True)
     run = _Run(cfg, out_dir, accelerator, bar, {g.key: g for g in cfg.generators}, shard)
+    trackers = start_trackers(accelerator, cfg.name + (f"-shard{shard.index}" if shard else ""), tracked_config(cfg))
     ran = 0
     for group in _by_split(cells).values():
         todo = [c for c in group if c.key() not in done]
@@ -174,6 +176,7 @@ def run_benchmark(cfg: BenchConfig, out_dir: str | Path, *, accelerator: Any = N
             _run_split(run, todo)
             ran += len(todo)
     bar.close()
+    end_trackers(accelerator, trackers)
     if accelerator.is_main_process:
         _finish(cfg, out_dir, shard, started=started, ran=ran, processes=accelerator.num_processes)
     accelerator.wait_for_everyone()
@@ -227,8 +230,9 @@ def _run_split(run: _Run, todo: list[Cell]) -> None:
         # the arm's training data (real only, replace, additive, real-matched) is built in cell.arm_data
         metrics = train_and_evaluate(run.cfg, splits, cell, positive, run.accelerator, gen)
         if run.main:
-            append_jsonl(results_path(run.out_dir, run.shard),
-                         _row(run, cell, splits, positive, metrics["synthetic_items"], metrics, start, gen))
+            row = _row(run, cell, splits, positive, metrics["synthetic_items"], metrics, start, gen)
+            append_jsonl(results_path(run.out_dir, run.shard), row)
+            log_result_row(run.accelerator, row, metric=run.cfg.primary_metric)
         run.bar.update(1)
     run.accelerator.wait_for_everyone()
 
@@ -244,6 +248,7 @@ def _ready_generator(run: _Run, data: DataConfig, splits, cell: Cell, spec: Gene
     if run.main and run.cfg.quality.wanted(cell.fraction, cell.seed):
         measure_quality_or_record(run.cfg, data, splits, gen, cell, spec, positive, run.out_dir,
                                   run.accelerator.device)
+        log_quality(run.accelerator, quality_dir(run.out_dir, cell.dataset, cell.fraction, cell.seed, spec.key))
     run.accelerator.wait_for_everyone()
     return gen
 

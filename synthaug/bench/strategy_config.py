@@ -32,6 +32,7 @@ from typing import Any
 from ..checks import check_choice, check_float, check_int
 from ..classifier import METRICS
 from ..mixing import extra_per_batch
+from ..tracking import check_log_with
 from .config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, check_weights
 
 KINDS = ("samples", "weighted", "teacher", "minority", "edits", "pretrain", "donor")
@@ -153,9 +154,12 @@ class StrategiesConfig:
     primary_metric: str = "balanced_accuracy"
     generator_parallel: str = "replicate"
     out_dir: str = "runs/{name}"
+    log_with: list[str] | str | None = None   # Accelerate trackers (tensorboard, wandb, ...): synthaug/tracking.py
+    project_dir: str | None = None            # where they write (default: the run folder)
 
     def __post_init__(self) -> None:
         check_choice(self.primary_metric, "primary_metric", "", METRICS)
+        self.log_with = check_log_with(self.log_with)
         if len(self.datasets) != 1:
             raise ValueError(f"datasets: a strategies grid runs on one data set, got {len(self.datasets)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):

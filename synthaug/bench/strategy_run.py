@@ -20,13 +20,14 @@ import torch
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
-from ..classifier import (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, StandardAugment, create_classifier, fit_classifier, load_classifier, predict,
+from ..classifier import (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, create_augment, create_classifier, fit_classifier, load_classifier, predict,
                           save_classifier)
 from ..mixing import extra_per_batch
+from ..tracking import end_trackers, log_quality, log_result_row, start_trackers, tracked_config
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from .cell import evaluate_split, make_validator, additive_items, generator_for, measure_quality_or_record, write_samples_png
 from .config import Cell
-from .paths import Shard, read_results, results_path, runs_path, samples_path, split_path
+from .paths import Shard, quality_dir, read_results, results_path, runs_path, samples_path, split_path
 from .runner import shard_field, positive_index, prepare_run_dir, stamp, world_size
 from .strategy_config import BASELINE, Arm, StrategiesConfig, StrategyCell, plan_strategies, pretrain_steps, spec_of
 
@@ -145,6 +146,7 @@ class _Unit:
         if self.cfg.quality.wanted(self.fraction, self.seed):
             measure_quality_or_record(self.cfg, self.cfg.data, splits, gen, self.cell, SimpleNamespace(key=key),
                                       self.positive, self.out_dir, self.accelerator.device)
+            log_quality(self.accelerator, quality_dir(self.out_dir, self.cfg.data.key, self.fraction, self.seed, key))
 
     def edit_source(self, strength: float, per_image: int) -> Any:
         from ..edits import EditSource
@@ -296,7 +298,7 @@ class _Unit:
         set_seed(self.seed)  # the same initial weights in every arm of a seed
         model = create_classifier(c.model, num_classes=len(self.classes), channels=self.splits.channels)
         desc = f"{self.fraction:g} seed {self.seed}: {arm.name}"
-        augment = StandardAugment(c.augment)
+        augment = create_augment(c.augment)
         pre_steps = 0
         if data["pretrain"] is not None:
             pre_steps = pretrain_steps(arm.setting, steps)
@@ -366,6 +368,7 @@ def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: A
         append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "started",
                                                  "processes": accelerator.num_processes, **shard_field(shard)})
     accelerator.wait_for_everyone()
+    trackers = start_trackers(accelerator, cfg.name + (f"-shard{shard.index}" if shard else ""), tracked_config(cfg))
     check_before_work(cfg)
     done = {(r["dataset"], float(r["fraction"]), int(r["seed"]), r["arm"]) for r in read_jsonl(results_path(out_dir, shard))}
     cells = shard_strategy_cells(plan_strategies(cfg), shard)
@@ -386,13 +389,16 @@ def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: A
             start = time.time()
             metrics = unit.train(cell.arm)
             if accelerator.is_main_process:
-                append_jsonl(results_path(out_dir, shard), _row(unit, cell, metrics, start))
+                row = _row(unit, cell, metrics, start)
+                append_jsonl(results_path(out_dir, shard), row)
+                log_result_row(accelerator, row, metric=cfg.primary_metric)
             bar.update(1)
             ran += 1
         if want_cells and accelerator.is_main_process:
             unit.save_cells(cells_file)
         accelerator.wait_for_everyone()
     bar.close()
+    end_trackers(accelerator, trackers)
     if accelerator.is_main_process:
         append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "finished",
                                                  "finished": stamp(time.time()),

@@ -6,7 +6,7 @@ from typing import Any
 from .analysis import analyze
 from .config import BenchConfig
 from .document import Bullets, Heading, Para, render_markdown
-from .tables import curves_section, selected_section, settings_section, verdict_section
+from .tables import curves_section, gate_headline, gates_by_generator, selected_section, settings_section, verdict_section
 
 
 def title(cfg: BenchConfig) -> str:
@@ -69,7 +69,9 @@ def summarize(rows: list[dict], cfg: BenchConfig, *, analysis: dict | None = Non
     blocks: list[Any] = [Heading(title(cfg), 1)]
     if not rows:
         return render_markdown(blocks + [Para("No finished results yet.")])
-    blocks += [_setup(rows, cfg, analysis), *verdict_section(analysis, len(cfg.seeds), quality),
+    headline = gate_headline(gates_by_generator(quality or []))
+    blocks += [*([Para(headline)] if headline else []), _setup(rows, cfg, analysis),
+               *verdict_section(analysis, len(cfg.seeds), quality),
                *curves_section(analysis),
                *settings_section(analysis), *selected_section(analysis)]
     return render_markdown(blocks)

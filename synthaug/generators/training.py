@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..checks import check_choice, check_float, check_int
 from ..state import load_state, save_state
+from ..tracking import GeneratorTracking
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from ..viz import save_grid
 from .base import Generator
@@ -151,6 +152,7 @@ class _Run:
     #: with ``config.gate_every``: every check of ``stop_when`` so far, and the step whose check passed
     gate_checks: list[dict[str, Any]] = field(default_factory=list)
     stopped_early_at: int | None = None
+    tracking: GeneratorTracking | None = None  # the accelerator's trackers (log_with) and the loss-curve plot
 
     def training_record(self, step: int) -> dict[str, Any]:
         """What the checkpoint of ``step`` records about its training (with ``gate_every``, also its checks)."""
@@ -250,6 +252,7 @@ def train_generator(
         _broadcast_weights(gen)
     if run.writes:
         out.mkdir(parents=True, exist_ok=True)
+    run.tracking = GeneratorTracking(accelerator, desc or (out.name if out else gen.generator_name), asdict(config))
 
     gen.train()
     _train_steps(gen, dataset, optimizers, first_step, run, desc=desc or f"train {gen.generator_name}",
@@ -258,6 +261,7 @@ def train_generator(
     gen.training_record = run.training_record(run.last_step)
     if run.writes:
         save_sample_grid(gen, out / "samples.png", per_class=config.samples_per_class)
+    run.tracking.finish(out, writes=run.writes)
     accelerator.wait_for_everyone()
     return gen
 
@@ -279,6 +283,7 @@ def _train_steps(gen: Generator, dataset: Dataset, optimizers: list[torch.optim.
             bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()})
             if run.writes and config.log_every:
                 append_jsonl(out / "log.jsonl", {"step": step, **values})
+            run.tracking.losses(values, step)
         due = stop_when is not None and step % config.gate_every == 0 and step < config.steps
         stop = due and check_gate(gen, step, stop_when, run)
         if run.writes:
@@ -374,7 +379,7 @@ def _save_progress(gen: Generator, optimizers: list[torch.optim.Optimizer], step
     of an early stop, whatever ``checkpoint_every`` says)."""
     config, out = run.config, run.out
     if config.sample_every and step % config.sample_every == 0:
-        save_sample_grid(gen, out / f"samples_{step:06d}.png", per_class=config.samples_per_class)
+        run.tracking.grid(save_sample_grid(gen, out / f"samples_{step:06d}.png", per_class=config.samples_per_class), step)
     if force or (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
         gen.training_record = run.training_record(step)
         # the resume state first: a kill between the two writes leaves a state to continue from

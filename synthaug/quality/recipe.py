@@ -12,8 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checks import check_choice, check_float, check_int
-from ..classifier import AUGMENTATIONS, StandardAugment, create_classifier, train_classifier
+from ..checks import check_float, check_int
+from ..augment import check_augment, create_augment
+from ..classifier import create_classifier, train_classifier
 
 #: the default recipe: a small ResNet (timm's 4-block ``test_resnet``, 96 features) reaches about 0.9 balanced
 #: accuracy on the malaria validation patients at 32 px in 300 steps (well under a minute on a CPU), where
@@ -29,7 +30,7 @@ def classifier_recipe(model: str = DEFAULT_MODEL, steps: int = DEFAULT_STEPS, ba
     check_int(batch_size, "batch_size", owner, minimum=1)
     check_float(lr, "lr", owner, minimum=0, min_inclusive=False)
     check_float(weight_decay, "weight_decay", owner, minimum=0)
-    check_choice(augment, "augment", owner, AUGMENTATIONS)
+    check_augment(augment)
     if not isinstance(model, str) or not model:
         raise ValueError(f"{owner}: model={model!r}: give a timm model name, e.g. 'resnet18'")
     return {"model": model, "steps": int(steps), "batch_size": int(batch_size), "lr": float(lr),
@@ -55,7 +56,7 @@ def train_recipe(recipe: dict[str, Any], train_set, *, num_classes: int, channel
     model = create_classifier(recipe["model"], num_classes=num_classes, channels=channels)
     return train_classifier(model, train_set, steps=recipe["steps"] if steps is None else steps,
                             batch_size=recipe["batch_size"], lr=recipe["lr"], weight_decay=recipe["weight_decay"],
-                            seed=seed, augment=StandardAugment(recipe["augment"]), desc=desc)
+                            seed=seed, augment=create_augment(recipe["augment"]), desc=desc)
 
 
 def per_class_recall(probs: torch.Tensor, targets: torch.Tensor, classes: list[str]) -> dict[str, float | None]:
