@@ -184,6 +184,8 @@ class GeneratorSpec:
         train = to_dict(self.train)
         if not train["gate_every"]:  # off: the hash of a spec written before early stopping existed
             del train["gate_every"]
+        if train.get("mixed_precision") is None:  # the Accelerator's: the hash of a spec from before the key
+            train.pop("mixed_precision", None)
         text = json.dumps({"name": self.name, "options": self.options, "train": train}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -182,6 +182,10 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "datasets.*.group_aliases": None,
     "quality.gate": {"enabled": True, "min_ratio": 0.8, "min_class_ratio": 0.6},
     "generators.*.train.gate_every": 0,  # 0: no early stopping, the whole budget as before
+    "generators.*.train.mixed_precision": None,  # None: the Accelerator's precision, float32 as before
+    "generators.*.source": None,                 # None: a generator synthaug trains, as before
+    "generator.train.mixed_precision": None,     # the same two in a strategies config
+    "generator.source": None,
 }
 
 
