@@ -104,7 +104,7 @@ class Observer:
         if step in self.done:
             return {"passed": False, "reason": "recorded before the resume"}
         begin = time.perf_counter()
-        saved = {k: getattr(gen, k) for k in self.sampling}
+        saved, options = {k: getattr(gen, k) for k in self.sampling}, dict(getattr(gen, "generator_options", {}))
         for key, value in self.sampling.items():
             setattr(gen, key, value)
         try:
@@ -112,6 +112,9 @@ class Observer:
         finally:
             for key, value in saved.items():
                 setattr(gen, key, value)
+            if options:  # the settings recorded for saving as they were: the resume state must match the config
+                gen.generator_options.clear()
+                gen.generator_options.update(options)
         target = self.target.apply({k: record[k] for k in ("ratio", "cas", "real_score")} |
                                    {"class_recall_ratio": record["class_recall_ratio"], "chance": record["chance"]})
         row = {"step": step, "cas_ratio": record["ratio"], "cas": record["cas"], "real": record["real_score"],

@@ -105,11 +105,56 @@ def test_fp16_scales_the_loss_and_unscales_before_the_step():
         with prec.autocast():
             loss = model(x).float().pow(2).mean()
         OptimizerStep("toy", precision=prec)(opt, loss)
+        if prec.scaler is not None:
+            assert prec.scaler.get_scale() > 1  # the loss really was scaled for this step
         prec.update()
         moves[precision] = (model.weight - layer.weight).detach()
-    if Precision("fp16").scaler is not None:
-        assert Precision("fp16").scaler.get_scale() > 1  # the loss really is scaled
     assert torch.allclose(moves["fp16"], moves["no"], rtol=0.05, atol=1e-3)
+
+
+def test_fp16_skips_overflows_but_stops_a_diverged_run():
+    """Under fp16 a non-finite gradient is an overflow the scaler handles (the step is skipped), up to
+    MAX_OVERFLOWS in a row; after that the run is diverged and stops with NonFiniteLossError."""
+    from synthaug.generators import NonFiniteLossError
+    from synthaug.generators.optimizer_step import MAX_OVERFLOWS
+
+    layer = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    prec = Precision("fp16")
+    before = layer.weight.detach().clone()
+
+    class InfiniteGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * float("inf")
+
+    def blown_up_loss():  # a finite loss whose gradient is infinite
+        return InfiniteGradient.apply(layer(torch.ones(2, 4))).sum()
+
+    for _ in range(MAX_OVERFLOWS):
+        OptimizerStep("toy", precision=prec)(opt, blown_up_loss())
+        prec.update()
+    assert torch.equal(layer.weight.detach(), before)  # every overflowing step was skipped
+    with pytest.raises(NonFiniteLossError, match="in a row"):
+        OptimizerStep("toy", precision=prec)(opt, blown_up_loss())
+    fp32 = Precision("no")
+    with pytest.raises(NonFiniteLossError, match="not finite"):  # float32: at once
+        OptimizerStep("toy", precision=fp32)(opt, blown_up_loss())
+
+
+def test_fp16_trains_a_gan_through_train_generator():
+    """Two optimizers a step (D, then G) share one scaler, updated once per step."""
+    torch.manual_seed(0)
+    gen = create_generator("dcgan", num_classes=2, image_size=32, channels=3)
+    config = GeneratorTrainConfig(steps=3, batch_size=8, lr=1e-4, log_every=1, checkpoint_every=0, sample_every=0,
+                                  samples_per_class=1, mixed_precision="fp16")
+    trained = train_generator(gen, _data(size=32), config=config)
+    assert trained.training_record["mixed_precision"] == "fp16" and trained.training_record["steps"] == 3
+    assert torch.isfinite(_weights(trained)).all()
 
 
 def test_bf16_resume_is_bit_identical_and_refuses_another_precision(tmp_path, monkeypatch):
@@ -245,3 +290,12 @@ def test_the_sampler_is_a_sampling_setting():
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="sampler"):
         gen.sampler = "heun"
+
+
+def test_dpmpp_2m_takes_as_many_steps_as_timesteps():
+    """Steps close to the number of timesteps round onto the same timestep twice; the grid drops the repeat."""
+    assert sampler_timesteps("dpmpp-2m", 10, 10) == list(range(9, 0, -1))
+    gen = create_generator("ddpm", num_classes=2, image_size=16, channels=3,
+                           **{**TINY_DDPM, "timesteps": 10, "sample_steps": 10, "sampler": "dpmpp-2m"})
+    images = gen.sample(2, torch.tensor([0, 1]), generator=torch.Generator().manual_seed(0))
+    assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8

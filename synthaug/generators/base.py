@@ -59,7 +59,8 @@ class Generator(nn.Module):
     training_record: dict[str, Any] | None = None
     sample_batch_size: int = 256
     #: the precision ``sample`` runs the network in (``no``, ``bf16``, ``fp16``: autocast; a runtime setting, not
-    #: saved with the model). ``train_generator`` sets it to the training's precision.
+    #: saved with the model, so a pool sampled from a reloaded checkpoint is sampled as from the trained object:
+    #: float32 unless asked). Training draws its sample grids in the training's precision.
     mixed_precision: str = "no"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Generator":

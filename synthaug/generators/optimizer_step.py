@@ -10,6 +10,10 @@ import torch
 
 from .precision import Precision
 
+#: under fp16, optimizer steps in a row whose gradients overflowed before the run counts as diverged (the scaler
+#: halves its scale at each: 30 halvings take the default 65536 below 1e-4)
+MAX_OVERFLOWS = 30
+
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; training stopped and the last good checkpoint is kept."""
@@ -46,8 +50,8 @@ class OptimizerStep:
         name_ = self.model_name
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise NonFiniteLossError(f"{name_}: at step {self.step} the {name} is {value}, not finite{kept_note(self.out)}. "
-                                     f"{self._hint()}")
+            raise NonFiniteLossError(f"{name_}: at step {self.step} the {name} is {value}, not finite"
+                                     f"{kept_note(self.out)}.{self._hint()}")
         optimizer.zero_grad(set_to_none=True)
         self.precision.backward(loss)
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -60,9 +64,11 @@ class OptimizerStep:
                 p.grad.div_(world)
         self.precision.unscale(optimizer)
         grad_norm = float(torch.stack([p.grad.detach().float().norm() for p in params]).sum()) if params else 0.0
-        if not math.isfinite(grad_norm) and not self.precision.skips_overflow:
+        overflows = self.precision.overflowed(math.isfinite(grad_norm))
+        if overflows and (not self.precision.skips_overflow or overflows > MAX_OVERFLOWS):
+            in_a_row = f", {overflows} fp16 steps in a row" if self.precision.skips_overflow else ""
             raise NonFiniteLossError(f"{name_}: at step {self.step} the gradients of the {name} are not finite "
-                                     f"({name} {value}){kept_note(self.out)}.{self._hint()}")
+                                     f"({name} {value}{in_a_row}){kept_note(self.out)}.{self._hint()}")
         self.precision.step(optimizer)
         self.calls += 1
 

@@ -58,6 +58,7 @@ class Precision:
         self.precision = check_precision(precision)
         self.device = torch.device(device)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        self.overflows = 0  # optimizer steps in a row whose gradients were not finite
 
     def autocast(self):
         return autocast(self.precision, self.device)
@@ -77,6 +78,12 @@ class Precision:
         """Whether non-finite gradients are an expected overflow (fp16: the step is skipped, the scale lowered)
         rather than a diverged training."""
         return self.scaler is not None
+
+    def overflowed(self, finite: bool) -> int:
+        """Count an optimizer step whose gradients were (not) finite; the overflows in a row so far. Under fp16 a
+        few are the scaler finding its scale; a long run of them is a diverged training, not an overflow."""
+        self.overflows = 0 if finite else self.overflows + 1
+        return self.overflows
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is not None:

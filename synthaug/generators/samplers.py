@@ -29,7 +29,8 @@ def sampler_timesteps(sampler: str, timesteps: int, steps: int) -> list[int]:
     log-SNR lies far beyond its neighbour's, overshoots (measured on Gaussian data in the tests)."""
     if sampler == "dpmpp-2m":
         grid = torch.linspace(0, timesteps - 1, steps + 1, dtype=torch.float64).round().long().tolist()
-        return [int(t) for t in reversed(grid[1:])]
+        # steps close to timesteps round onto the same timestep twice: a zero-length step (h = 0) is dropped
+        return sorted({int(t) for t in grid[1:]}, reverse=True)
     return [int(t) for t in torch.linspace(timesteps - 1, 0, steps, dtype=torch.float64).round().long()]
 
 

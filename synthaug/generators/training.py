@@ -110,10 +110,17 @@ def _grid_labels(gen: Generator, per_class: int) -> torch.Tensor:
     return torch.arange(gen.num_classes).repeat_interleave(per_class)
 
 
-def save_sample_grid(gen: Generator, path: Path, *, per_class: int = 8, seed: int = 0) -> Path:
-    """A grid with one row per class, from a fixed noise seed (comparable across checkpoints)."""
+def save_sample_grid(gen: Generator, path: Path, *, per_class: int = 8, seed: int = 0,
+                     precision: str | None = None) -> Path:
+    """A grid with one row per class, from a fixed noise seed (comparable across checkpoints); ``precision``:
+    sample in it this once (training draws its grids in the training's precision)."""
     labels = _grid_labels(gen, per_class)
-    images = gen.sample(len(labels), labels, generator=torch.Generator().manual_seed(seed))
+    saved = gen.mixed_precision
+    gen.mixed_precision = precision or saved
+    try:
+        images = gen.sample(len(labels), labels, generator=torch.Generator().manual_seed(seed))
+    finally:
+        gen.mixed_precision = saved
     return save_grid(images, path, nrow=per_class, labels=labels, class_names=gen.class_names)
 
 
@@ -240,7 +247,6 @@ def train_generator(
     split = parallel == "data"
     fingerprint = data_fingerprint(dataset)
     precision = Precision(resolve_precision(config.mixed_precision, accelerator), accelerator.device)
-    gen.mixed_precision = precision.precision  # sample grids (and later sampling) in the training's precision
     run = _Run(config, accelerator, out, fingerprint, rank=accelerator.process_index if split else 0,
                world=accelerator.num_processes if split else 1,
                record=_record_base(gen, dataset, dataset_name, fingerprint, config, precision.precision),
@@ -260,7 +266,7 @@ def train_generator(
     gen.eval()
     gen.training_record = run.training_record(run.last_step)
     if run.writes:
-        save_sample_grid(gen, out / "samples.png", per_class=config.samples_per_class)
+        save_sample_grid(gen, out / "samples.png", per_class=config.samples_per_class, precision=precision.precision)
     run.tracking.finish(out, writes=run.writes)
     accelerator.wait_for_everyone()
     return gen
@@ -379,7 +385,8 @@ def _save_progress(gen: Generator, optimizers: list[torch.optim.Optimizer], step
     of an early stop, whatever ``checkpoint_every`` says)."""
     config, out = run.config, run.out
     if config.sample_every and step % config.sample_every == 0:
-        run.tracking.grid(save_sample_grid(gen, out / f"samples_{step:06d}.png", per_class=config.samples_per_class), step)
+        run.tracking.grid(save_sample_grid(gen, out / f"samples_{step:06d}.png", per_class=config.samples_per_class,
+                                        precision=run.precision.precision), step)
     if force or (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
         gen.training_record = run.training_record(step)
         # the resume state first: a kill between the two writes leaves a state to continue from
