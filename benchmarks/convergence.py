@@ -9,7 +9,7 @@ size, learning rate and precision) on the training patients of the seed's patien
 steps the training pauses and ``synthaug.quality.GateStopper`` measures CAS on the VALIDATION patients
 (``cas_images`` synthetic images in the training class frequencies, ``cas_seeds`` classifiers beside the
 real-trained reference; test patients are never read) with the config's sampling settings; the check never
-stops training. Each check's CAS ratio, per-class recall ratios, step and the seconds training took so far
+stops training, and the trained model is checked once more at its last step. Each check's CAS ratio, per-class recall ratios, step and the seconds training took so far
 (checks excluded) go to ``OUT/<variant>/checks.jsonl``; a killed run continues from its last checkpoint
 (``checkpoint_every``) and skips the checks already recorded.
 
@@ -150,7 +150,8 @@ def run_variant(cfg: ConvergenceConfig, name: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     observer = Observer(stopper, out / "checks.jsonl", cfg.sampling, GateConfig(**cfg.target))
     print(f"convergence: {name} ({'resumed' if resume else 'new'}), {torch.get_num_threads()} threads", flush=True)
-    train_from_config(gen_cfg, out, resume=resume, stop_when=observer)
+    gen = train_from_config(gen_cfg, out, resume=resume, stop_when=observer)
+    observer(gen, gen.training_record["steps"])  # training checks only before its last step: the end's check here
 
 
 def sampler_table(cfg: ConvergenceConfig, name: str, settings: list[dict]) -> list[dict]:

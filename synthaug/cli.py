@@ -395,8 +395,9 @@ def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--checkpoint", help="generator checkpoint folder (from synthaug train)")
     source.add_argument("--pool", help="pool folder (from synthaug sample --pool)")
     source.add_argument("--source", metavar="SPEC", help="any other source: a folder of class folders "
-                        "(folder:PATH, e.g. from synthaug export), a function fn(n, labels) -> uint8 images "
-                        "(callable:package.module:function, classes and size from --data) or diffusers:PATH")
+                        "(folder:PATH, e.g. from synthaug export), a source object in your module "
+                        "(callable:package.module:source, e.g. source = CallableSource(fn, classes=[...])) or "
+                        "diffusers:PATH")
     ev.add_argument("--data", default="malaria", help="the data set the generator was trained on")
     ev.add_argument("--root")
     ev.add_argument("--image-size", type=int, default=32)

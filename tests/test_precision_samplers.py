@@ -299,3 +299,27 @@ def test_dpmpp_2m_takes_as_many_steps_as_timesteps():
                            **{**TINY_DDPM, "timesteps": 10, "sample_steps": 10, "sampler": "dpmpp-2m"})
     images = gen.sample(2, torch.tensor([0, 1]), generator=torch.Generator().manual_seed(0))
     assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8
+
+
+def test_a_sampling_setting_changed_during_training_does_not_block_resume(tmp_path, monkeypatch):
+    """gen.guidance / gen.sampler change how the model samples, not how it trains: a state saved after such a change
+    (e.g. by a check that samples with other settings) resumes."""
+    original = OptimizerStep.__call__
+
+    def crash_at_step_3(self, optimizer, loss, name="loss"):
+        if self.step == 3:
+            raise RuntimeError("simulated crash")
+        return original(self, optimizer, loss, name)
+
+    monkeypatch.setattr(OptimizerStep, "__call__", crash_at_step_3)
+    torch.manual_seed(0)
+    gen = create_generator("ddpm", num_classes=2, image_size=16, channels=3, **TINY_DDPM)
+    gen.sampler, gen.guidance = "dpmpp-2m", 2.0  # recorded in the options the resume state keeps
+    config = GeneratorTrainConfig(steps=4, batch_size=8, lr=1e-3, log_every=1, checkpoint_every=2, sample_every=0,
+                                  samples_per_class=1)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_generator(gen, _data(), config=config, out_dir=tmp_path / "run")
+    monkeypatch.setattr(OptimizerStep, "__call__", original)
+    fresh = create_generator("ddpm", num_classes=2, image_size=16, channels=3, **TINY_DDPM)
+    resumed = train_generator(fresh, _data(), config=config, out_dir=tmp_path / "run", resume=True)
+    assert resumed.training_record["steps"] == 4

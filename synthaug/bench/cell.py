@@ -40,6 +40,22 @@ def items_fingerprint(dataset: Any) -> str:
 
 
 # --------------------------------------------------------------------------- the generator
+_WARNED_SOURCES: set[str] = set()
+
+
+def warn_unchecked_source(source: Any) -> None:
+    """Say once per source that the benchmark cannot know which patients trained it: the same source serves every
+    seed, whose validation and test patients differ, so a source trained on this data set's patients leaks them."""
+    key = json.dumps(source, sort_keys=True, default=str)
+    if key in _WARNED_SOURCES:
+        return
+    _WARNED_SOURCES.add(key)
+    warnings.warn(f"generators: source {source!r} is used unchanged in every seed and fraction, and the benchmark "
+                  "cannot tell which patients trained it: use only a source that never saw this data set's "
+                  "validation or test patients (e.g. one trained on another data set or other patients), or the "
+                  "verdicts leak", stacklevel=2)
+
+
 def generator_for(spec: GeneratorSpec, splits, cell: Cell, out_dir: Path, accelerator: Any, parallel: str, *,
                   stop_when: Any = None, gen_dir: Path | None = None) -> Any:
     """Train (or reuse) ``spec`` on the training patients of this data set, fraction and seed only
@@ -49,6 +65,8 @@ def generator_for(spec: GeneratorSpec, splits, cell: Cell, out_dir: Path, accele
 
     if spec.source is not None:  # a ready source (a folder, a callable, a diffusers pipeline): nothing to train
         from ..sources import open_source_spec
+
+        warn_unchecked_source(spec.source)
 
         return open_source_spec(spec.source, classes=splits.classes, image_size=splits.image_size,
                                 channels=splits.channels, device=accelerator.device)

@@ -62,6 +62,9 @@ class Generator(nn.Module):
     #: saved with the model, so a pool sampled from a reloaded checkpoint is sampled as from the trained object:
     #: float32 unless asked). Training draws its sample grids in the training's precision.
     mixed_precision: str = "no"
+    #: options that only change how the trained model samples (settable after training): a resumed training does
+    #: not compare them with the saved state's
+    sampling_settings: tuple[str, ...] = ()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Generator":
         obj = super().__new__(cls)

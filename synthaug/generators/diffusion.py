@@ -110,6 +110,7 @@ class DDPM(Generator):
     #: images per generate() call: with guidance the UNet sees twice as many, and on a CPU batches
     #: above ~128 are slower per image
     sample_batch_size = 64
+    sampling_settings = ("sampler", "sample_steps", "eta", "guidance")
 
     def __init__(self, *, num_classes: int, image_size: int, channels: int,
                  options: DDPMOptions | None = None) -> None:

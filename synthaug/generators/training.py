@@ -322,6 +322,9 @@ def _restore(gen: Generator, optimizers: list[torch.optim.Optimizer], state: dic
            "precision": run.precision.precision}
     now = json.loads(json.dumps(now))  # tuples -> lists
     saved = json.loads(json.dumps(saved))  # the state may keep tuples as tuples
+    for options in (now["generator"], saved["generator"] or {}):  # how it samples does not change its training
+        for key in gen.sampling_settings:
+            options.pop(key, None)
     if saved != now:
         diff = sorted(k for k in now if saved.get(k) != now[k])
         raise ValueError(f"{out / 'resume'} was saved by a training with another {' and '.join(diff)} "
