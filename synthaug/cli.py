@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config, to_dict
-from .cli_evaluate import THOROUGH_COST, cas_options, cas_setting
+from .cli_evaluate import add_evaluate_command, cas_options, cas_setting
 from .cli_labels import LABELS_HELP, class_text, parse_labels
 from .failures import EXIT_INTERRUPTED, REPORTED, CommandStopped, exit_code, interrupted
 from .train import REQUIRED_KEYS, TrainConfig, check_train_config
@@ -389,47 +389,6 @@ def _add_data_command(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_cmd_data)
 
 
-def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("evaluate", help="sample quality: FID, KID, precision/recall, memorization, CAS")
-    source = ev.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="generator checkpoint folder (from synthaug train)")
-    source.add_argument("--pool", help="pool folder (from synthaug sample --pool)")
-    source.add_argument("--source", metavar="SPEC", help="any other source: a folder of class folders "
-                        "(folder:PATH, e.g. from synthaug export), a source object in your module "
-                        "(callable:package.module:source, e.g. source = CallableSource(fn, classes=[...])) or "
-                        "diffusers:PATH")
-    ev.add_argument("--data", default="malaria", help="the data set the generator was trained on")
-    ev.add_argument("--root")
-    ev.add_argument("--image-size", type=int, default=32)
-    ev.add_argument("--seed", type=int, default=0, help="the split seed the generator was trained with")
-    ev.add_argument("--train-fraction", type=float, default=1.0)
-    _add_data_options(ev, channels=False)  # channels: the generator's
-    ev.add_argument("--n", type=int, default=1000, help="synthetic images for FID, KID, precision/recall, memorization")
-    ev.add_argument("--out", required=True, help="folder for quality.json, memorization_pairs.png, nearest_train.csv")
-    ev.add_argument("--no-cas", action="store_true", help="skip CAS (it trains a classifier on synthetic images)")
-    ev.add_argument("--thorough", action="store_true",
-                    help="CAS as the gate's thresholds were set: as many synthetic images as real training images and "
-                         f"every classifier 10 epochs ({THOROUGH_COST}; the default, quick setting took 4 min: 2000 "
-                         "synthetic images, 300 steps per classifier)")
-    ev.add_argument("--cas-images", type=int, help="synthetic images for CAS (default: 2000; --thorough: as many as "
-                                                   "training images)")
-    ev.add_argument("--cas-seeds", type=int, help="classifiers per CAS side, paired by seed (default: 3)")
-    ev.add_argument("--cas-epochs", type=float, help="passes over its training images of each CAS classifier, at "
-                                                     "least --classifier-steps (default: none, the steps alone; "
-                                                     "--thorough: 10)")
-    ev.add_argument("--gate", action="store_true",
-                    help="quality gate: reject the generator when its CAS ratio or its weakest class's recall ratio "
-                         "(on validation patients) is below the thresholds; printed and recorded in quality.json")
-    ev.add_argument("--min-ratio", type=float,
-                    help="gate: least CAS / real-trained score (default: 0.8; implies --gate)")
-    ev.add_argument("--min-class-ratio", type=float,
-                    help="gate: least recall ratio of the weakest class (default: 0.6; implies --gate)")
-    ev.add_argument("--cache", help="feature extractor cache (default: $SYNTHAUG_CACHE/extractors)")
-    ev.add_argument("--classifier", help="timm model of the feature extractor and CAS (default: test_resnet)")
-    ev.add_argument("--classifier-steps", type=int, help="its training steps at batch 64 (default: 300)")
-    ev.set_defaults(func=_cmd_evaluate)
-
-
 def _add_explore_command(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser("explore", help="a local page with sliders over a generator's latent directions")
     ex.add_argument("--checkpoint", required=True, help="folder with config.json and model.safetensors")
@@ -478,7 +437,7 @@ def build_parser(prog: str = "synthaug") -> argparse.ArgumentParser:
     _add_sample_command(sub)
     _add_export_command(sub)
     _add_data_command(sub)
-    _add_evaluate_command(sub)
+    _add_data_options(add_evaluate_command(sub, _cmd_evaluate), channels=False)  # channels: the generator's
     _add_explore_command(sub)
     _add_report_command(sub)
     _add_bench_command(sub)

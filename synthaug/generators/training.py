@@ -243,16 +243,7 @@ def train_generator(
     torch.manual_seed(config.seed)
     gen.to(accelerator.device)
     optimizers = _make_optimizers(gen, config.lr)
-    # parallel="replicate": every process trains alone, as rank 0 of a world of one
-    split = parallel == "data"
-    fingerprint = data_fingerprint(dataset)
-    precision = Precision(resolve_precision(config.mixed_precision, accelerator), accelerator.device)
-    run = _Run(config, accelerator, out, fingerprint, rank=accelerator.process_index if split else 0,
-               world=accelerator.num_processes if split else 1,
-               record=_record_base(gen, dataset, dataset_name, fingerprint, config, precision.precision),
-               precision=precision,
-               seconds_before=float(state.get("seconds", 0.0)) if state is not None else 0.0,
-               started=time.perf_counter())
+    run = _make_run(gen, dataset, config, accelerator, out, state, parallel=parallel, dataset_name=dataset_name)
     first_step = 0 if state is None else _restore(gen, optimizers, state, run)
     if run.world > 1:  # every process starts from rank 0's weights; gradients are averaged in step()
         _broadcast_weights(gen)
@@ -266,10 +257,25 @@ def train_generator(
     gen.eval()
     gen.training_record = run.training_record(run.last_step)
     if run.writes:
-        save_sample_grid(gen, out / "samples.png", per_class=config.samples_per_class, precision=precision.precision)
+        save_sample_grid(gen, out / "samples.png", per_class=config.samples_per_class,
+                         precision=run.precision.precision)
     run.tracking.finish(out, writes=run.writes)
     accelerator.wait_for_everyone()
     return gen
+
+
+def _make_run(gen: Generator, dataset: Dataset, config: GeneratorTrainConfig, accelerator: Any, out: Path | None,
+              state: dict[str, Any] | None, *, parallel: str, dataset_name: str | None) -> _Run:
+    """The run state of one ``train_generator`` call: processes, precision, the record's fixed part, seconds."""
+    split = parallel == "data"  # "replicate": every process trains alone, as rank 0 of a world of one
+    fingerprint = data_fingerprint(dataset)
+    precision = Precision(resolve_precision(config.mixed_precision, accelerator), accelerator.device)
+    return _Run(config, accelerator, out, fingerprint, rank=accelerator.process_index if split else 0,
+                world=accelerator.num_processes if split else 1,
+                record=_record_base(gen, dataset, dataset_name, fingerprint, config, precision.precision),
+                precision=precision,
+                seconds_before=float(state.get("seconds", 0.0)) if state is not None else 0.0,
+                started=time.perf_counter())
 
 
 def _train_steps(gen: Generator, dataset: Dataset, optimizers: list[torch.optim.Optimizer], first_step: int,
