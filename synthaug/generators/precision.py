@@ -1,8 +1,9 @@
 """Mixed precision for generator training and sampling: autocast, and a gradient scaler under fp16.
 
 Weights, optimizer states and checkpoints stay float32; only the forward passes run in the lower precision
-(``torch.autocast``), which is what makes them faster: on a CPU with AMX-BF16 units a ddpm training step runs
-about 1.9x faster under bf16 autocast (docs/generators.md, ``benchmarks/throughput.py``). Backward runs outside
+(``torch.autocast``), which is what makes them faster: on a CPU with AMX-BF16 units most families' training steps
+run 1.4-1.6x faster under bf16 autocast at 2 threads (docs/generators.md, ``benchmarks/throughput.py --precision``).
+Backward runs outside
 autocast (as PyTorch recommends). Under fp16, whose range is narrow, the loss is scaled before backward and the
 gradients unscaled before they are checked, clipped or used (``torch.amp.GradScaler``); a step whose scaled
 gradients overflowed is skipped and the scale lowered, as the scaler intends, instead of stopping training.
