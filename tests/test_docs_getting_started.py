@@ -39,3 +39,4 @@ def test_examples_run(tmp_path, data_root, monkeypatch, capsys):
         random.setstate(states[2])
     out = capsys.readouterr().out
     assert "Image" in out and "{'Parasitized': 0, 'Uninfected': 1}" in out
+    assert "strong: (8, 3, 32, 32) torch.uint8" in out
