@@ -325,7 +325,7 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path, browser):
     browser.get(page.resolve().as_uri())
     images = browser.execute_script(
         "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width])")
-    assert len(images) == 4
+    assert len(images) == 5  # with the generators' loss curves
     assert all(done and natural > 100 and shown > 100 for done, natural, shown in images), images
     tables = browser.execute_script(
         "return Array.from(document.querySelectorAll('table')).map(t => [t.rows.length, t.getBoundingClientRect().height])")

@@ -40,8 +40,8 @@ def test_headline_only_when_every_measured_generator_was_rejected():
 def test_the_demos_first_line_says_its_generator_fails_the_gate():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    first = subprocess.run(["make", "-s", "demo-notice"], cwd=REPO, capture_output=True, text=True,
+    first = subprocess.run(["make", "-s", "--no-print-directory", "demo-notice"], cwd=REPO, capture_output=True, text=True,
                            timeout=60).stdout.splitlines()[0]
     assert "NOT pass the quality gate" in first and "configs/recipes.yaml" in first
-    plan = subprocess.run(["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+    plan = subprocess.run(["make", "-n", "--no-print-directory", "demo"], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
     assert plan.splitlines()[0].startswith("echo") and "malaria-quick.yaml" in plan

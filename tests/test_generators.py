@@ -28,6 +28,7 @@ from synthaug.generators import (
 )
 from synthaug.generators.base import options_class
 from synthaug.utils import read_jsonl
+from synthaug.viz import save_grid
 
 GENERATORS = list_generators()
 SIZE, CHANNELS, CLASSES = 32, 3, 2
@@ -551,8 +552,11 @@ def test_train_generator_writes_a_run(malaria_small, tmp_path):
     changed = [k for k, v in trained.named_parameters() if not torch.equal(v, initial[k])]
     assert len(changed) == len(initial), "training left some weights untouched"
     with Image.open(tmp_path / "samples.png") as grid:
-        # 2 rows (classes) x 4 images of 32 px, 2 px padding, drawn at scale 2
-        assert grid.size == ((4 * 34 + 2) * 2, (2 * 34 + 2) * 2)
+        # 2 rows (classes) x 4 images of 32 px, drawn at scale 2, each row labelled with its class
+        labelled = save_grid(torch.zeros(8, 3, 32, 32, dtype=torch.uint8), tmp_path / "layout.png", nrow=4,
+                             labels=[0, 0, 0, 0, 1, 1, 1, 1], class_names=trained.class_names)
+        with Image.open(labelled) as expected:
+            assert grid.size == expected.size and grid.size[0] > (4 * 34 + 2) * 2
     loaded = load_generator(tmp_path / "checkpoint")
     assert torch.equal(trained.sample(8, generator=seeded(0)), loaded.sample(8, generator=seeded(0)))
 

@@ -253,8 +253,9 @@ def test_a_benchmark_runs_a_folder_source_end_to_end(tmp_path, data_root):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    # the quick preset mixes additively, with its real-matched control beside the synthetic arm
     assert sorted((r["arm"], r["generator"], r["generator_name"]) for r in rows) == [
-        ("real", None, None), ("synthetic", "exported", "folder")]
+        ("real", None, None), ("real-matched", None, None), ("synthetic", "exported", "folder")]
     assert next(r for r in rows if r["arm"] == "synthetic")["synthetic_items"] > 0
     assert (tmp_path / "run" / "samples" / "malaria-16px-frac0.03-exported.png").is_file()
     assert not list((tmp_path / "run").rglob("*.safetensors"))  # nothing trained
