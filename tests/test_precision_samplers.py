@@ -157,16 +157,22 @@ def test_fp16_trains_a_gan_through_train_generator():
     assert torch.isfinite(_weights(trained)).all()
 
 
-def test_bf16_resume_is_bit_identical_and_refuses_another_precision(tmp_path, monkeypatch):
-    whole = _train("bf16", steps=4)
+def crash_at_step_3(monkeypatch) -> object:
+    """Make every optimizer step 3 raise "simulated crash" (after the checkpoint of step 2); the original step."""
     original = OptimizerStep.__call__
 
-    def crash_at_step_3(self, optimizer, loss, name="loss"):
+    def crashing(self, optimizer, loss, name="loss"):
         if self.step == 3:
             raise RuntimeError("simulated crash")
         return original(self, optimizer, loss, name)
 
-    monkeypatch.setattr(OptimizerStep, "__call__", crash_at_step_3)
+    monkeypatch.setattr(OptimizerStep, "__call__", crashing)
+    return original
+
+
+def test_bf16_resume_is_bit_identical_and_refuses_another_precision(tmp_path, monkeypatch):
+    whole = _train("bf16", steps=4)
+    original = crash_at_step_3(monkeypatch)
     with pytest.raises(RuntimeError, match="simulated crash"):
         _train("bf16", steps=4, out=tmp_path / "run")
     monkeypatch.setattr(OptimizerStep, "__call__", original)
@@ -304,14 +310,7 @@ def test_dpmpp_2m_takes_as_many_steps_as_timesteps():
 def test_a_sampling_setting_changed_during_training_does_not_block_resume(tmp_path, monkeypatch):
     """gen.guidance / gen.sampler change how the model samples, not how it trains: a state saved after such a change
     (e.g. by a check that samples with other settings) resumes."""
-    original = OptimizerStep.__call__
-
-    def crash_at_step_3(self, optimizer, loss, name="loss"):
-        if self.step == 3:
-            raise RuntimeError("simulated crash")
-        return original(self, optimizer, loss, name)
-
-    monkeypatch.setattr(OptimizerStep, "__call__", crash_at_step_3)
+    original = crash_at_step_3(monkeypatch)
     torch.manual_seed(0)
     gen = create_generator("ddpm", num_classes=2, image_size=16, channels=3, **TINY_DDPM)
     gen.sampler, gen.guidance = "dpmpp-2m", 2.0  # recorded in the options the resume state keeps
