@@ -153,7 +153,7 @@ def run_model(name: str, cfg: GalleryConfig, entry: dict, out_root: Path, docs: 
     if not preset.is_file():
         raise FileNotFoundError(f"gallery: no preset {preset} for model {name!r}")
     train_cfg = load_config(TrainConfig, preset, _overrides(name, cfg, entry))
-    if train_cfg.generator.name != preset_name:
+    if not (preset_name == train_cfg.generator.name or preset_name.startswith(train_cfg.generator.name + "-")):
         raise ValueError(f"gallery: {preset} trains {train_cfg.generator.name!r}, not {preset_name!r}")
     settings = sampling_settings(name, entry)
     out = out_root / name
@@ -171,7 +171,8 @@ def run_model(name: str, cfg: GalleryConfig, entry: dict, out_root: Path, docs: 
         seconds = time.perf_counter() - start
         record = {"name": name, "preset": str(preset.relative_to(ROOT)), "steps": train_cfg.generator.train.steps,
                   "batch_size": train_cfg.generator.train.batch_size, "options": train_cfg.generator.options,
-                  "train_seconds": round(seconds, 1), "resumed": resume}
+                  "train_seconds": round(seconds, 1), "resumed": resume, "threads": torch.get_num_threads(),
+                  "mixed_precision": train_cfg.generator.train.mixed_precision or "no"}
         from synthaug.utils import atomic_write_text
 
         atomic_write_text(done, json.dumps(record, indent=2))
