@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -116,3 +117,75 @@ def verdict_of(diff: Mapping[str, float], *, p: float | None = None, alpha: floa
     if p < alpha:
         return HELPS if diff["mean"] > 0 else HURTS
     return NO_DIFFERENCE
+
+
+EQUIVALENT = "equivalent within the margin"
+NOT_EQUIVALENT = "equivalence not shown"
+
+
+def tost(treated: Sequence[float], baseline: Sequence[float], *, margin: float, alpha: float = 0.05) -> dict[str, Any]:
+    """Paired two one-sided tests (Schuirmann's TOST) of ``|mean(treated - baseline)| < margin``.
+
+    ``p`` is the larger of the two one-sided p-values; equivalence is shown when ``p < alpha``, which is the
+    same as the ``1 - 2 alpha`` t-interval of the mean difference lying inside ``(-margin, +margin)``
+    (returned as ``lo``/``hi``). ``upper`` is the one-sided ``1 - alpha`` upper bound: the largest gain the data
+    do not exclude. Fewer than two pairs, or no spread, give NaN and ``verdict`` "too few seeds to tell".
+    """
+    from scipy import stats
+
+    if not margin > 0:
+        raise ValueError(f"margin={margin!r}: give the equivalence margin as a positive number, e.g. 0.02")
+    d = np.asarray(treated, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    n = len(d)
+    sd = float(d.std(ddof=1)) if n >= 2 else math.nan
+    if n < 2 or not sd > 0:
+        return {"mean": float(d.mean()) if n else math.nan, "lo": math.nan, "hi": math.nan, "upper": math.nan,
+                "p": math.nan, "n": n, "margin": margin, "verdict": TOO_FEW_SEEDS}
+    mean, se = float(d.mean()), sd / math.sqrt(n)
+    p_lower = float(stats.t.sf((mean + margin) / se, n - 1))   # H0: mean <= -margin
+    p_upper = float(stats.t.cdf((mean - margin) / se, n - 1))  # H0: mean >= +margin
+    half = float(stats.t.ppf(1 - alpha, n - 1)) * se
+    p = max(p_lower, p_upper)
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "upper": mean + half, "p": p, "n": n,
+            "margin": margin, "verdict": EQUIVALENT if p < alpha else NOT_EQUIVALENT}
+
+
+def minimum_detectable_effect(sd: float, n: int, *, alpha: float = 0.05, family: int = 1,
+                              power: float = 0.8) -> float:
+    """The smallest true mean paired difference a two-sided paired t-test over ``n`` pairs detects with
+    ``power``, at level ``alpha / family`` (Bonferroni: the threshold of Holm's first step, so conservative for
+    every row of a Holm family of ``family`` tests); ``sd``: the SD of the paired differences. Exact: the
+    power comes from the noncentral t distribution, solved for the effect."""
+    from scipy import optimize, stats
+
+    if n < 2:
+        raise ValueError(f"n={n}: a paired t-test needs at least 2 pairs")
+    if not 0 < power < 1 or not 0 < alpha < 1 or family < 1:
+        raise ValueError(f"power={power}, alpha={alpha}, family={family}: give 0 < power, alpha < 1 and family >= 1")
+    if sd == 0:
+        return 0.0
+    dof, crit = n - 1, float(stats.t.ppf(1 - alpha / family / 2, n - 1))
+
+    def shortfall(shift: float) -> float:  # shift: the effect in standard errors
+        wrong_tail = float(np.nan_to_num(stats.nct.cdf(-crit, dof, shift), nan=0.0))  # NaN: underflow to 0
+        return float(stats.nct.sf(crit, dof, shift)) + wrong_tail - power
+
+    high = crit + float(stats.norm.ppf(power))  # the normal-theory shift, then widened until it brackets
+    while shortfall(high) < 0:
+        high *= 1.5
+    shift = optimize.brentq(shortfall, 0.0, high)
+    return shift * sd / math.sqrt(n)
+
+
+def pairs_needed(sd: float, effect: float, *, alpha: float = 0.05, family: int = 1, power: float = 0.8,
+                 minimum: int = 2, maximum: int = 100_000) -> int:
+    """The fewest pairs whose ``minimum_detectable_effect`` is at most ``effect`` (at least ``minimum``)."""
+    if not effect > 0 or not sd >= 0:
+        raise ValueError(f"effect={effect!r}, sd={sd!r}: give a positive effect and a non-negative SD")
+    n = max(2, minimum)
+    while minimum_detectable_effect(sd, n, alpha=alpha, family=family, power=power) > effect:
+        n += 1
+        if n > maximum:
+            raise ValueError(f"more than {maximum} pairs needed to detect {effect} with SD {sd}")
+    return n

@@ -17,6 +17,7 @@ from ..augment import check_augment
 from ..classifier import BN_MODES, METRICS
 from ..config import ConfigError, to_dict
 from ..data import dataset_short_name, load_dataset
+from ..data.design import PatientDesign
 from ..data.splits import check_split
 from ..generators import GeneratorTrainConfig
 from ..mixing import extra_per_batch
@@ -40,9 +41,14 @@ class DataConfig:
     group_pattern: str | None = None  # folder data sets: regex whose first group is the patient id of a file name
     group_aliases: dict[str, str] | None = None  # patient id -> group, for ids that name one patient twice
     channels: int = 3                 # 1 keeps a greyscale folder one channel (MedMNIST keeps its own)
+    # fixed patient roles instead of split/train_fraction: {val_patients, test_patients, donor_patients, seed,
+    # train: donor|site|all, site_patients, draw} (synthaug.data.design.PatientDesign)
+    design: dict | None = None
 
     def __post_init__(self) -> None:
         check_split(self.split)
+        if self.design is not None:
+            PatientDesign.from_mapping(self.design, "data.design")
         check_choice(self.on_bad_file, "on_bad_file", "", ("error", "skip"))
         check_float(self.train_fraction, "train_fraction", minimum=0, min_inclusive=False, maximum=1,
                     hint=_FRACTION_HINT)
@@ -63,7 +69,8 @@ class DataConfig:
         fraction = self.train_fraction if train_fraction is None else train_fraction
         return load_dataset(self.name, root=self.root, image_size=self.image_size, seed=seed,
                             train_fraction=fraction, split=tuple(self.split), on_bad_file=self.on_bad_file,
-                            group_fn=self.group_pattern, group_aliases=self.group_aliases, channels=self.channels)
+                            group_fn=self.group_pattern, group_aliases=self.group_aliases, channels=self.channels,
+                            design=self.design)
 
     @property
     def key(self) -> str:

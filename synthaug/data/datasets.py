@@ -17,7 +17,8 @@ from .core import ImageArrayDataset, Splits
 from .folders import GroupFn, check_group_fn, folder_dataset
 from .imageio import resize_batch
 from .malaria import malaria_dataset
-from .splits import assert_disjoint_groups, check_split, split_by_group, subsample_groups
+from .design import PatientDesign, items_of
+from .splits import assert_disjoint_groups, check_every_class, check_split, split_by_group, subsample_groups
 
 __all__ = ["resolve_data_root", "dataset_short_name", "load_dataset", "check_trainable"]
 
@@ -155,6 +156,7 @@ def load_dataset(
     on_bad_file: str = "error",
     download: bool = False,
     cache: bool = True,
+    design: PatientDesign | Mapping[str, Any] | None = None,
 ) -> Splits:
     """Load a data set and split it **by group** (patient) into train / val / test.
 
@@ -170,6 +172,9 @@ def load_dataset(
     ``train_fraction`` keeps a seeded fraction of the *training groups*; val and test are never
     reduced. No group ever appears in two splits (checked, ``LeakageError`` otherwise). A data set
     with one class, a split with fewer than two items, or a split without some class is refused.
+    ``design`` (a ``PatientDesign`` or its mapping; grouped data sets only) replaces ``split`` and
+    ``train_fraction`` by fixed patient roles: the same val/test patients for every draw, and a training
+    split of the donor pool, one site draw or both (see ``synthaug.data.design``).
     """
     check_int(image_size, "image_size", minimum=8, maximum=1024, hint="e.g. 32 or 64")
     if not is_int(channels) or channels not in (1, 3):
@@ -186,11 +191,14 @@ def load_dataset(
     name = str(name_or_path)
     info: dict[str, Any] = {"name": name, "short_name": dataset_short_name(name), "image_size": image_size,
                             "seed": seed, "train_fraction": train_fraction, "split": list(fractions)}
-    options = dict(seed=seed, train_fraction=train_fraction, split=fractions, info=info)
+    options = dict(seed=seed, train_fraction=train_fraction, split=fractions, info=info, design=design)
     if name.lower().startswith("medmnist:"):
         if group_fn is not None or group_aliases:
             raise ValueError(f"{name}: group_fn / group_aliases do not apply to MedMNIST, whose items carry no "
                              "patient ids and whose splits are the official ones; leave them out")
+        if design is not None:
+            raise ValueError(f"{name}: design= needs patient ids; MedMNIST items carry none (leave design out)")
+        del options["design"]
         splits = _medmnist_load(name, root, download=download, image_size=image_size, **options)
         where = name
     else:
@@ -235,7 +243,11 @@ def _medmnist_load(name: str, root: str | os.PathLike | None, *, download: bool,
 
 
 def _split_full(full: ImageArrayDataset, *, where: str, seed: int, train_fraction: float,
-                split: tuple[float, float, float], info: dict[str, Any]) -> Splits:
+                split: tuple[float, float, float], info: dict[str, Any],
+                design: PatientDesign | Mapping[str, Any] | None = None) -> Splits:
+    if design is not None:
+        return _design_split(full, PatientDesign.from_mapping(design), where=where, train_fraction=train_fraction,
+                             info=info)
     try:
         train_idx, val_idx, test_idx = split_by_group(full.targets, full.groups, split=split, seed=seed,
                                                       num_classes=full.num_classes, classes=full.classes)
@@ -244,6 +256,22 @@ def _split_full(full: ImageArrayDataset, *, where: str, seed: int, train_fractio
     kept = subsample_groups(train_idx, full.targets, full.groups, fraction=train_fraction, seed=seed)
     info["skipped_files"] = list(getattr(full, "skipped_files", []))
     return Splits(full.subset(kept), full.subset(val_idx), full.subset(test_idx), info)
+
+
+def _design_split(full: ImageArrayDataset, design: PatientDesign, *, where: str, train_fraction: float,
+                  info: dict[str, Any]) -> Splits:
+    if train_fraction != 1:
+        raise ValueError(f"{where}: train_fraction={train_fraction} with a design: the design's train role "
+                         f"({design.train!r}) chooses the training patients; leave train_fraction at 1.0")
+    roles = design.roles(full.targets, full.groups)
+    parts = [items_of(full.groups, design.train_patients(full.targets, full.groups)),
+             items_of(full.groups, roles["val"]), items_of(full.groups, roles["test"])]
+    try:
+        check_every_class(full.targets, full.groups, parts, num_classes=full.num_classes, classes=full.classes)
+    except ValueError as err:
+        raise ValueError(f"{where}, design {design.to_dict()}: {err}") from None
+    info.update(split="design", design=design.to_dict(), skipped_files=list(getattr(full, "skipped_files", [])))
+    return Splits(*(full.subset(p) for p in parts), info)
 
 
 def check_trainable(splits: Splits, *, where: str = "the data set") -> None:
