@@ -104,6 +104,8 @@ def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = F
     torch.manual_seed(cfg.seed)  # initial weights from the seed alone
     gen = create_generator(cfg.generator.name, num_classes=splits.num_classes, image_size=splits.image_size,
                            channels=splits.channels, **cfg.generator.options)
+    if cfg.generator.init_from and not resume:  # a resumed fine-tune continues from its own saved weights
+        init_weights(gen, cfg.generator.init_from, splits)
     accelerator = accelerator or Accelerator(**accelerator_kwargs(cfg.log_with, cfg.project_dir, default_dir=out_dir))
     if accelerator.is_main_process:
         print(f"training {cfg.generator.name} on the training {splits.group_kind} only:\n{splits.summary()}")
@@ -122,3 +124,49 @@ def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = F
                                 cache_dir=out_dir / "gate-cas-real")
     return train_generator(gen, splits.train, config=train_cfg, out_dir=out_dir, accelerator=accelerator,
                            resume=resume, dataset_name=cfg.data.name, stop_when=stop_when)
+
+
+def init_patients(checkpoint: Path) -> list[str] | None:
+    """The training patients of the ``synthaug train`` run that wrote ``checkpoint`` (from the run folder's
+    ``training_options.json``), or None when they are not recorded there."""
+    record = checkpoint.parent / "training_options.json"
+    try:
+        groups = json.loads(record.read_text())["splits"]["train_groups"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [str(g) for g in groups] if isinstance(groups, list) else None
+
+
+def init_weights(gen, checkpoint: str | Path, splits) -> None:
+    """Load ``checkpoint``'s weights (and, for models with one, its EMA copy and count) into ``gen``: a fine-tune's
+    start. Training options (``ema_decay``, loss weighting...) may differ from the checkpoint's; refused: another
+    generator, weights that do not fit (the differing options named), or a checkpoint trained on a validation or
+    test patient of ``splits`` (``LeakageError``). One whose patients are unrecorded loads with a warning."""
+    import warnings
+
+    from .data import LeakageError
+    from .generators import load_generator
+
+    checkpoint = Path(checkpoint)
+    start = load_generator(checkpoint)
+    if start.generator_name != gen.generator_name:
+        raise ConfigError(f"generator.init_from={checkpoint}: it holds a {start.generator_name!r}, this config trains "
+                          f"{gen.generator_name!r}; give a checkpoint of the same generator")
+    patients = init_patients(checkpoint)
+    if patients is None:
+        warnings.warn(f"generator.init_from={checkpoint}: no training_options.json beside it names its training "
+                      "patients, so nobody can check that it never saw a validation or test patient", stacklevel=2)
+    else:
+        seen = sorted(set(patients) & set(splits.info["val_groups"] + splits.info["test_groups"]))
+        if seen:
+            raise LeakageError(f"generator.init_from={checkpoint} was trained on {len(seen)} validation/test "
+                               f"patient(s) of this split (e.g. {seen[0]!r}); start from a generator trained on "
+                               "other patients (a fixed data.design keeps the roles apart)")
+    try:
+        gen.load_state_dict(start.state_dict())
+    except RuntimeError:
+        mine, theirs = dict(gen.generator_options), dict(start.generator_options)
+        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise ConfigError(f"generator.init_from={checkpoint}: its weights do not fit this config's model; the options "
+                          f"differ in {differ} (checkpoint {[theirs.get(k) for k in differ]}, config "
+                          f"{[mine.get(k) for k in differ]}): use the checkpoint's architecture options") from None

@@ -147,6 +147,9 @@ class GeneratorSpec:
     options: dict[str, Any] = field(default_factory=dict)
     train: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
     source: dict[str, Any] | str | None = None
+    # synthaug train: start from this checkpoint's weights (a fine-tune), e.g. runs/ddpm-donor/checkpoint; its
+    # generator and options must be this entry's, and its training patients none of the split's val/test ones
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.source is not None:
