@@ -131,9 +131,11 @@ def precision_throughput(names: list[str] | None, *, size: int, batch_size: int,
     return rows
 
 
-def recipe_step_seconds(config: str, *, steps: int, warmup: int, repeats: int) -> dict:
+def recipe_step_seconds(config: str, *, steps: int, warmup: int, repeats: int, channels_last: bool = False) -> dict:
     """Seconds per training step of each variant of a ``benchmarks/convergence.py`` config (its options, batch
-    size and precision), the variants alternating in one process: what converts its steps into minutes."""
+    size and precision), the variants alternating in one process: what converts its steps into minutes. With
+    ``channels_last`` every variant also runs as ``<variant>+channels_last`` (model and batch in that memory
+    format), alternating with it."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from convergence import generator_config, load_config
 
@@ -141,13 +143,17 @@ def recipe_step_seconds(config: str, *, steps: int, warmup: int, repeats: int) -
 
     cfg = load_config(Path(config))
     steppers = {}
-    for name in cfg.variants:
-        gcfg = generator_config(cfg, name)
+    formats = [False, True] if channels_last else [False]
+    for variant, last in [(v, f) for v in cfg.variants for f in formats]:
+        name = f"{variant}+channels_last" if last else variant
+        gcfg = generator_config(cfg, variant)
         torch.manual_seed(0)
         gen = create_generator("ddpm", num_classes=2, image_size=cfg.image_size, channels=3, **gcfg.generator.options)
-        opts = gen.configure_optimizers(gcfg.generator.train.lr)
         bs = gcfg.generator.train.batch_size
         x, y = torch.rand(bs, 3, cfg.image_size, cfg.image_size), torch.arange(bs) % 2
+        if last:
+            gen, x = gen.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        opts = gen.configure_optimizers(gcfg.generator.train.lr)
         prec = Precision(gcfg.generator.train.mixed_precision or "no")
 
         def step(gen=gen, opts=opts, x=x, y=y, prec=prec, name=name):
@@ -279,6 +285,8 @@ def main(argv=None) -> int:
                    "first of --sizes (training s/step and sampling images/s, alternating in one process)")
     p.add_argument("--recipes", metavar="CONFIG", help="seconds per training step of each variant of a "
                    "benchmarks/convergence.py config (writes step_seconds.json into its docs_dir)")
+    p.add_argument("--channels-last", action="store_true", help="--recipes: every variant also in channels_last "
+                   "memory format, alternating (writes step_seconds-channels-last.json instead)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     env = {"torch": torch.__version__, "synthaug": synthaug.__version__, "python": platform.python_version(),
@@ -287,11 +295,12 @@ def main(argv=None) -> int:
         from convergence import load_config
 
         result = {"step_seconds": recipe_step_seconds(args.recipes, steps=args.steps, warmup=args.warmup,
-                                                      repeats=args.repeats)}
+                                                      repeats=args.repeats, channels_last=args.channels_last)}
         docs = Path(__file__).resolve().parents[1] / load_config(Path(args.recipes)).docs_dir
         docs.mkdir(parents=True, exist_ok=True)
-        (docs / "step_seconds.json").write_text(json.dumps({**result, "environment": env}, indent=1) + "\n")
-        print(f"wrote {docs / 'step_seconds.json'}")
+        target = docs / ("step_seconds-channels-last.json" if args.channels_last else "step_seconds.json")
+        target.write_text(json.dumps({**result, "environment": env}, indent=1) + "\n")
+        print(f"wrote {target}")
     elif args.precision:
         names = [n.strip() for n in args.generators.split(",")] if args.generators else None
         rows = precision_throughput(names, size=int(args.sizes.split(",")[0]), batch_size=args.batch_size,
