@@ -196,7 +196,10 @@ class GeneratorSpec:
             del train["gate_every"]
         if train.get("mixed_precision") is None:  # the Accelerator's: the hash of a spec from before the key
             train.pop("mixed_precision", None)
-        text = json.dumps({"name": self.name, "options": self.options, "train": train}, sort_keys=True)
+        spec = {"name": self.name, "options": self.options, "train": train}
+        if self.init_from:  # a fine-tune is another generator (absent: the hash of a spec from before the key)
+            spec["init_from"] = self.init_from
+        text = json.dumps(spec, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

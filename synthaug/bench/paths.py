@@ -186,6 +186,9 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "generators.*.source": None,                 # None: a generator synthaug trains, as before
     "generator.train.mixed_precision": None,     # the same two in a strategies config
     "generator.source": None,
+    "datasets.*.design": None,                   # None: split/train_fraction, as before the fixed design
+    "generators.*.init_from": None,              # None: a generator trained from scratch, as before
+    "generator.init_from": None,
 }
 
 
