@@ -211,7 +211,7 @@ def _loader(dataset: Dataset, extra: Dataset | None, extra_per_batch: int, *, ba
 
 
 def _loss(loss_fn: torch.nn.Module, logits: torch.Tensor, labels: torch.Tensor, weights: list) -> torch.Tensor:
-    """Cross-entropy of a batch; items ``(image, target, weight)`` (``synthaug.bench.strategy_run.TargetItems``:
+    """Cross-entropy of a batch; items ``(image, target, weight)`` (``synthaug.strategy.TargetItems``:
     class probabilities and a float per-item weight) give ``mean(weight * cross_entropy)`` over the batch."""
     if not weights:
         return loss_fn(logits, labels)

@@ -21,7 +21,8 @@ EVERY_KIND = [{"kind": "samples", "ratio": 0.25, "pool_size": 24}, {"kind": "wei
               {"kind": "teacher", "ratio": 0.25, "temperature": 2.0},
               {"kind": "minority", "ratio": 0.25, "target_class": "weakest"},
               {"kind": "edits", "ratio": 0.25, "strength": 0.1, "per_image": 2},
-              {"kind": "pretrain", "steps": 3, "pool_size": 32}, {"kind": "donor", "ratio": 0.25}]
+              {"kind": "pretrain", "steps": 3, "pool_size": 32}, {"kind": "donor", "ratio": 0.25},
+              {"kind": "mixup", "ratio": 0.25, "options": {"alpha": 0.4}}]
 
 
 def config(**over) -> StrategiesConfig:
@@ -42,7 +43,7 @@ def test_every_strategy_has_its_control_and_shared_controls_train_once():
     controls = {a.strategy: by_name[a.control].kind for a in arms(cfg) if a.role == "synthetic"}
     assert controls == {"samples": "real-repeat", "weighted": "weighted-real", "teacher": "teacher-real",
                         "minority": "minority-real", "edits": "real-repeat", "pretrain": "pretrain-real",
-                        "donor": "donor-real"}
+                        "donor": "donor-real", "mixup": "mixup-real"}
     # samples and edits share one real-repeat control at ratio 0.25; each weight has its weighted-real control
     assert sum(a.kind == "real-repeat" for a in arms(cfg)) == 1
     assert by_name["weighted r0.25 w0.5"].control == "weighted-real r0.25 w0.5"
@@ -54,7 +55,7 @@ def test_every_strategy_has_its_control_and_shared_controls_train_once():
 
 
 @pytest.mark.parametrize("over, message", [
-    ({"strategies": [{"kind": "mixup"}]}, "kind"),
+    ({"strategies": [{"kind": "cutmix"}]}, "kind"),
     ({"strategies": [{"kind": "samples", "ratio": 0.01}]}, "appends no item"),
     ({"strategies": [{"kind": "samples"}, {"kind": "samples"}]}, "distinct label"),
     ({"strategies": [{"kind": "edits", "strength": 1.5}]}, "strength"),
@@ -133,6 +134,8 @@ def test_every_arm_trains_once_with_what_its_strategy_draws(tiny_run):
     assert by["donor r0.25"]["extra_items"] == by["donor-real r0.25"]["extra_items"] == by["donor r0.25"]["donor_items"]
     assert list((out / "generators").rglob("donor/seed0/*-pool-*/images.npy"))
     assert 0 <= by["teacher r0.25 T2"]["teacher_agreement"] <= 1
+    # mixup mixes the generator's pool with real cells, its control real cells with real cells
+    assert by["mixup r0.25 alpha0.4"]["extra_items"] == 32 and by["mixup-real r0.25 alpha0.4"]["extra_items"] == real
     assert (out / "teachers").is_dir() and list((out / "cells").glob("*.npz"))
     assert len(list((out / "generators").rglob("done.json"))) == 2  # the cell's ddpm and the donor's
 
@@ -294,7 +297,7 @@ def test_the_donor_recovers_a_share_of_the_real_donor_gain_only_when_that_gain_i
 def test_weighted_items_give_the_mean_of_weight_times_cross_entropy():
     from torch.utils.data import TensorDataset
 
-    from synthaug.bench.strategy_run import TargetItems
+    from synthaug.strategy import TargetItems
     from synthaug.classifier import _loss
 
     images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)

@@ -189,6 +189,7 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "datasets.*.design": None,                   # None: split/train_fraction, as before the fixed design
     "generators.*.init_from": None,              # None: a generator trained from scratch, as before
     "generator.init_from": None,
+    "strategies.*.options": {},                  # {}: a strategy's own options, none before the registry
 }
 
 

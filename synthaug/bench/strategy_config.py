@@ -32,72 +32,70 @@ from typing import Any
 from ..checks import check_choice, check_float, check_int
 from ..classifier import METRICS
 from ..mixing import extra_per_batch
+from ..strategy import Param, create_strategy, list_controls, list_strategies
+from ..strategy.base import check_params, param
 from ..tracking import check_log_with
 from .config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, check_weights
 
-KINDS = ("samples", "weighted", "teacher", "minority", "edits", "pretrain", "donor")
 BASELINE = "baseline"
-CONTROL_KINDS = ("real-repeat", "weighted-real", "teacher-real", "minority-real", "pretrain-real", "donor-real")
-RESERVED = {BASELINE, *CONTROL_KINDS}
-# the parameters a kind takes (besides ``ratio``, which every kind but pretrain takes)
-_PARAMS = {"samples": (), "weighted": ("weight",), "teacher": ("temperature",), "minority": (),
-           "edits": ("strength",), "pretrain": (), "donor": ()}
 _SHORT = {"ratio": "r", "weight": "w", "temperature": "T", "strength": "s"}
 
 
-def _values(value: Any, name: str, owner: str, *, minimum: float, min_inclusive: bool = True,
-            maximum: float | None = None) -> list[float]:
-    values = value if isinstance(value, list) else [value]
-    if not values or len(set(values)) != len(values):
-        raise ValueError(f"{owner}.{name}={value!r}: give a number or a list of distinct numbers")
-    for v in values:
-        check_float(v, name, owner, minimum=minimum, min_inclusive=min_inclusive, maximum=maximum)
-    return [float(v) for v in values]
+def reserved_names() -> set[str]:
+    """Arm names a strategy label may not take: the baseline and every registered control."""
+    return {BASELINE, *list_controls()}
 
 
 @dataclass
 class StrategySpec:
-    """One way of using synthetic cells; lists give settings to choose among on validation."""
+    """One way of using synthetic cells (``kind``: a registered strategy); lists give settings to choose among on
+    validation. Each parameter is declared once here; a strategy names those it takes (``Strategy.params``)."""
 
     kind: str = "samples"
     label: str | None = None
-    ratio: float | list[float] = 0.25           # synthetic items per real item of a batch (not pretrain)
-    weight: float | list[float] = 0.3           # weighted: what a synthetic item's loss counts
-    temperature: float | list[float] = 2.0      # teacher: softmax(logits / T) of the baseline classifier
+    ratio: float | list[float] = param(0.25, Param("synthetic items per real item of a batch (not pretrain)",
+                                                   minimum=0, min_inclusive=False))
+    weight: float | list[float] = param(0.3, Param("weighted: what a synthetic item's loss counts", minimum=0))
+    temperature: float | list[float] = param(2.0, Param("teacher: softmax(logits / T) of the baseline classifier",
+                                                        minimum=0, min_inclusive=False))
     target_class: str = "positive"              # minority: a class name, "positive" or "weakest" (validation recall)
-    strength: float | list[float] = 0.1         # edits: share of the noise schedule (ddpm) or latent step (VAE)
-    per_image: int = 4                          # edits: distinct edits per real image
-    steps: int | None = None                    # pretrain: steps on synthetic only (null: the cell's budget)
-    pool_size: int | None = None                # its distinct synthetic images (null: synthetic.pool_size; not donor)
+    strength: float | list[float] = param(0.1, Param("edits: share of the noise schedule (ddpm) or latent step",
+                                                     minimum=0, min_inclusive=False, maximum=1))
+    per_image: int = param(4, Param("edits: distinct edits per real image", kind=int, minimum=1, grid=False))
+    steps: int | None = param(None, Param("pretrain: steps on synthetic only", kind=int, minimum=1, grid=False,
+                                          optional=True, hint="or null: the cell's budget"))
+    pool_size: int | None = param(None, Param("its distinct synthetic images (not donor)", kind=int, minimum=1,
+                                              grid=False, optional=True, hint="or null: synthetic.pool_size"))
+    options: dict = field(default_factory=dict)  # the strategy's own parameters (``Strategy.options``)
 
     def __post_init__(self) -> None:
-        check_choice(self.kind, "kind", "strategies", KINDS)
+        check_choice(self.kind, "kind", "strategies", list_strategies())
         owner = f"strategies ({self.key})"
-        self.ratio = _values(self.ratio, "ratio", owner, minimum=0, min_inclusive=False)
-        self.weight = _values(self.weight, "weight", owner, minimum=0)
-        self.temperature = _values(self.temperature, "temperature", owner, minimum=0, min_inclusive=False)
-        self.strength = _values(self.strength, "strength", owner, minimum=0, min_inclusive=False, maximum=1)
-        check_int(self.per_image, "per_image", owner, minimum=1)
-        if self.steps is not None:
-            check_int(self.steps, "steps", owner, minimum=1, hint="or null: the cell's budget")
-        if self.pool_size is not None:
-            check_int(self.pool_size, "pool_size", owner, minimum=1, hint="or null: synthetic.pool_size")
-        if self.kind == "pretrain" and len(self.ratio) > 1:
-            raise ValueError(f"{owner}: pretrain draws synthetic images alone, then real ones: it takes no ratio list")
+        check_params(self, owner)
+        self.options = self.strategy.check_options(self.options, owner)
+        if not self.strategy.takes_ratio and len(self.ratio) > 1:
+            raise ValueError(f"{owner}: {self.kind} draws synthetic images alone, then real ones: it takes no ratio "
+                             "list")
+        self.strategy.check(self, owner)
 
     @property
     def key(self) -> str:
         return self.label or self.kind
 
-    def settings(self) -> list[dict[str, float]]:
-        """Every combination of this strategy's listed values, as ``{parameter: value}``."""
-        names = ([] if self.kind == "pretrain" else ["ratio"]) + list(_PARAMS[self.kind])
+    @property
+    def strategy(self):
+        return create_strategy(self.kind)
+
+    def settings(self) -> list[dict[str, Any]]:
+        """Every combination of this strategy's listed values, as ``{parameter: value}``, with its fixed entries."""
+        strategy = self.strategy
+        names = (["ratio"] if strategy.takes_ratio else []) + list(strategy.params)
         grids = [getattr(self, n) for n in names]
-        fixed: dict[str, Any] = {}
-        if self.kind == "minority":
-            fixed["target_class"] = self.target_class  # "positive", "weakest" or a class name
-        if self.kind == "pretrain":
-            fixed["steps"] = self.steps or "budget"    # steps on synthetic (the control: on real) first
+        for name, spec in strategy.options.items():
+            values = self.options[name]
+            names.append(name)
+            grids.append(values if spec.grid else [values])
+        fixed = strategy.fixed(self)
         return [{**dict(zip(names, combo)), **fixed} for combo in itertools.product(*grids)]
 
 
@@ -172,10 +170,10 @@ class StrategiesConfig:
         keys = [s.key for s in self.strategies]
         if not keys or len(set(keys)) != len(keys):
             raise ValueError(f"strategies: {keys} must be at least one, each with a distinct label")
-        reserved = [k for k in keys if k.split(" ")[0] in RESERVED]
+        reserved = [k for k in keys if k.split(" ")[0] in reserved_names()]
         if reserved:
-            raise ValueError(f"strategies: the labels {reserved} name the baseline or a control arm ({sorted(RESERVED)}); "
-                             "choose other labels")
+            raise ValueError(f"strategies: the labels {reserved} name the baseline or a control arm "
+                             f"({sorted(reserved_names())}); choose other labels")
         for spec in (self.generator, self.donor_spec):
             if spec.train.gate_every:
                 raise ValueError(f"generator {spec.key}: train.gate_every (early stopping on the quality gate) is not "
@@ -236,14 +234,11 @@ def _setting_text(params: dict[str, Any]) -> str:
     return " ".join(f"{_SHORT.get(k, k)}{v:g}" if isinstance(v, (int, float)) else f"{v}" for k, v in params.items())
 
 
-_CONTROL = {"samples": "real-repeat", "weighted": "weighted-real", "edits": "real-repeat", "teacher": "teacher-real",
-            "minority": "minority-real", "pretrain": "pretrain-real", "donor": "donor-real"}
-
-
 def control_of(spec: StrategySpec, setting: dict[str, float]) -> Arm:
     """The real-only control of a strategy setting: the same draws and treatment, real cells instead."""
-    kind = _CONTROL[spec.kind]
-    params = {k: v for k, v in setting.items() if k in ("ratio", "weight", "temperature", "target_class", "steps")}
+    kind = spec.strategy.control
+    drops = spec.strategy.control_drops  # what only the synthetic arm has (edits: strength)
+    params = {k: v for k, v in setting.items() if k not in drops}
     return Arm(f"{kind} {_setting_text(params)}".strip(), kind, "control", params=tuple(params.items()))
 
 

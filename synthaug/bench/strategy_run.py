@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..classifier import (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, create_augment, create_classifier, fit_classifier, load_classifier, predict,
                           save_classifier)
 from ..mixing import extra_per_batch
+from ..strategy import Draws, create_strategy, images_of, strategy_of_control
 from ..tracking import end_trackers, log_quality, log_result_row, start_trackers, tracked_config
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from .cell import evaluate_split, make_validator, additive_items, generator_for, measure_quality_or_record, write_samples_png
@@ -30,35 +31,6 @@ from .config import Cell
 from .paths import Shard, quality_dir, read_results, results_path, runs_path, samples_path, split_path
 from .runner import shard_field, positive_index, prepare_run_dir, stamp, world_size
 from .strategy_config import BASELINE, Arm, StrategiesConfig, StrategyCell, plan_strategies, pretrain_steps, spec_of
-
-
-class TargetItems(Dataset):
-    """Items ``(image, class probabilities, weight)`` of a data set of ``(image, label)`` items: its labels as
-    one-hot vectors (or ``probs``, e.g. a teacher's), every item weighted ``weight`` in the loss
-    (``fit_classifier`` takes such items: the mean of ``weight * cross_entropy``)."""
-
-    def __init__(self, items: Dataset, num_classes: int, *, weight: float = 1.0, probs: torch.Tensor | None = None):
-        if probs is not None and tuple(probs.shape) != (len(items), num_classes):
-            raise ValueError(f"TargetItems: probs of shape {tuple(probs.shape)} for {len(items)} items of "
-                             f"{num_classes} classes")
-        self.items, self.num_classes, self.probs = items, int(num_classes), probs
-        self.weight = torch.tensor(float(weight))
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int):
-        image, label = self.items[index][:2]
-        if self.probs is not None:
-            target = self.probs[index]
-        else:
-            target = torch.nn.functional.one_hot(torch.as_tensor(int(label)), self.num_classes).float()
-        return image, target, self.weight
-
-
-def images_of(items: Dataset) -> torch.Tensor:
-    """Every image of a data set of uint8 ``(image, label)`` items, stacked."""
-    return torch.stack([torch.as_tensor(items[i][0]) for i in range(len(items))])
 
 
 def donor_pool(cfg: StrategiesConfig, seed: int) -> tuple[Any, Dataset, list[str]]:
@@ -206,54 +178,34 @@ class _Unit:
                   / f"{spec.key}-pool-{size}")
         return self.pool(("donor",), self.donor_generator, mix_of=items, size=size, folder=folder)
 
+    # ----------------------------------------------------------------- what strategies ask of the unit
+    def generator_pool(self, *, size: int | None = None, only_class: int | None = None) -> Dataset:
+        return self.pool(("gen",), self.generator, size=size, only_class=only_class)
+
+    def edit_pool(self, strength: float, per_image: int, *, size: int | None = None) -> Dataset:
+        return self.pool(("edits", strength, per_image), lambda: self.edit_source(strength, per_image), size=size)
+
+    def donor_items(self) -> Dataset:
+        return self.donor()[1]
+
+    def donor_patients(self) -> list[str]:
+        return self.donor()[2]
+
     # ----------------------------------------------------------------- one arm
     def inputs(self, arm: Arm) -> dict:
         """What ``arm`` trains on: ``dataset`` (the real batches), ``extra`` items appended (``per_batch`` each
-        step), ``pretrain`` items (the phase before), and what the row records of them."""
-        cfg, n_cls = self.cfg, len(self.classes)
-        spec, s = spec_of(cfg, arm), arm.setting
+        step), ``pretrain`` items (the phase before), and what the row records of them; the arm's strategy (or
+        the strategy whose control it is) says which."""
+        cfg = self.cfg
         per_batch = extra_per_batch(arm.ratio, cfg.classifier.batch_size) if arm.ratio else 0
-        out: dict[str, Any] = {"dataset": self.real, "extra": None, "per_batch": per_batch, "pretrain": None,
-                               "record": {}}
-        size = spec.pool_size if spec is not None else None  # the strategy's own pool size, else synthetic.pool_size
-        gen_pool = lambda **kw: self.pool(("gen",), self.generator, size=size, **kw)  # noqa: E731
-        kind = arm.kind
-        if kind == BASELINE:
-            out["per_batch"] = 0
-        elif kind in ("real-repeat", "samples"):
-            out["extra"] = self.real if kind == "real-repeat" else gen_pool()
-        elif kind in ("weighted", "weighted-real"):
-            out.update(dataset=TargetItems(self.real, n_cls),
-                       extra=TargetItems(gen_pool() if kind == "weighted" else self.real, n_cls, weight=s["weight"]))
-        elif kind in ("teacher", "teacher-real"):
-            extra = gen_pool() if kind == "teacher" else self.real
-            probs = self._distill(extra, s["temperature"])
-            out.update(dataset=TargetItems(self.real, n_cls), extra=TargetItems(extra, n_cls, probs=probs))
-            agree = float((probs.argmax(1) == torch.as_tensor([int(extra[i][1]) for i in range(len(extra))])).float().mean())
-            out["record"]["teacher_agreement"] = round(agree, 4)
-        elif kind in ("minority", "minority-real"):
-            c = self.target_class(s["target_class"])
-            out["record"]["target_class"] = self.classes[c]
-            if kind == "minority":
-                out["extra"] = gen_pool(only_class=c)
-            else:
-                out["extra"] = Subset(self.real, np.flatnonzero(np.asarray(self.real.targets) == c).tolist())
-        elif kind == "edits":
-            out["extra"] = self.pool(("edits", s["strength"], spec.per_image),
-                                     lambda: self.edit_source(s["strength"], spec.per_image), size=size)
-        elif kind in ("pretrain", "pretrain-real"):
-            out["pretrain"] = gen_pool() if kind == "pretrain" else self.real
-            out["per_batch"] = 0
-        elif kind in ("donor", "donor-real"):
-            if kind == "donor":  # in the donor patients' class mix and number, as its upper bound draws them
-                out["extra"] = self.donor_samples()
-            else:
-                out["extra"] = self.donor()[1]
-            out["record"]["donor_patients"] = len(self.donor()[2])
-            out["record"]["donor_items"] = len(self.donor()[1])
+        if arm.kind == BASELINE:
+            draws, per_batch = Draws(self.real), 0
+        elif arm.role == "control":
+            draws = strategy_of_control(arm.kind).control_draws(self, arm.setting, None)
         else:
-            raise ValueError(f"unknown arm kind {kind!r}")
-        return out
+            draws = create_strategy(arm.kind).draws(self, arm.setting, spec_of(cfg, arm))
+        return {"dataset": draws.dataset, "extra": draws.extra, "pretrain": draws.pretrain,
+                "per_batch": 0 if draws.pretrain is not None else per_batch, "record": draws.record}
 
     def save_cells(self, path: Path, per_source: int = 8) -> Path:
         """Real cells of the positive (infected) class beside those of every synthetic source the strategies use
@@ -267,23 +219,18 @@ class _Unit:
             return np.stack([np.asarray(items[int(i)][0]) for i in pick]) if len(pick) else np.zeros((0,))
 
         arrays = {"real": of_class(self.real)}
-        kinds = {spec.kind for spec in self.cfg.strategies}
-        if kinds & {"samples", "weighted", "teacher", "minority", "pretrain"}:
-            arrays["samples"] = of_class(self.pool(("gen",), self.generator))
         for spec in self.cfg.strategies:
-            if spec.kind == "edits":
-                for strength in spec.strength:
-                    arrays[f"edits s{strength:g}"] = of_class(self.pool(
-                        ("edits", strength, spec.per_image), lambda st=strength, k=spec.per_image: self.edit_source(st, k)))
-        if "donor" in kinds:
-            arrays["donor samples"] = of_class(self.donor_samples())
+            for name, items in spec.strategy.figure_cells(self, spec).items():
+                if name not in arrays:
+                    arrays[name] = of_class(items)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.npz")
         np.savez_compressed(tmp, positive=np.asarray(self.classes[self.positive]), **arrays)
         tmp.replace(path)
         return path
 
-    def _distill(self, items: Dataset, temperature: float) -> torch.Tensor:
+    def distill(self, items: Dataset, temperature: float) -> torch.Tensor:
+        """The teacher's class probabilities of ``items`` at ``temperature``."""
         from ..strategies import distill_targets
 
         return distill_targets(self.teacher(), images_of(items), temperature).float().cpu()
