@@ -20,6 +20,7 @@ import numpy as np
 
 from ..classifier import METRICS
 from ..config import from_dict
+from ..strategy import create_strategy
 from ..stats import HELPS, HURTS, NO_DIFFERENCE, holm, mean_ci, paired_difference, verdict_of
 from ..utils import atomic_write_text
 from .analysis import without_nan
@@ -87,7 +88,7 @@ def analyze_strategies(rows: list[dict], cfg: StrategiesConfig) -> dict:
     verdicts = [_verdict(family, primary) for family in _families(settings)]
     verdicts = [v for v in verdicts if v is not None]
     for donor in (False, True):
-        family = [v for v in verdicts if (v["kind"] == "donor") == donor]
+        family = [v for v in verdicts if sharing(v) == donor]
         for v, p in zip(family, holm([v["diff"]["p"] for v in family])):
             v["p_holm"] = p
             v["verdict"] = verdict_of(v["diff"], p=p, alpha=ALPHA)
@@ -114,7 +115,7 @@ def _verdict(family: list[dict], primary: str) -> dict | None:
                key=lambda e: np.nan_to_num(e["arm_val"][primary]["mean"], nan=-np.inf))
     best["selected"] = True
     base, control = best["baseline_val"][primary]["mean"], best["control_val"][primary]["mean"]
-    use_control = best["kind"] != "donor" and not math.isnan(control) and control > np.nan_to_num(base, nan=-np.inf)
+    use_control = not sharing(best) and not math.isnan(control) and control > np.nan_to_num(base, nan=-np.inf)
     ref = "control" if use_control else "baseline"
     out = {"fraction": best["fraction"], "strategy": best["strategy"], "kind": best["kind"], "arm": best["arm"],
            "setting": best["setting"], "settings_tried": len(family), "seeds": best["seeds"],
@@ -122,7 +123,7 @@ def _verdict(family: list[dict], primary: str) -> dict | None:
            "diff": best[f"diff_{ref}_test"][primary], "arm_test": best["arm_test"][primary],
            "reference_test": best[f"{ref}_test"][primary],
            "diff_sensitivity": best[f"diff_{ref}_test"]["sensitivity"], "p_holm": math.nan, "verdict": ""}
-    if best["kind"] == "donor":  # the share of sharing the donor's images' gain that its generator recovers
+    if sharing(best):  # the share of sharing the donor's images' gain that its generator recovers
         upper = best["diff_control_baseline_test"][primary]
         out["upper_diff"] = upper
         out["upper_test"] = best["control_test"][primary]
@@ -179,7 +180,7 @@ def headline(analysis: dict) -> str:
     control): the one with the largest gain. Otherwise it says so first, then gives the row that came closest
     (the largest estimate, which is not a finding: it was picked on test among many); then what hurt and what
     had too few seeds."""
-    local = [v for v in analysis["verdicts"] if v["kind"] != "donor" and not math.isnan(v["diff"]["mean"])]
+    local = [v for v in analysis["verdicts"] if not sharing(v) and not math.isnan(v["diff"]["mean"])]
     if not local:
         return "No strategy has finished on enough seeds to answer yet."
     helped = [v for v in local if v["verdict"] == HELPS]
@@ -214,7 +215,7 @@ def _gate_words(v: dict) -> str:
 
 def target_line(analysis: dict) -> str:
     """Issue 14's target: a helps verdict of at least +0.02 at 7 training patients or fewer."""
-    met = [v for v in analysis["verdicts"] if v["kind"] != "donor" and v["verdict"] == HELPS
+    met = [v for v in analysis["verdicts"] if not sharing(v) and v["verdict"] == HELPS
            and v["diff"]["mean"] >= 0.02 and v["train_patients"] and max(v["train_patients"]) <= 7]
     if met:
         return ("Target (a helps verdict of at least +0.02 at 7 training patients or fewer): **met** by "
@@ -227,7 +228,7 @@ def _gate_summary(analysis: dict) -> str:
     """Whether the target was tried with sources that carry the diagnosis: the quality gates of the local
     verdicts at 7 patients or fewer (``attach_gates``), so a "not met" is read as an answer about these
     generators, not about synthetic cells in general."""
-    few = [v for v in analysis["verdicts"] if v["kind"] != "donor" and v["train_patients"]
+    few = [v for v in analysis["verdicts"] if not sharing(v) and v["train_patients"]
            and max(v["train_patients"]) <= 7 and v.get("gate")]
     if not few:
         return ""
@@ -322,7 +323,7 @@ def verdict_table(verdicts: list[dict], metric: str) -> Table:
 def donor_table(verdicts: list[dict]) -> Table:
     rows = []
     for v in verdicts:
-        if v["kind"] != "donor":
+        if not sharing(v):
             continue
         rows.append([_patients(v), _setting(v["setting"]), str(len(v["seeds"])), _diff(v["diff"]),
                      _diff(v["upper_diff"]), _share(v), fmt_p(v["p_holm"]), v["verdict"],
@@ -344,7 +345,7 @@ def _share(v: dict) -> str:
 def donor_target_line(verdicts: list[dict]) -> str:
     """Issue 14's donor target: the shared generator recovers >= 50 % of the upper bound's gain at 3 and 7
     patients (a share read only where that gain is significant)."""
-    rows = [v for v in verdicts if v["kind"] == "donor" and v["train_patients"] and max(v["train_patients"]) <= 7]
+    rows = [v for v in verdicts if sharing(v) and v["train_patients"] and max(v["train_patients"]) <= 7]
     if not rows:
         return ""
     words = []
@@ -380,13 +381,14 @@ def _m(s: dict) -> dict:
     return {"mean": s["mean"], "lo": s["lo"], "hi": s["hi"]}
 
 
+def sharing(v: dict) -> bool:
+    """A verdict of a ``sharing`` strategy (data of other patients: the donor question), not of the site's own."""
+    return create_strategy(v["kind"]).family == "sharing"
+
+
 def source_key(cfg: StrategiesConfig, v: dict) -> str:
     """The quality folder's name of the source a strategy draws from."""
-    if v["kind"] == "edits":
-        return f"edits-s{v['setting']['strength']:g}"
-    if v["kind"] == "donor":
-        return f"donor-{cfg.donor_spec.key}"
-    return cfg.generator.key
+    return create_strategy(v["kind"]).source_label(v["setting"], cfg)
 
 
 def attach_gates(analysis: dict, run_dir: Path, cfg: StrategiesConfig) -> None:
@@ -442,7 +444,7 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
 
     cells = cells_path(run_dir, cfg.data.key, min(cfg.fractions))
     figure = clinician_figure(analysis, cells, files / "clinician.png")
-    local = [v for v in analysis["verdicts"] if v["kind"] != "donor"]
+    local = [v for v in analysis["verdicts"] if not sharing(v)]
     every_run = read_runs(run_dir)
     runs = [r for r in every_run if r.get("status") == "finished"]
     minutes = sum(r.get("seconds", 0) for r in runs) / 60
@@ -473,7 +475,7 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
         verdict_table(local, metric),
         Para(INTERVAL_NOTE),
     ]
-    if any(v["kind"] == "donor" for v in analysis["verdicts"]):
+    if any(sharing(v) for v in analysis["verdicts"]):
         blocks += [Heading("The data-sharing question: a donor generator", 2),
                    Para("The donor generator trained on other training patients of the same split (never validation "
                         "or test ones); its upper bound adds the donor patients' real cells instead (what sharing "

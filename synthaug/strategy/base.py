@@ -109,6 +109,13 @@ class Strategy:
     control_drops: ClassVar[tuple[str, ...]] = ()  # setting entries its control does not share (edits: strength)
     takes_ratio: ClassVar[bool] = True      # False: the strategy draws no extra items per batch (pretrain)
     summary: ClassVar[str] = ""             # one line for docs and ``synthaug strategies``
+    #: the question its verdicts answer: ``local`` (the site's own data, one Holm family) or ``sharing`` (data of
+    #: other patients, its own Holm family, read against sharing their real images)
+    family: ClassVar[str] = "local"
+
+    def source_label(self, setting: dict[str, Any], cfg: Any) -> str:
+        """The name of the source its synthetic images come from (its samples' picture and quality folder)."""
+        return cfg.generator.key
 
     def fixed(self, spec: Any) -> dict[str, Any]:
         """Setting entries that are not a grid (e.g. ``target_class``); they name the arm too."""

@@ -96,6 +96,9 @@ class Edits(Samples):
     name, control, params, control_drops = "edits", "real-repeat", ("strength",), ("strength",)
     summary = "edits of the unit's real images (EditSource) at `strength`, `per_image` each"
 
+    def source_label(self, setting: dict, cfg: Any) -> str:
+        return f"edits-s{setting['strength']:g}"
+
     def draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
         return Draws(ctx.real, extra=ctx.edit_pool(setting["strength"], spec.per_image, size=spec.pool_size))
 
@@ -120,8 +123,11 @@ class Pretrain(Samples):
 
 @register_strategy
 class Donor(Strategy):
-    name, control = "donor", "donor-real"
+    name, control, family = "donor", "donor-real", "sharing"
     summary = "samples of a generator trained on other training patients (the donor pool), in their class mix"
+
+    def source_label(self, setting: dict, cfg: Any) -> str:
+        return f"donor-{cfg.donor_spec.key}"
 
     @staticmethod
     def _record(ctx: ArmContext) -> dict:
