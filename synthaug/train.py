@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .bench.config import DataConfig, GeneratorConfig
 from .config import ConfigError, to_dict
+from .data.splits import checkpoint_patients, refuse_evaluation_patients
 from .tracking import accelerator_kwargs, check_log_with
 
 
@@ -126,17 +127,6 @@ def train_from_config(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = F
                            resume=resume, dataset_name=cfg.data.name, stop_when=stop_when)
 
 
-def init_patients(checkpoint: Path) -> list[str] | None:
-    """The training patients of the ``synthaug train`` run that wrote ``checkpoint`` (from the run folder's
-    ``training_options.json``), or None when they are not recorded there."""
-    record = checkpoint.parent / "training_options.json"
-    try:
-        groups = json.loads(record.read_text())["splits"]["train_groups"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return [str(g) for g in groups] if isinstance(groups, list) else None
-
-
 def init_weights(gen, checkpoint: str | Path, splits) -> None:
     """Load ``checkpoint``'s weights (and, for models with one, its EMA copy and count) into ``gen``: a fine-tune's
     start. Training options (``ema_decay``, loss weighting...) may differ from the checkpoint's; refused: another
@@ -144,7 +134,6 @@ def init_weights(gen, checkpoint: str | Path, splits) -> None:
     test patient of ``splits`` (``LeakageError``). One whose patients are unrecorded loads with a warning."""
     import warnings
 
-    from .data import LeakageError
     from .generators import load_generator
 
     checkpoint = Path(checkpoint)
@@ -152,16 +141,12 @@ def init_weights(gen, checkpoint: str | Path, splits) -> None:
     if start.generator_name != gen.generator_name:
         raise ConfigError(f"generator.init_from={checkpoint}: it holds a {start.generator_name!r}, this config trains "
                           f"{gen.generator_name!r}; give a checkpoint of the same generator")
-    patients = init_patients(checkpoint)
+    patients = checkpoint_patients(checkpoint)
     if patients is None:
         warnings.warn(f"generator.init_from={checkpoint}: no training_options.json beside it names its training "
                       "patients, so nobody can check that it never saw a validation or test patient", stacklevel=2)
     else:
-        seen = sorted(set(patients) & set(splits.info["val_groups"] + splits.info["test_groups"]))
-        if seen:
-            raise LeakageError(f"generator.init_from={checkpoint} was trained on {len(seen)} validation/test "
-                               f"patient(s) of this split (e.g. {seen[0]!r}); start from a generator trained on "
-                               "other patients (a fixed data.design keeps the roles apart)")
+        refuse_evaluation_patients(patients, splits, f"generator.init_from={checkpoint}")
     try:
         gen.load_state_dict(start.state_dict())
     except RuntimeError:

@@ -10,7 +10,8 @@ import torch
 from synthaug.config import ConfigError
 from synthaug.data import LeakageError
 from synthaug.generators import create_generator
-from synthaug.train import init_patients, init_weights
+from synthaug.data.splits import checkpoint_patients
+from synthaug.train import init_weights
 
 TINY = {"base_width": 8, "channel_mults": (1, 2), "sample_steps": 3}
 
@@ -44,7 +45,7 @@ def test_the_fine_tune_starts_from_the_checkpoints_weights_and_ema(checkpoint):
     for (name, mine), theirs in zip(gen.state_dict().items(), donor.state_dict().values()):
         assert torch.equal(mine, theirs), name
     assert int(gen.ema_updates) == 7
-    assert init_patients(path) == ["D1", "D2"]
+    assert checkpoint_patients(path) == ["D1", "D2"]
 
 
 def test_a_checkpoint_that_saw_a_validation_or_test_patient_is_refused(checkpoint):
@@ -68,6 +69,27 @@ def test_other_architectures_and_generators_are_refused_by_name(checkpoint):
 def test_unrecorded_patients_load_with_a_warning(checkpoint):
     path, _ = checkpoint
     (path.parent / "training_options.json").unlink()
-    assert init_patients(path) is None
+    assert checkpoint_patients(path) is None
     with pytest.warns(UserWarning, match="nobody can check"):
         init_weights(ddpm(2), path, splits())
+
+
+def test_a_checkpoint_source_is_checked_against_the_split_like_init_from(checkpoint, tmp_path):
+    """The shared generator of the data-sharing answer enters a benchmark as a source ({checkpoint: PATH}): with
+    its patients recorded it is refused when it saw a validation or test patient, and passes silently otherwise;
+    a checkpoint without a record, or another kind of source, keeps the warning that nobody can check."""
+    import warnings
+
+    from synthaug.bench.cell import check_source_patients, checkpoint_of_source
+
+    path, _ = checkpoint
+    for spec in ({"checkpoint": str(path)}, f"checkpoint:{path}", str(path)):
+        assert checkpoint_of_source(spec) == path
+        with pytest.raises(LeakageError, match="D1"):
+            check_source_patients(spec, splits(test=("D1",)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_source_patients({"checkpoint": str(path)}, splits())  # D1, D2 are neither validation nor test
+    (path.parent / "training_options.json").unlink()
+    with pytest.warns(UserWarning, match="cannot tell which patients"):
+        check_source_patients({"checkpoint": str(path)}, splits(val=("unrecorded",)))

@@ -53,7 +53,33 @@ def warn_unchecked_source(source: Any) -> None:
     warnings.warn(f"generators: source {source!r} is used unchanged in every seed and fraction, and the benchmark "
                   "cannot tell which patients trained it: use only a source that never saw this data set's "
                   "validation or test patients (e.g. one trained on another data set or other patients), or the "
-                  "verdicts leak", stacklevel=2)
+                  "verdicts leak", stacklevel=3)
+
+
+def checkpoint_of_source(source: Any) -> Path | None:
+    """The checkpoint folder a ``{checkpoint: PATH}`` / ``checkpoint:PATH`` / bare checkpoint path source names
+    (None for any other kind of source)."""
+    from ..sources import source_kind
+
+    if source_kind(source) != "checkpoint":
+        return None
+    if isinstance(source, dict):
+        return Path(source["checkpoint"])
+    text = str(source)
+    return Path(text.partition(":")[2] if text.startswith("checkpoint:") else text)
+
+
+def check_source_patients(source: Any, splits) -> None:
+    """A checkpoint source whose run folder records its training patients is checked against this split's
+    validation and test patients (``LeakageError``); any other source gets the warning that nobody can check."""
+    from ..data.splits import checkpoint_patients, refuse_evaluation_patients
+
+    checkpoint = checkpoint_of_source(source)
+    patients = None if checkpoint is None else checkpoint_patients(checkpoint)
+    if patients is None:
+        warn_unchecked_source(source)
+    else:
+        refuse_evaluation_patients(patients, splits, f"generators: source {source!r}")
 
 
 def generator_for(spec: GeneratorSpec, splits, cell: Cell, out_dir: Path, accelerator: Any, parallel: str, *,
@@ -66,7 +92,7 @@ def generator_for(spec: GeneratorSpec, splits, cell: Cell, out_dir: Path, accele
     if spec.source is not None:  # a ready source (a folder, a callable, a diffusers pipeline): nothing to train
         from ..sources import open_source_spec
 
-        warn_unchecked_source(spec.source)
+        check_source_patients(spec.source, splits)
 
         return open_source_spec(spec.source, classes=splits.classes, image_size=splits.image_size,
                                 channels=splits.channels, device=accelerator.device)

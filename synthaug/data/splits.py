@@ -166,3 +166,27 @@ def subsample_groups(
     kept_set = set(kept)
     mask = np.array([g in kept_set for g in sub_groups.tolist()], dtype=bool)
     return indices[mask]
+
+
+def checkpoint_patients(checkpoint) -> list[str] | None:
+    """The training patients of the ``synthaug train`` run that wrote the checkpoint folder ``checkpoint`` (its
+    run folder's ``training_options.json``), or None when they are not recorded there."""
+    import json
+    from pathlib import Path
+
+    record = Path(checkpoint).parent / "training_options.json"
+    try:
+        groups = json.loads(record.read_text())["splits"]["train_groups"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [str(g) for g in groups] if isinstance(groups, list) else None
+
+
+def refuse_evaluation_patients(patients: Sequence[str], splits, what: str) -> None:
+    """A ``LeakageError`` naming ``what`` when any of ``patients`` (e.g. those a generator was trained on) is a
+    validation or test patient of ``splits``."""
+    seen = sorted(set(map(str, patients)) & set(map(str, splits.info["val_groups"] + splits.info["test_groups"])))
+    if seen:
+        raise LeakageError(f"{what} was trained on {len(seen)} validation/test patient(s) of this split (e.g. "
+                           f"{seen[0]!r}); use a generator trained on other patients (a fixed data.design keeps the "
+                           "roles apart)")
