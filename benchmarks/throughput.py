@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 import synthaug
 from synthaug.classifier import StandardAugment, create_classifier, normalize
 from synthaug.generators import OptimizerStep, create_generator, list_generators
+from synthaug.generators.precision import cpu_features
 
 
 def _timed_steps(step, warmup: int, steps: int) -> float:
@@ -287,10 +288,10 @@ def main(argv=None) -> int:
                    "benchmarks/convergence.py config (writes step_seconds.json into its docs_dir)")
     p.add_argument("--channels-last", action="store_true", help="--recipes: every variant also in channels_last "
                    "memory format, alternating (writes step_seconds-channels-last.json instead)")
-    p.add_argument("--json", help="write the results here")
+    p.add_argument("--json", help="write the results here (--recipes: instead of its docs_dir's step_seconds file)")
     args = p.parse_args(argv)
     env = {"torch": torch.__version__, "synthaug": synthaug.__version__, "python": platform.python_version(),
-           "threads": torch.get_num_threads(), "machine": platform.machine()}
+           "threads": torch.get_num_threads(), "machine": platform.machine(), **cpu_features()}
     if args.recipes:
         from convergence import load_config
 
@@ -298,10 +299,12 @@ def main(argv=None) -> int:
                                                       repeats=args.repeats, channels_last=args.channels_last)}
         docs = Path(__file__).resolve().parents[1] / load_config(Path(args.recipes)).docs_dir
         docs.mkdir(parents=True, exist_ok=True)
-        target = docs / ("step_seconds-channels-last.json" if args.channels_last else "step_seconds.json")
+        target = Path(args.json) if args.json else \
+            docs / ("step_seconds-channels-last.json" if args.channels_last else "step_seconds.json")
         target.write_text(json.dumps({**result, "environment": env}, indent=1) + "\n")
         print(f"wrote {target}")
-    elif args.precision:
+        return 0
+    if args.precision:
         names = [n.strip() for n in args.generators.split(",")] if args.generators else None
         rows = precision_throughput(names, size=int(args.sizes.split(",")[0]), batch_size=args.batch_size,
                                     steps=args.steps, warmup=args.warmup, repeats=args.repeats,

@@ -322,3 +322,19 @@ def test_a_sampling_setting_changed_during_training_does_not_block_resume(tmp_pa
     fresh = create_generator("ddpm", num_classes=2, image_size=16, channels=3, **TINY_DDPM)
     resumed = train_generator(fresh, _data(), config=config, out_dir=tmp_path / "run", resume=True)
     assert resumed.training_record["steps"] == 4
+
+
+def test_cpu_features_name_the_bf16_units_from_cpuinfo(monkeypatch, tmp_path):
+    """What the gallery rows and throughput records say of the CPU (bf16 is fast only with AMX-BF16)."""
+    import builtins
+
+    from synthaug.generators.precision import cpu_features
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: fpu avx512f avx512_bf16 sse\n")
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path,
+                                                                         *a, **k))
+    assert cpu_features() == {"cpu": "Some CPU 9000", "amx_bf16": False, "avx512_bf16": True}
+    info.write_text("model name\t: Other\nflags\t\t: amx_bf16 amx_tile avx512_bf16\n")
+    assert cpu_features() == {"cpu": "Other", "amx_bf16": True, "avx512_bf16": True}

@@ -32,6 +32,18 @@ def check_precision(value: Any, owner: str = "mixed_precision") -> str:
                      "AMX and on recent GPUs; fp16 on GPUs)")
 
 
+def cpu_features() -> dict[str, Any]:
+    """This machine's CPU model and the bf16 units its flags name (Linux ``/proc/cpuinfo``; empty elsewhere):
+    bf16 autocast beats float32 on CPUs with AMX-BF16; with avx512_bf16 alone it was slower (docs/generators.md)."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return {}
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    return {"cpu": model, "amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags}
+
+
 def resolve_precision(configured: str | None, accelerator: Any = None) -> str:
     """The precision a run uses: the configured one, else the Accelerator's, else ``"no"``."""
     if configured is not None:
