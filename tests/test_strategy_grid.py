@@ -224,7 +224,8 @@ def test_the_verdict_reads_against_the_stronger_control_on_validation_and_holm_a
 
 def test_the_clinician_figure_shows_every_seed_inside_0_to_100(tmp_path, monkeypatch):
     from synthaug.bench import plots
-    from synthaug.bench.strategy_report import analyze_strategies, clinician_figure
+    from synthaug.bench.clinician import clinician_figure
+    from synthaug.bench.strategy_report import analyze_strategies
 
     cfg = config(seeds=[0, 1], strategies=[{"kind": "samples", "ratio": 0.25}])
     # two seeds far apart: a t interval over them would leave [0, 100] missed infections per 100
@@ -298,7 +299,7 @@ def test_weighted_items_give_the_mean_of_weight_times_cross_entropy():
     from torch.utils.data import TensorDataset
 
     from synthaug.strategy import TargetItems
-    from synthaug.classifier import _loss
+    from synthaug.classifier import batch_loss
 
     images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
     items = TargetItems(TensorDataset(images, torch.tensor([0, 1, 1, 0])), 2, weight=0.25)
@@ -307,7 +308,7 @@ def test_weighted_items_give_the_mean_of_weight_times_cross_entropy():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     per_item = torch.nn.functional.cross_entropy(logits, labels.argmax(1), reduction="none")
-    got = _loss(torch.nn.CrossEntropyLoss(), logits, labels, [torch.tensor([1.0, 0.25])])
+    got = batch_loss(torch.nn.CrossEntropyLoss(), logits, labels, [torch.tensor([1.0, 0.25])])
     assert got.item() == pytest.approx(((per_item * torch.tensor([1.0, 0.25])).mean()).item(), rel=1e-6)
 
 

@@ -26,6 +26,7 @@ from ..utils import atomic_write_text
 from .analysis import without_nan
 from .document import Bullets, Figure, Heading, Para, Table, render_html, render_markdown
 from .paths import check_same_config, read_config_records, read_results
+from .clinician import clinician_figure, patients_text
 from .report import read_runs
 from .strategy_config import BASELINE, StrategiesConfig, arms
 from .tables import INTERVAL_NOTE, fmt_interval, fmt_p, fmt_ratio, runs_table
@@ -162,11 +163,6 @@ def _arm_table(by: dict, cfg: StrategiesConfig, role: tuple) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- words
-def _patients(v: dict) -> str:
-    p = v["train_patients"]
-    return f"{p[0]}" if len(p) == 1 else f"{p[0]}-{p[-1]}"
-
-
 def _setting(setting: dict) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in setting.items())
 
@@ -189,12 +185,12 @@ def headline(analysis: dict) -> str:
     change = (f"{best['strategy']} ({_setting(best['setting'])}) changed {metric} by {_diff(best['diff'])} against "
               f"{best['reference']} (Holm p {fmt_p(best['p_holm'])}: {best['verdict']}{_gate_words(best)})")
     if helped:
-        first = f"At {_patients(best)} patients, {change}"
+        first = f"At {patients_text(best)} patients, {change}"
     elif all(v["verdict"] not in (HURTS, NO_DIFFERENCE) for v in local):
-        first = f"Too few seeds to answer yet; the largest estimate so far: at {_patients(best)} patients, {change}"
+        first = f"Too few seeds to answer yet; the largest estimate so far: at {patients_text(best)} patients, {change}"
     else:
         first = ("No strategy helped at any number of patients (Holm-adjusted, against the stronger control); the "
-                 f"closest: at {_patients(best)} patients, {change}")
+                 f"closest: at {patients_text(best)} patients, {change}")
     others = [v for v in local if v is not best]
     parts = []
     helps = sorted({v["strategy"] for v in others if v["verdict"] == HELPS})
@@ -219,7 +215,7 @@ def target_line(analysis: dict) -> str:
            and v["diff"]["mean"] >= 0.02 and v["train_patients"] and max(v["train_patients"]) <= 7]
     if met:
         return ("Target (a helps verdict of at least +0.02 at 7 training patients or fewer): **met** by "
-                + ", ".join(f"{v['strategy']} at {_patients(v)} patients ({_diff(v['diff'])})" for v in met) + ".")
+                + ", ".join(f"{v['strategy']} at {patients_text(v)} patients ({_diff(v['diff'])})" for v in met) + ".")
     return ("Target (a helps verdict of at least +0.02 at 7 training patients or fewer): **not met**; the verdict "
             "table shows which strategies came closest." + _gate_summary(analysis))
 
@@ -234,7 +230,7 @@ def _gate_summary(analysis: dict) -> str:
         return ""
     count = {g: sum(v["gate"] == g for v in few) for g in ("passed", "failed", "not measured")}
     words = ", ".join(f"{g} {n}" for g, n in count.items() if n)
-    passed = sorted({f"{v['strategy']} at {_patients(v)} patients" for v in few if v["gate"] == "passed"})
+    passed = sorted({f"{v['strategy']} at {patients_text(v)} patients" for v in few if v["gate"] == "passed"})
     tail = (f" Only {', '.join(passed)} drew from a source that passed." if passed and count["failed"] + count["not measured"]
             else "" if passed else " No strategy there was tried with a source that passed the gate, so this is an "
                                    "answer about these generators, not about synthetic cells that carry the diagnosis.")
@@ -243,74 +239,11 @@ def _gate_summary(analysis: dict) -> str:
 
 
 # --------------------------------------------------------------------------- the figure
-def clinician_figure(analysis: dict, cells_file: Path | None, path: Path) -> Path:
-    """Left: real infected cells beside synthetic ones (the first seed, smallest fraction); right: infections
-    missed per 100 infected test cells (1 - sensitivity), baseline and each strategy's chosen setting."""
-    from .plots import pyplot, save_figure
-
-    plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.3]})
-    left.axis("off")
-    if cells_file is not None and cells_file.is_file():
-        data = np.load(cells_file)
-        names = [k for k in data.files if k != "positive" and data[k].ndim == 4]
-        rows = []
-        for k in names:
-            imgs = data[k].transpose(0, 2, 3, 1)
-            pad = np.full((8 - len(imgs),) + imgs.shape[1:], 255, np.uint8) if len(imgs) < 8 else imgs[:0]
-            rows.append(np.concatenate(list(np.concatenate([imgs[:8], pad])), axis=1))
-        if rows:
-            left.imshow(np.concatenate(rows, axis=0))
-            size = rows[0].shape[0]
-            for i, k in enumerate(names):
-                left.text(-4, i * size + size / 2, k, ha="right", va="center", fontsize=9)
-        left.set_title(f"{data['positive']} cells: real vs synthetic", fontsize=10)
-    verdicts = analysis["verdicts"]
-    fractions = sorted({v["fraction"] for v in verdicts})
-    labels = ["baseline"] + sorted({v["strategy"] for v in verdicts})
-    width = 0.8 / max(1, len(labels))
-    controls_drawn = seeds_drawn = False
-    for j, label in enumerate(labels):
-        xs, ys = [], []
-        for i, f in enumerate(fractions):
-            base = next((b for b in analysis["baselines"] if b["fraction"] == f and b["arm"] == BASELINE), None)
-            control = None
-            if label == "baseline":
-                s = base["test"]["sensitivity"] if base else None
-            else:
-                v = next((e for e in analysis["settings"] if e["fraction"] == f and e["strategy"] == label
-                          and e.get("selected")), None)
-                s = v["arm_test"]["sensitivity"] if v else None
-                control = v["control_test"]["sensitivity"]["mean"] if v else None
-            if s is None or math.isnan(s["mean"]):
-                continue
-            xs.append(i + (j - (len(labels) - 1) / 2) * width)
-            ys.append(100 * (1 - s["mean"]))
-            # every seed as a dot: with few seeds a t interval says little and can leave [0, 100]
-            seeds = [100 * (1 - x) for x in s.get("values", []) if not math.isnan(x)]
-            right.plot([xs[-1]] * len(seeds), seeds, linestyle="none", marker="o", markersize=3, color="black",
-                       alpha=0.6, label="one seed" if seeds and not seeds_drawn else None, zorder=3)
-            seeds_drawn = seeds_drawn or bool(seeds)
-            if control is not None and not math.isnan(control):  # its own control, real cells instead
-                right.plot([xs[-1]], [100 * (1 - control)], marker="_", markersize=14, color="black",
-                           label="its control (mean)" if not controls_drawn else None, zorder=4)
-                controls_drawn = True
-        right.bar(xs, ys, width, label=label, color="0.35" if label == "baseline" else None)
-    right.set_ylim(0, 100)
-    right.set_xticks(range(len(fractions)))
-    right.set_xticklabels([f"{_patients({'train_patients': analysis['patients'].get(f, [0])})} patients"
-                           for f in fractions])
-    right.set_ylabel("infections missed per 100 infected test cells")
-    right.set_title("missed infections (test patients): bar = mean over seeds, dot = one seed", fontsize=10)
-    right.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
-    return save_figure(fig, path)
-
-
 # --------------------------------------------------------------------------- tables
 def verdict_table(verdicts: list[dict], metric: str) -> Table:
     rows = []
     for v in verdicts:
-        rows.append([_patients(v), v["strategy"], _setting(v["setting"]), str(len(v["seeds"])), v["reference"],
+        rows.append([patients_text(v), v["strategy"], _setting(v["setting"]), str(len(v["seeds"])), v["reference"],
                      fmt_interval(v["arm_test"]["mean"], v["arm_test"]["lo"], v["arm_test"]["hi"]),
                      fmt_interval(v["reference_test"]["mean"], v["reference_test"]["lo"], v["reference_test"]["hi"]),
                      _diff(v["diff"]), fmt_p(v["diff"]["p"]), fmt_p(v["p_holm"]), f"**{v['verdict']}**",
@@ -325,7 +258,7 @@ def donor_table(verdicts: list[dict]) -> Table:
     for v in verdicts:
         if not sharing(v):
             continue
-        rows.append([_patients(v), _setting(v["setting"]), str(len(v["seeds"])), _diff(v["diff"]),
+        rows.append([patients_text(v), _setting(v["setting"]), str(len(v["seeds"])), _diff(v["diff"]),
                      _diff(v["upper_diff"]), _share(v), fmt_p(v["p_holm"]), v["verdict"],
                      v.get("gate", "not measured")])
     return Table(["patients", "setting", "seeds", "donor generator vs local real", "donor real (upper bound) vs local "
@@ -351,9 +284,9 @@ def donor_target_line(verdicts: list[dict]) -> str:
     words = []
     for v in rows:
         if math.isnan(v["share"]):
-            words.append(f"at {_patients(v)} patients not measurable (the upper bound's gain is not significant)")
+            words.append(f"at {patients_text(v)} patients not measurable (the upper bound's gain is not significant)")
         else:
-            words.append(f"at {_patients(v)} patients {'met' if v['share'] >= 0.5 else 'not met'} "
+            words.append(f"at {patients_text(v)} patients {'met' if v['share'] >= 0.5 else 'not met'} "
                          f"({100 * v['share']:.0f} %)")
     return "Target (the shared generator recovers at least 50 % of the upper bound's gain at 7 patients or fewer): " \
            + "; ".join(words) + "."
@@ -429,6 +362,28 @@ def gate_table(run_dir: Path) -> Table | None:
 
 
 # --------------------------------------------------------------------------- the report
+def _about_the_run(cfg: StrategiesConfig, rows: list[dict], run_dir: Path) -> Bullets:
+    """The report's bullets on what ran (trainings, minutes, resumed invocations) and how verdicts are read."""
+    every_run = read_runs(run_dir)
+    minutes = sum(r.get("seconds", 0) for r in every_run if r.get("status") == "finished") / 60
+    stopped = sum(r.get("status") == "started" for r in every_run) - sum(r.get("status") != "started" for r in every_run)
+    trained = sum(r.get("seconds") or 0 for r in rows) / 60
+    expected = len(cfg.fractions) * len(cfg.seeds) * len(arms(cfg))
+    return Bullets([
+        f"{len(rows)} of {expected} classifier trainings ({len(cfg.fractions)} fractions x {len(cfg.seeds)} "
+        f"seeds x {len(arms(cfg))} arms). Their classifier training adds up to {trained:.0f} min (without "
+        "the generators, pools and quality measurements); the finished invocations took "
+        f"{minutes:.0f} min of wall time (shards add up; they may have run side by side)"
+        + (f", and {stopped} invocation(s) stopped before finishing and were resumed" if stopped > 0 else "")
+        + ".",
+        "Every arm draws exactly the baseline's real batches; a strategy's images come on top. Its control "
+        "gets the same draws with real cells instead (the same teacher, class, weight or pre-training "
+        "steps). Settings are chosen on validation patients; test patients only score the verdicts.",
+        "A verdict is read against the stronger, on validation, of the baseline and the strategy's control, "
+        "paired by seed, Holm-adjusted across the local strategies' verdict rows. The donor strategy (a "
+        "generator trained on other training patients) is its own question and family."])
+
+
 def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir
@@ -445,12 +400,7 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
     cells = cells_path(run_dir, cfg.data.key, min(cfg.fractions))
     figure = clinician_figure(analysis, cells, files / "clinician.png")
     local = [v for v in analysis["verdicts"] if not sharing(v)]
-    every_run = read_runs(run_dir)
-    runs = [r for r in every_run if r.get("status") == "finished"]
-    minutes = sum(r.get("seconds", 0) for r in runs) / 60
-    stopped = sum(r.get("status") == "started" for r in every_run) - sum(r.get("status") != "started" for r in every_run)
-    trained = sum(r.get("seconds") or 0 for r in rows) / 60
-    expected = len(cfg.fractions) * len(cfg.seeds) * len(arms(cfg))
+    runs = [r for r in read_runs(run_dir) if r.get("status") == "finished"]
     blocks: list[Any] = [
         Heading(f"{cfg.name}: how synthetic cells are used", 1),
         Para(f"**{headline(analysis)}**"),
@@ -459,18 +409,7 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
                        "patients). Right: infections missed per 100 infected test cells, baseline and each "
                        "strategy at its setting chosen on validation (bar: the mean over seeds; dot: one seed); a "
                        "black dash marks the mean of that setting's own control (real cells instead)."),
-        Bullets([f"{len(rows)} of {expected} classifier trainings ({len(cfg.fractions)} fractions x {len(cfg.seeds)} "
-                 f"seeds x {len(arms(cfg))} arms). Their classifier training adds up to {trained:.0f} min (without "
-                 "the generators, pools and quality measurements); the finished invocations took "
-                 f"{minutes:.0f} min of wall time (shards add up; they may have run side by side)"
-                 + (f", and {stopped} invocation(s) stopped before finishing and were resumed" if stopped > 0 else "")
-                 + ".",
-                 "Every arm draws exactly the baseline's real batches; a strategy's images come on top. Its control "
-                 "gets the same draws with real cells instead (the same teacher, class, weight or pre-training "
-                 "steps). Settings are chosen on validation patients; test patients only score the verdicts.",
-                 "A verdict is read against the stronger, on validation, of the baseline and the strategy's control, "
-                 "paired by seed, Holm-adjusted across the local strategies' verdict rows. The donor strategy (a "
-                 "generator trained on other training patients) is its own question and family."]),
+        _about_the_run(cfg, rows, run_dir),
         Heading("Verdicts: a generator trained on the cell's own patients", 2),
         verdict_table(local, metric),
         Para(INTERVAL_NOTE),

@@ -176,17 +176,7 @@ def load_dataset(
     ``train_fraction`` by fixed patient roles: the same val/test patients for every draw, and a training
     split of the donor pool, one site draw or both (see ``synthaug.data.design``).
     """
-    check_int(image_size, "image_size", minimum=8, maximum=1024, hint="e.g. 32 or 64")
-    if not is_int(channels) or channels not in (1, 3):
-        raise ValueError(f"channels={channels!r}: must be 1 (grayscale) or 3 (RGB)")
-    check_float(train_fraction, "train_fraction", minimum=0, min_inclusive=False, maximum=1,
-                hint="a fraction of the training patients")
-    check_choice(on_bad_file, "on_bad_file", "", ("error", "skip"),
-                 hint="'error' stops on the first bad file, 'skip' leaves bad files out with a warning")
-    check_group_fn(group_fn)
-    if group_aliases is not None and not isinstance(group_aliases, Mapping):
-        raise ValueError(f"group_aliases={group_aliases!r}: give a mapping of id to group, e.g. "
-                         "{'scanA-17': 'patient17', 'scanB-17': 'patient17'}")
+    _check_load_arguments(image_size, channels, train_fraction, on_bad_file, group_fn, group_aliases)
     fractions = check_split(split)
     name = str(name_or_path)
     info: dict[str, Any] = {"name": name, "short_name": dataset_short_name(name), "image_size": image_size,
@@ -202,21 +192,43 @@ def load_dataset(
         splits = _medmnist_load(name, root, download=download, image_size=image_size, **options)
         where = name
     else:
-        if name.lower() == "malaria":
-            where = "malaria"
-            full = malaria_dataset(resolve_data_root(root), image_size=image_size, channels=channels,
-                                   aliases=group_aliases, on_bad_file=on_bad_file, cache=cache)
-            info["grouped"] = True  # by the C<n>P<m> patient code
-        else:
-            folder = _existing_folder(name)
-            where = f"folder data set {folder}"
-            full = folder_dataset(folder, image_size=image_size, channels=channels, group_fn=group_fn,
-                                  aliases=group_aliases, on_bad_file=on_bad_file, cache=cache)
-            info["grouped"] = group_fn is not None or bool(group_aliases)
+        full, where, info["grouped"] = _grouped_full(name, root, image_size=image_size, channels=channels,
+                                                     group_fn=group_fn, aliases=group_aliases,
+                                                     on_bad_file=on_bad_file, cache=cache)
         splits = _split_full(full, where=where, **options)
     check_trainable(splits, where=where)
     _record_groups(splits)
     return splits
+
+
+def _check_load_arguments(image_size: Any, channels: Any, train_fraction: Any, on_bad_file: Any, group_fn: Any,
+                          group_aliases: Any) -> None:
+    """``load_dataset``'s arguments, checked before anything is read."""
+    check_int(image_size, "image_size", minimum=8, maximum=1024, hint="e.g. 32 or 64")
+    if not is_int(channels) or channels not in (1, 3):
+        raise ValueError(f"channels={channels!r}: must be 1 (grayscale) or 3 (RGB)")
+    check_float(train_fraction, "train_fraction", minimum=0, min_inclusive=False, maximum=1,
+                hint="a fraction of the training patients")
+    check_choice(on_bad_file, "on_bad_file", "", ("error", "skip"),
+                 hint="'error' stops on the first bad file, 'skip' leaves bad files out with a warning")
+    check_group_fn(group_fn)
+    if group_aliases is not None and not isinstance(group_aliases, Mapping):
+        raise ValueError(f"group_aliases={group_aliases!r}: give a mapping of id to group, e.g. "
+                         "{'scanA-17': 'patient17', 'scanB-17': 'patient17'}")
+
+
+def _grouped_full(name: str, root: Any, *, image_size: int, channels: int, group_fn: Any, aliases: Any,
+                  on_bad_file: str, cache: bool) -> tuple[Any, str, bool]:
+    """The whole malaria or folder data set before splitting, where it came from (for messages), and whether
+    its items carry group (patient) ids."""
+    if name.lower() == "malaria":
+        full = malaria_dataset(resolve_data_root(root), image_size=image_size, channels=channels, aliases=aliases,
+                               on_bad_file=on_bad_file, cache=cache)
+        return full, "malaria", True  # grouped by the C<n>P<m> patient code
+    folder = _existing_folder(name)
+    full = folder_dataset(folder, image_size=image_size, channels=channels, group_fn=group_fn, aliases=aliases,
+                          on_bad_file=on_bad_file, cache=cache)
+    return full, f"folder data set {folder}", group_fn is not None or bool(aliases)
 
 
 def _existing_folder(name: str) -> Path:

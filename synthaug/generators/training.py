@@ -1,4 +1,18 @@
-"""One training loop for every generator, on Accelerate (one CPU, one GPU, or many)."""
+"""One training loop for every generator, on Accelerate (one CPU, one GPU, or many): ``train_generator``.
+
+Under several processes, ``parallel="data"`` splits every batch across them and averages gradients (each
+process draws its own random numbers: the result matches a single process statistically);
+``parallel="replicate"`` has every process train the whole model on whole batches, exactly as one process would
+(no speed-up, results identical to a single-process run). Randomness is re-seeded from ``(seed, step, rank)`` at
+every step.
+
+Early stopping (``config.gate_every = N > 0``): ``stop_when(gen, step)`` (e.g. ``synthaug.quality.GateStopper``)
+is called every N steps before the last, in eval mode on the main process, without touching the training's
+random state; the first decision record (a dict) whose ``passed`` is true ends training at that step (the
+checkpoint and resume state are saved there; resuming returns at once). The training record then gains
+``gate_every``, ``stopped_early_at`` (None: the whole budget) and ``gate_checks``; ``log.jsonl`` gets a
+``{"step", "gate"}`` row per check.
+"""
 from __future__ import annotations
 
 import json
@@ -190,17 +204,9 @@ class _Run:
 
 
 def train_generator(
-    gen: Generator,
-    dataset: Dataset,
-    *,
-    config: GeneratorTrainConfig | None = None,
-    out_dir: str | os.PathLike | None = None,
-    accelerator: Any = None,
-    desc: str | None = None,
-    resume: bool = False,
-    parallel: str = "data",
-    dataset_name: str | None = None,
-    stop_when: StopWhen | None = None,
+    gen: Generator, dataset: Dataset, *, config: GeneratorTrainConfig | None = None,
+    out_dir: str | os.PathLike | None = None, accelerator: Any = None, desc: str | None = None, resume: bool = False,
+    parallel: str = "data", dataset_name: str | None = None, stop_when: StopWhen | None = None,
 ) -> Generator:
     """Train ``gen`` on ``dataset`` (items ``(uint8 image, label)``) for ``config.steps`` optimizer steps.
 
@@ -209,29 +215,17 @@ def train_generator(
     full training state at the same steps: weights, optimizer, RNG), ``samples_<step>.png`` and
     ``samples.png``. With ``resume=True`` training continues from ``resume/`` and ends with the same
     weights, bit for bit on CPU, as an uninterrupted run. A NaN / inf loss or gradient stops training with
-    ``NonFiniteLossError``; the files on disk stay those of the last good checkpoint.
-
-    Under several processes, ``parallel="data"`` splits every batch across them and averages gradients
-    (each process draws its own random numbers: the result matches a single process statistically);
-    ``parallel="replicate"`` has every process train the whole model on whole batches, exactly as one
-    process would (no speed-up, results identical to a single-process run). Randomness is re-seeded
-    from ``(seed, step, rank)`` at every step.
+    ``NonFiniteLossError``; the files on disk stay those of the last good checkpoint. ``parallel`` (several
+    processes) and ``stop_when`` (early stopping): the module's docstring.
 
     The model takes its ``class_names`` from the data set (``dataset.classes``, as torchvision's and
     synthaug's data sets have, also through a ``Subset``) and gets a ``training_record``: ``dataset_name``
     (default: ``dataset.name`` when there is one), the items, groups (patients) and fingerprint of the
     data, the image geometry, steps, seconds and the synthaug version. Both are saved with the weights.
-
-    Early stopping (``config.gate_every = N > 0``): ``stop_when(gen, step)`` (e.g. ``synthaug.quality.GateStopper``)
-    is called every N steps before the last, in eval mode on the main process, without touching the training's
-    random state; the first decision record (a dict) whose ``passed`` is true ends training at that step (the
-    checkpoint and resume state are saved there; resuming returns at once). The training record then gains
-    ``gate_every``, ``stopped_early_at`` (None: the whole budget) and ``gate_checks``; ``log.jsonl`` gets a
-    ``{"step", "gate"}`` row per check.
     """
-    check_choice(parallel, "parallel", "train_generator", ("data", "replicate"))
     from accelerate import Accelerator
 
+    check_choice(parallel, "parallel", "train_generator", ("data", "replicate"))
     config = config or GeneratorTrainConfig()
     check_stop_when(stop_when, config.gate_every)
     accelerator = accelerator or Accelerator()
