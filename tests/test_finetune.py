@@ -11,7 +11,7 @@ from synthaug.config import ConfigError
 from synthaug.data import LeakageError
 from synthaug.generators import create_generator
 from synthaug.data.splits import checkpoint_patients
-from synthaug.train import init_weights
+from synthaug.generators.finetune import init_weights
 
 TINY = {"base_width": 8, "channel_mults": (1, 2), "sample_steps": 3}
 

@@ -334,3 +334,50 @@ def test_fit_classifier_refuses_a_third_item_element_that_is_not_a_float_weight(
     model = create_classifier("test_resnet", num_classes=2, channels=3)
     with pytest.raises(ValueError, match="weighted_cross_entropy"):
         fit_classifier(model, flags, steps=1, batch_size=4, lr=1e-3)
+
+
+def _shared_checkpoint(folder, patients):
+    """A tiny ddpm saved as a `synthaug train` run would leave it: checkpoint/ and the patients it trained on."""
+    from synthaug.generators import create_generator
+
+    torch.manual_seed(5)
+    gen = create_generator("ddpm", num_classes=2, image_size=16, channels=3, **TINY_DDPM["options"])
+    gen.class_names = ["Parasitized", "Uninfected"]
+    gen.save_pretrained(folder / "checkpoint")
+    (folder / "training_options.json").write_text(json.dumps({"splits": {"train_groups": list(patients)}}))
+    return folder / "checkpoint"
+
+
+def test_named_sources_a_shared_checkpoint_and_a_fine_tune_of_it(tmp_path, data_root, monkeypatch):
+    """The data-sharing answer's sources in a strategies grid: a generator shared from other patients (a ready
+    checkpoint: nothing trains) and its fine-tune on the unit's own patients (init_from), each drawn by the
+    strategy entry that names it; a checkpoint that saw a validation patient of the unit is refused."""
+    from synthaug.bench.strategy_run import run_strategies
+    from synthaug.data import LeakageError
+
+    monkeypatch.setenv("SYNTHAUG_DATA", str(data_root))
+    shared = _shared_checkpoint(tmp_path / "donor", ["not-a-patient"])
+    sources = {"shared": {"source": {"checkpoint": str(shared)}},
+               "tuned": {**TINY_DDPM, "train": {**TINY_DDPM["train"], "steps": 2}, "init_from": str(shared)}}
+    strategies = [{"kind": "samples", "label": "shared-gen", "source": "shared"},
+                  {"kind": "samples", "label": "tuned-gen", "source": "tuned"}]
+    cfg = config(sources=sources, strategies=strategies, classifier={"model": "test_resnet", "steps": 3,
+                                                                     "batch_size": 16, "bn_batches": 2})
+    assert cfg.sources["tuned"].key == "tuned" and cfg.source_spec(None) is cfg.generator
+    rows = run_strategies(cfg, tmp_path / "run")
+    by = {r["arm"]: r for r in rows}
+    assert set(by) == {"baseline", "real-repeat r0.25", "shared-gen r0.25", "tuned-gen r0.25"}
+    assert by["shared-gen r0.25"]["extra_items"] == by["tuned-gen r0.25"]["extra_items"] == 32
+    trained = sorted(p.parent.name for p in (tmp_path / "run" / "generators").rglob("done.json"))
+    assert trained == ["tuned"]  # the shared checkpoint is used as it is; only the fine-tune trains
+    with pytest.raises(ValueError, match="not a name of `sources`"):
+        config(sources=sources, strategies=[{"kind": "samples", "source": "shraed"}])
+    with pytest.raises(ValueError, match="distinct"):
+        config(sources={"a": {"label": "ddpm", **TINY_DDPM}}, strategies=[{"kind": "samples", "source": "a"}])
+    # a shared generator that saw one of the unit's validation patients never enters it
+    val = cfg.data.load(0, 0.02).info["val_groups"]
+    leaky = _shared_checkpoint(tmp_path / "leaky", val[:1])
+    cfg = config(sources={"shared": {"source": {"checkpoint": str(leaky)}}},
+                 strategies=[{"kind": "samples", "source": "shared"}])
+    with pytest.raises(LeakageError, match="validation/test"):
+        run_strategies(cfg, tmp_path / "leak")

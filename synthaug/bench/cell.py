@@ -154,6 +154,10 @@ def _train_generator(spec: GeneratorSpec, splits, cell: Cell, gen_dir: Path, acc
     set_seed(cell.seed)  # the generator's initial weights depend on the seed alone, not on what ran before
     gen = create_generator(spec.name, num_classes=splits.num_classes, image_size=splits.image_size,
                            channels=splits.channels, **spec.options)
+    if spec.init_from:  # a fine-tune (a killed one resumes from its own saved state, which replaces these weights)
+        from ..generators.finetune import init_weights
+
+        init_weights(gen, spec.init_from, splits)
     train_cfg = GeneratorTrainConfig(**{**to_dict(spec.train), "seed": cell.seed})
     # resume=True: a run killed while training this generator continues from its last checkpoint
     gen = train_generator(gen, splits.train, config=train_cfg, out_dir=gen_dir, accelerator=accelerator,

@@ -190,7 +190,12 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
     "generators.*.init_from": None,              # None: a generator trained from scratch, as before
     "generator.init_from": None,
     "strategies.*.options": {},                  # {}: a strategy's own options, none before the registry
+    "strategies.*.source": None,                 # None: the grid's generator, the only one before `sources`
 }
+#: top-level keys of one kind of config only, as (key, default, the key that marks that kind)
+NEUTRAL_TOP_DEFAULTS: list[tuple[str, Any, str]] = [
+    ("sources", {}, "strategies"),  # {}: a strategies grid with its one generator, as before named sources
+]
 
 
 def _parents(node: Any, path: list[str]) -> list[dict]:
@@ -207,6 +212,9 @@ def with_neutral_defaults(config: dict) -> dict:
     """``config`` (a resolved config as JSON) with every missing key of ``NEUTRAL_DEFAULTS`` filled in (only
     where its parent exists: a config without ``datasets`` gains none)."""
     out = json.loads(json.dumps(config))
+    for key, default, marker in NEUTRAL_TOP_DEFAULTS:
+        if isinstance(out, dict) and marker in out:
+            out.setdefault(key, json.loads(json.dumps(default)))
     for dotted, default in NEUTRAL_DEFAULTS.items():
         *parent, key = dotted.split(".")
         for target in _parents(out, parent):

@@ -67,6 +67,7 @@ class StrategySpec:
     pool_size: int | None = param(None, Param("its distinct synthetic images (not donor)", kind=int, minimum=1,
                                               grid=False, optional=True, hint="or null: synthetic.pool_size"))
     options: dict = field(default_factory=dict)  # the strategy's own parameters (``Strategy.options``)
+    source: str | None = None                    # a name of the config's ``sources`` (null: ``generator``)
 
     def __post_init__(self) -> None:
         check_choice(self.kind, "kind", "strategies", list_strategies())
@@ -143,6 +144,9 @@ class StrategiesConfig:
     fractions: list[float] = field(default_factory=lambda: [0.02])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     generator: GeneratorSpec = field(default_factory=GeneratorSpec)
+    # more generators a strategy may draw from by name (``source:`` of its entry): e.g. a generator shared from
+    # other patients ({source: {checkpoint: PATH}}) or one fine-tuned per unit from it (init_from: PATH)
+    sources: dict[str, GeneratorSpec] = field(default_factory=dict)
     donor: DonorConfig = field(default_factory=DonorConfig)
     strategies: list[StrategySpec] = field(default_factory=lambda: [StrategySpec()])
     synthetic: StrategyPools = field(default_factory=StrategyPools)
@@ -174,7 +178,8 @@ class StrategiesConfig:
         if reserved:
             raise ValueError(f"strategies: the labels {reserved} name the baseline or a control arm "
                              f"({sorted(reserved_names())}); choose other labels")
-        for spec in (self.generator, self.donor_spec):
+        self._check_sources()
+        for spec in (self.generator, self.donor_spec, *self.sources.values()):
             if spec.train.gate_every:
                 raise ValueError(f"generator {spec.key}: train.gate_every (early stopping on the quality gate) is not "
                                  "supported by the strategies grid; set it to 0")
@@ -203,6 +208,24 @@ class StrategiesConfig:
     @property
     def donor_spec(self) -> GeneratorSpec:
         return self.donor.generator or self.generator
+
+    def _check_sources(self) -> None:
+        """Each named source labelled by its name unless it has a label; names distinct; every strategy's
+        ``source`` one of them."""
+        for name, spec in self.sources.items():
+            spec.label = spec.label or name  # its folder, picture and quality are named by it
+        names = [self.generator.key] + [spec.key for spec in self.sources.values()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sources: the generators' names {names} (labels, or their names in `sources`) must be "
+                             "distinct from each other and from `generator`'s")
+        for s in self.strategies:
+            if s.source is not None and s.source not in self.sources:
+                raise ValueError(f"strategies ({s.key}): source={s.source!r} is not a name of `sources` "
+                                 f"({sorted(self.sources) or 'none given'})")
+
+    def source_spec(self, name: str | None) -> GeneratorSpec:
+        """The generator a strategy's ``source`` names (None: the grid's ``generator``)."""
+        return self.generator if name is None else self.sources[name]
 
     def uses(self, kind: str) -> bool:
         return any(s.kind == kind for s in self.strategies)

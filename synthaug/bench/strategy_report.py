@@ -321,7 +321,8 @@ def sharing(v: dict) -> bool:
 
 def source_key(cfg: StrategiesConfig, v: dict) -> str:
     """The quality folder's name of the source a strategy draws from."""
-    return create_strategy(v["kind"]).source_label(v["setting"], cfg)
+    spec = next(s for s in cfg.strategies if s.key == v["strategy"])
+    return create_strategy(v["kind"]).source_label(spec, v["setting"], cfg)
 
 
 def attach_gates(analysis: dict, run_dir: Path, cfg: StrategiesConfig) -> None:

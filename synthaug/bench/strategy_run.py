@@ -71,7 +71,8 @@ class _Unit:
         self.positive = positive_index(cfg, cfg.data, self.splits.classes)
         self.real = self.splits.train.subset(np.arange(len(self.splits.train)))
         self.classes = list(self.splits.classes)
-        self._gen = self._donor_gen = self._teacher = None
+        self._gens: dict[str | None, Any] = {}
+        self._donor_gen = self._teacher = None
         self._donor: tuple | None = None
         self._pools: dict[tuple, Dataset] = {}
         self._weakest: int | None = None
@@ -81,12 +82,16 @@ class _Unit:
         return Cell(self.cfg.data.key, self.fraction, self.seed)
 
     # ----------------------------------------------------------------- sources
-    def generator(self) -> Any:
-        if self._gen is None:
-            self._gen = generator_for(self.cfg.generator, self.splits, self.cell, self.out_dir, self.accelerator,
-                                      self.cfg.generator_parallel)
-            self._picture_and_quality(self._gen, self.cfg.generator.key, self.splits)
-        return self._gen
+    def generator(self, source: str | None = None) -> Any:
+        """The unit's generator (``source=None``: the grid's; else the config's ``sources[source]``), trained on
+        the unit's training patients (a fine-tune starts from its ``init_from``), or opened when it is a ready
+        source; its picture and quality measured once."""
+        if source not in self._gens:
+            spec = self.cfg.source_spec(source)
+            self._gens[source] = generator_for(spec, self.splits, self.cell, self.out_dir, self.accelerator,
+                                               self.cfg.generator_parallel)
+            self._picture_and_quality(self._gens[source], spec.key, self.splits)
+        return self._gens[source]
 
     def donor(self) -> tuple[Any, Dataset, list[str]]:
         if self._donor is None:
@@ -120,12 +125,12 @@ class _Unit:
                                       self.positive, self.out_dir, self.accelerator.device)
             log_quality(self.accelerator, quality_dir(self.out_dir, self.cfg.data.key, self.fraction, self.seed, key))
 
-    def edit_source(self, strength: float, per_image: int) -> Any:
+    def edit_source(self, strength: float, per_image: int, source: str | None = None) -> Any:
         from ..edits import EditSource
 
-        source = EditSource(self.generator(), self.real, strength=strength, per_image=per_image, seed=self.seed)
-        self._picture_and_quality(source, f"edits-s{strength:g}", self.splits)
-        return source
+        edits = EditSource(self.generator(source), self.real, strength=strength, per_image=per_image, seed=self.seed)
+        self._picture_and_quality(edits, edits_label(strength, source), self.splits)
+        return edits
 
     def teacher(self) -> torch.nn.Module:
         """The baseline classifier of this cell (trained by the baseline arm, or read back on a rerun)."""
@@ -179,11 +184,15 @@ class _Unit:
         return self.pool(("donor",), self.donor_generator, mix_of=items, size=size, folder=folder)
 
     # ----------------------------------------------------------------- what strategies ask of the unit
-    def generator_pool(self, *, size: int | None = None, only_class: int | None = None) -> Dataset:
-        return self.pool(("gen",), self.generator, size=size, only_class=only_class)
+    def generator_pool(self, *, size: int | None = None, only_class: int | None = None,
+                       source: str | None = None) -> Dataset:
+        key = ("gen",) if source is None else ("gen", source)
+        return self.pool(key, lambda: self.generator(source), size=size, only_class=only_class)
 
-    def edit_pool(self, strength: float, per_image: int, *, size: int | None = None) -> Dataset:
-        return self.pool(("edits", strength, per_image), lambda: self.edit_source(strength, per_image), size=size)
+    def edit_pool(self, strength: float, per_image: int, *, size: int | None = None,
+                  source: str | None = None) -> Dataset:
+        key = ("edits", strength, per_image) if source is None else ("edits", strength, per_image, source)
+        return self.pool(key, lambda: self.edit_source(strength, per_image, source), size=size)
 
     def donor_items(self) -> Dataset:
         return self.donor()[1]
@@ -277,6 +286,12 @@ class _Unit:
         return out
 
 
+def edits_label(strength: float, source: str | None = None) -> str:
+    """The name of an edit source's picture and quality folder: ``edits-s0.1`` (of the grid's generator) or
+    ``edits-s0.1-<source>``."""
+    return f"edits-s{strength:g}" + (f"-{source}" if source is not None else "")
+
+
 def cells_path(out_dir: Path, dataset: str, fraction: float) -> Path:
     """Infected cells, real and synthetic, of the first seed of a fraction (the report's clinician figure)."""
     return Path(out_dir) / "cells" / f"{dataset}-frac{fraction:g}.npz"
@@ -362,7 +377,7 @@ def check_before_work(cfg: StrategiesConfig) -> None:
 
     splits = cfg.data.load(cfg.seeds[0], min(cfg.fractions))
     try:
-        for spec in (cfg.generator, cfg.donor_spec):
+        for spec in (cfg.generator, cfg.donor_spec, *cfg.sources.values()):
             spec.check(splits)  # a generator that builds, or a source that opens with the data's classes
         create_classifier(cfg.classifier.model, num_classes=splits.num_classes, channels=splits.channels)
         positive_index(cfg, cfg.data, splits.classes)

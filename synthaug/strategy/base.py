@@ -90,13 +90,21 @@ class ArmContext(Protocol):
     positive: int             # the positive class's index
     seed: int                 # the unit's seed (its pools and draws are seeded from it)
 
-    def generator_pool(self, *, size: int | None = None, only_class: int | None = None) -> Any: ...
-    def edit_pool(self, strength: float, per_image: int, *, size: int | None = None) -> Any: ...
+    def generator_pool(self, *, size: int | None = None, only_class: int | None = None,
+                       source: str | None = None) -> Any: ...
+    def edit_pool(self, strength: float, per_image: int, *, size: int | None = None,
+                  source: str | None = None) -> Any: ...
     def donor_items(self) -> Any: ...
     def donor_patients(self) -> list[str]: ...
     def donor_samples(self) -> Any: ...
     def distill(self, items: Any, temperature: float) -> Any: ...
     def target_class(self, name: str) -> int: ...
+
+
+def samples_of(ctx: ArmContext, spec: Any, **kwargs: Any) -> Any:
+    """The pool of samples a strategy entry draws: of its ``source`` (default the unit's generator), its own
+    ``pool_size`` (default the grid's); ``kwargs`` as ``ArmContext.generator_pool`` takes them."""
+    return ctx.generator_pool(size=spec.pool_size, source=spec.source, **kwargs)
 
 
 class Strategy:
@@ -113,9 +121,9 @@ class Strategy:
     #: other patients, its own Holm family, read against sharing their real images)
     family: ClassVar[str] = "local"
 
-    def source_label(self, setting: dict[str, Any], cfg: Any) -> str:
+    def source_label(self, spec: Any, setting: dict[str, Any], cfg: Any) -> str:
         """The name of the source its synthetic images come from (its samples' picture and quality folder)."""
-        return cfg.generator.key
+        return cfg.source_spec(spec.source).key
 
     def fixed(self, spec: Any) -> dict[str, Any]:
         """Setting entries that are not a grid (e.g. ``target_class``); they name the arm too."""

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Subset
 
-from .base import ArmContext, Draws, Strategy, register_strategy
+from .base import ArmContext, Draws, Strategy, register_strategy, samples_of
 from .targets import TargetItems, labels_of
 
 
@@ -28,13 +28,13 @@ class Samples(Strategy):
     summary = "generator samples on top of each real batch, hard labels"
 
     def draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
-        return Draws(ctx.real, extra=ctx.generator_pool(size=spec.pool_size))
+        return Draws(ctx.real, extra=samples_of(ctx, spec))
 
     def control_draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
         return Draws(ctx.real, extra=ctx.real)
 
     def figure_cells(self, ctx: ArmContext, spec: Any) -> dict:
-        return {"samples": ctx.generator_pool()}
+        return {"samples" if spec.source is None else f"samples ({spec.source})": ctx.generator_pool(source=spec.source)}
 
 
 @register_strategy
@@ -44,7 +44,7 @@ class Weighted(Samples):
 
     def draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
         n = len(ctx.classes)
-        extra = TargetItems(ctx.generator_pool(size=spec.pool_size), n, weight=setting["weight"])
+        extra = TargetItems(samples_of(ctx, spec), n, weight=setting["weight"])
         return Draws(TargetItems(ctx.real, n), extra=extra)
 
     def control_draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
@@ -66,7 +66,7 @@ class Teacher(Samples):
                      record={"teacher_agreement": round(agree, 4)})
 
     def draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
-        return self._distilled(ctx, ctx.generator_pool(size=spec.pool_size), setting["temperature"])
+        return self._distilled(ctx, samples_of(ctx, spec), setting["temperature"])
 
     def control_draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
         return self._distilled(ctx, ctx.real, setting["temperature"])
@@ -82,7 +82,7 @@ class Minority(Samples):
 
     def draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
         c = ctx.target_class(setting["target_class"])
-        return Draws(ctx.real, extra=ctx.generator_pool(size=spec.pool_size, only_class=c),
+        return Draws(ctx.real, extra=samples_of(ctx, spec, only_class=c),
                      record={"target_class": ctx.classes[c]})
 
     def control_draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
@@ -96,14 +96,16 @@ class Edits(Samples):
     name, control, params, control_drops = "edits", "real-repeat", ("strength",), ("strength",)
     summary = "edits of the unit's real images (EditSource) at `strength`, `per_image` each"
 
-    def source_label(self, setting: dict, cfg: Any) -> str:
-        return f"edits-s{setting['strength']:g}"
+    def source_label(self, spec: Any, setting: dict, cfg: Any) -> str:
+        return f"edits-s{setting['strength']:g}" + (f"-{spec.source}" if spec.source is not None else "")
 
     def draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
-        return Draws(ctx.real, extra=ctx.edit_pool(setting["strength"], spec.per_image, size=spec.pool_size))
+        return Draws(ctx.real, extra=ctx.edit_pool(setting["strength"], spec.per_image, size=spec.pool_size,
+                                                   source=spec.source))
 
     def figure_cells(self, ctx: ArmContext, spec: Any) -> dict:
-        return {f"edits s{s:g}": ctx.edit_pool(s, spec.per_image) for s in spec.strength}
+        suffix = "" if spec.source is None else f" ({spec.source})"
+        return {f"edits s{s:g}{suffix}": ctx.edit_pool(s, spec.per_image, source=spec.source) for s in spec.strength}
 
 
 @register_strategy
@@ -115,7 +117,7 @@ class Pretrain(Samples):
         return {"steps": spec.steps or "budget"}
 
     def draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
-        return Draws(ctx.real, pretrain=ctx.generator_pool(size=spec.pool_size))
+        return Draws(ctx.real, pretrain=samples_of(ctx, spec))
 
     def control_draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
         return Draws(ctx.real, pretrain=ctx.real)
@@ -126,7 +128,7 @@ class Donor(Strategy):
     name, control, family = "donor", "donor-real", "sharing"
     summary = "samples of a generator trained on other training patients (the donor pool), in their class mix"
 
-    def source_label(self, setting: dict, cfg: Any) -> str:
+    def source_label(self, spec: Any, setting: dict, cfg: Any) -> str:
         return f"donor-{cfg.donor_spec.key}"
 
     @staticmethod

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import ArmContext, Draws, Param, Strategy, register_strategy
+from .base import ArmContext, Draws, Param, Strategy, register_strategy, samples_of
 from .targets import TargetItems
 
 
@@ -55,7 +55,7 @@ class Mixup(Strategy):
 
     def draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
         n = len(ctx.classes)
-        mixed = MixedItems(ctx.generator_pool(size=spec.pool_size), ctx.real, n, alpha=setting["alpha"],
+        mixed = MixedItems(samples_of(ctx, spec), ctx.real, n, alpha=setting["alpha"],
                            seed=ctx.seed)
         return Draws(TargetItems(ctx.real, n), extra=mixed)
 
