@@ -381,3 +381,38 @@ def test_named_sources_a_shared_checkpoint_and_a_fine_tune_of_it(tmp_path, data_
                  strategies=[{"kind": "samples", "source": "shared"}])
     with pytest.raises(LeakageError, match="validation/test"):
         run_strategies(cfg, tmp_path / "leak")
+
+
+DESIGN = {"val_patients": 25, "test_patients": 40, "donor_patients": 100, "seed": 0, "train": "donor"}
+
+
+def test_sites_of_a_fixed_design_are_the_units(tmp_path, data_root, monkeypatch):
+    """The powered answer's units: sites of k patients drawn from the fixed design's site pool, one per draw, the
+    classifier seeded by the draw, every unit judged on the same validation and test patients, and the donor
+    strategy's pool the design's donor patients."""
+    from synthaug.bench.strategy_run import run_strategies
+    from synthaug.bench.strategy_report import build_strategies_report
+
+    monkeypatch.setenv("SYNTHAUG_DATA", str(data_root))
+    data = {"name": "malaria", "image_size": 16, "design": DESIGN}
+    unset = {"fractions": [0.02], "seeds": [0, 1, 2]}  # the defaults: with sites they are not used
+    cfg = config(datasets=[data], **unset, sites={"patients": [3], "draws": [0, 1]},
+                 strategies=[{"kind": "samples"}, {"kind": "donor"}], donor={"pool_size": 16},
+                 classifier={"model": "test_resnet", "steps": 3, "batch_size": 16, "bn_batches": 2})
+    assert cfg.unit_sizes == [3.0] and cfg.unit_seeds == [0, 1]
+    units = [cfg.load_unit(3, d) for d in (0, 1)]
+    assert [len(u.info["train_groups"]) for u in units] == [3, 3]
+    assert units[0].info["train_groups"] != units[1].info["train_groups"]
+    assert units[0].info["val_groups"] == units[1].info["val_groups"] and \
+        units[0].info["test_groups"] == units[1].info["test_groups"]
+    rows = run_strategies(cfg, tmp_path / "run")
+    assert sorted({(r["fraction"], r["seed"]) for r in rows}) == [(3.0, 0), (3.0, 1)]
+    assert {r["train_patients"] for r in rows} == {3}
+    donor_real = [r for r in rows if r["arm"] == "donor-real r0.25"]
+    assert {r["donor_patients"] for r in donor_real} == {100}
+    md, _ = build_strategies_report(tmp_path / "run")
+    assert "1 site sizes x 2 site draws" in md.read_text()
+    with pytest.raises(ValueError, match="need data.design"):
+        config(**unset, sites={"patients": [3], "draws": [0]})
+    with pytest.raises(ValueError, match="remove fractions"):
+        config(datasets=[data], fractions=[0.05], seeds=[0, 1, 2], sites={"patients": [3], "draws": [0]})

@@ -195,6 +195,7 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
 #: top-level keys of one kind of config only, as (key, default, the key that marks that kind)
 NEUTRAL_TOP_DEFAULTS: list[tuple[str, Any, str]] = [
     ("sources", {}, "strategies"),  # {}: a strategies grid with its one generator, as before named sources
+    ("sites", None, "strategies"),  # None: units are fractions x seeds, as before sites of a fixed design
 ]
 
 

@@ -119,6 +119,25 @@ class DonorConfig:
 
 
 @dataclass
+class SitesConfig:
+    """Units of a fixed patient design (``data.design``) instead of fractions and seeds: every site size ``patients``
+    (k training patients drawn from the design's site pool, each site with every class) at every ``draws`` seed.
+    A unit's classifier seed is its draw; validation and test patients are the design's, the same for every unit;
+    the ``donor`` strategy's pool is the design's donor pool."""
+
+    patients: list[int] = field(default_factory=lambda: [3, 7])
+    draws: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        for name in ("patients", "draws"):
+            values = getattr(self, name)
+            if not values or len(set(values)) != len(values):
+                raise ValueError(f"sites.{name}={values}: give at least one value, without repeats")
+            for v in values:
+                check_int(v, name, "sites", minimum=1 if name == "patients" else 0)
+
+
+@dataclass
 class StrategyPools:
     """The synthetic images a strategy arm cycles through: ``pool_size`` per source and class mix, labels in the
     real class frequencies (``match``), ``balanced`` or a mapping."""
@@ -147,6 +166,7 @@ class StrategiesConfig:
     # more generators a strategy may draw from by name (``source:`` of its entry): e.g. a generator shared from
     # other patients ({source: {checkpoint: PATH}}) or one fine-tuned per unit from it (init_from: PATH)
     sources: dict[str, GeneratorSpec] = field(default_factory=dict)
+    sites: SitesConfig | None = None          # units of a fixed patient design instead of fractions x seeds
     donor: DonorConfig = field(default_factory=DonorConfig)
     strategies: list[StrategySpec] = field(default_factory=lambda: [StrategySpec()])
     synthetic: StrategyPools = field(default_factory=StrategyPools)
@@ -188,7 +208,8 @@ class StrategiesConfig:
                 raise ValueError(f"datasets: {d.name}: set the real training fractions in `fractions`, not "
                                  f"train_fraction={d.train_fraction}")
         check_choice(self.generator_parallel, "generator_parallel", "", ("replicate", "data"))
-        if any(s.kind == "donor" for s in self.strategies) and max(self.fractions) + self.donor.patients > 1:
+        self._check_sites()
+        if self.sites is None and self.uses("donor") and max(self.fractions) + self.donor.patients > 1:
             raise ValueError(f"donor.patients={self.donor.patients} with fractions up to {max(self.fractions)}: the "
                              "donor patients come from outside the largest fraction, so the two must sum to <= 1")
         for s in self.strategies:
@@ -196,10 +217,11 @@ class StrategiesConfig:
                 if "ratio" in setting and extra_per_batch(setting["ratio"], self.classifier.batch_size) < 1:
                     raise ValueError(f"strategies ({s.key}): ratio {setting['ratio']} appends no item to a batch of "
                                      f"{self.classifier.batch_size}; use a larger ratio")
-        for name, chosen in (("seeds", self.quality.seeds), ("fractions", self.quality.fractions)):
-            missing = [v for v in chosen or [] if v not in getattr(self, name)]
+        for name, chosen, grid in (("seeds", self.quality.seeds, self.unit_seeds),
+                                   ("fractions", self.quality.fractions, self.unit_sizes)):
+            missing = [v for v in chosen or [] if v not in grid]
             if missing:
-                raise ValueError(f"quality.{name}={chosen}: {missing} are not in the grid's {name}")
+                raise ValueError(f"quality.{name}={chosen}: {missing} are not in the grid's {name} {grid}")
 
     @property
     def data(self) -> DataConfig:
@@ -208,6 +230,45 @@ class StrategiesConfig:
     @property
     def donor_spec(self) -> GeneratorSpec:
         return self.donor.generator or self.generator
+
+    def _check_sites(self) -> None:
+        """Sites need a fixed patient design, and take the place of fractions and seeds (left at their defaults)."""
+        if self.sites is None:
+            return
+        if self.data.design is None:
+            raise ValueError("sites: units of a fixed patient design need data.design (val_patients, test_patients, "
+                             "donor_patients, seed); see docs/data.md")
+        default = StrategiesConfig.__dataclass_fields__
+        if self.fractions != default["fractions"].default_factory() or self.seeds != default["seeds"].default_factory():
+            raise ValueError(f"sites: with sites the units are sites.patients x sites.draws; remove fractions="
+                             f"{self.fractions} and seeds={self.seeds} from the config")
+
+    @property
+    def unit_sizes(self) -> list[float]:
+        """What a unit's ``fraction`` holds: the share of training patients, or the site's patient count k."""
+        return [float(k) for k in self.sites.patients] if self.sites is not None else list(self.fractions)
+
+    @property
+    def unit_seeds(self) -> list[int]:
+        """What a unit's ``seed`` holds: the seed, or the site draw (also the classifier's seed)."""
+        return list(self.sites.draws) if self.sites is not None else list(self.seeds)
+
+    def load_unit(self, size: float, seed: int) -> Any:
+        """The split of one unit: fraction ``size`` of seed ``seed``'s training patients, or site ``seed`` of
+        ``size`` patients of the fixed design."""
+        if self.sites is None:
+            return self.data.load(seed, size)
+        import dataclasses
+
+        design = {**self.data.design, "train": "site", "site_patients": int(size), "draw": int(seed)}
+        return dataclasses.replace(self.data, design=design).load(seed)
+
+    def load_design_donors(self) -> Any:
+        """The fixed design's split that trains on its donor pool (sites mode)."""
+        import dataclasses
+
+        design = {k: v for k, v in self.data.design.items() if k not in ("site_patients", "draw")}
+        return dataclasses.replace(self.data, design={**design, "train": "donor"}).load(self.data.design.get("seed", 0))
 
     def _check_sources(self) -> None:
         """Each named source labelled by its name unless it has a label; names distinct; every strategy's
@@ -291,7 +352,7 @@ class StrategyCell:
 
 def plan_strategies(cfg: StrategiesConfig) -> list[StrategyCell]:
     """Every cell of the grid: per fraction and seed, every arm."""
-    return [StrategyCell(cfg.data.key, f, s, a) for f in cfg.fractions for s in cfg.seeds for a in arms(cfg)]
+    return [StrategyCell(cfg.data.key, f, s, a) for f in cfg.unit_sizes for s in cfg.unit_seeds for a in arms(cfg)]
 
 
 def spec_of(cfg: StrategiesConfig, arm: Arm) -> StrategySpec | None:

@@ -63,7 +63,7 @@ def analyze_strategies(rows: list[dict], cfg: StrategiesConfig) -> dict:
         by.setdefault((float(r["fraction"]), r["arm"]), {})[int(r["seed"])] = r
         patients.setdefault(float(r["fraction"]), set()).add(r["train_patients"])
     settings = []
-    for f in cfg.fractions:
+    for f in cfg.unit_sizes:
         base = by.get((f, BASELINE), {})
         for arm in arms(cfg):
             if arm.role != "synthetic" or (f, arm.name) not in by:
@@ -151,7 +151,7 @@ def _share_interval(per_seed: dict, draws: int = 4000) -> list[float]:
 
 def _arm_table(by: dict, cfg: StrategiesConfig, role: tuple) -> list[dict]:
     out = []
-    for f in cfg.fractions:
+    for f in cfg.unit_sizes:
         for arm in arms(cfg):
             if arm.role in role and (f, arm.name) in by:
                 rows = by[(f, arm.name)]
@@ -369,10 +369,12 @@ def _about_the_run(cfg: StrategiesConfig, rows: list[dict], run_dir: Path) -> Bu
     minutes = sum(r.get("seconds", 0) for r in every_run if r.get("status") == "finished") / 60
     stopped = sum(r.get("status") == "started" for r in every_run) - sum(r.get("status") != "started" for r in every_run)
     trained = sum(r.get("seconds") or 0 for r in rows) / 60
-    expected = len(cfg.fractions) * len(cfg.seeds) * len(arms(cfg))
+    sizes, seeds = len(cfg.unit_sizes), len(cfg.unit_seeds)
+    expected = sizes * seeds * len(arms(cfg))
+    units = f"{sizes} fractions x {seeds} seeds" if cfg.sites is None else f"{sizes} site sizes x {seeds} site draws"
     return Bullets([
-        f"{len(rows)} of {expected} classifier trainings ({len(cfg.fractions)} fractions x {len(cfg.seeds)} "
-        f"seeds x {len(arms(cfg))} arms). Their classifier training adds up to {trained:.0f} min (without "
+        f"{len(rows)} of {expected} classifier trainings ({units} x {len(arms(cfg))} arms). Their classifier "
+        f"training adds up to {trained:.0f} min (without "
         "the generators, pools and quality measurements); the finished invocations took "
         f"{minutes:.0f} min of wall time (shards add up; they may have run side by side)"
         + (f", and {stopped} invocation(s) stopped before finishing and were resumed" if stopped > 0 else "")
@@ -398,7 +400,7 @@ def build_strategies_report(run_dir: str | os.PathLike, out_dir: str | os.PathLi
     metric = analysis["primary_metric"]
     from .strategy_run import cells_path
 
-    cells = cells_path(run_dir, cfg.data.key, min(cfg.fractions))
+    cells = cells_path(run_dir, cfg.data.key, min(cfg.unit_sizes))
     figure = clinician_figure(analysis, cells, files / "clinician.png")
     local = [v for v in analysis["verdicts"] if not sharing(v)]
     runs = [r for r in read_runs(run_dir) if r.get("status") == "finished"]

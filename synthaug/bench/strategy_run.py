@@ -51,6 +51,12 @@ def donor_pool(cfg: StrategiesConfig, seed: int) -> tuple[Any, Dataset, list[str
     return full, full.train.subset(idx), chosen
 
 
+def design_donors(cfg: StrategiesConfig) -> tuple[Any, Dataset, list[str]]:
+    """Sites mode: the fixed design's donor split, its donor items and patients (the same for every unit)."""
+    donors = cfg.load_design_donors()
+    return donors, donors.train.subset(np.arange(len(donors.train))), list(donors.info["train_groups"])
+
+
 def donor_splits(full: Any, items: Dataset, patients: list[str]) -> Any:
     """The seed's split with the donor items as its training set (validation and test patients unchanged): what
     the donor generator trains on, and what its picture and sample quality compare it with."""
@@ -67,7 +73,7 @@ class _Unit:
         self.cfg, self.out_dir, self.accelerator = cfg, out_dir, accelerator
         self.fraction, self.seed = fraction, seed
         with accelerator.main_process_first():
-            self.splits = cfg.data.load(seed, fraction)
+            self.splits = cfg.load_unit(fraction, seed)
         self.positive = positive_index(cfg, cfg.data, self.splits.classes)
         self.real = self.splits.train.subset(np.arange(len(self.splits.train)))
         self.classes = list(self.splits.classes)
@@ -95,7 +101,7 @@ class _Unit:
 
     def donor(self) -> tuple[Any, Dataset, list[str]]:
         if self._donor is None:
-            full, items, patients = donor_pool(self.cfg, self.seed)
+            full, items, patients = donor_pool(self.cfg, self.seed) if self.cfg.sites is None else design_donors(self.cfg)
             if set(patients) & set(self.splits.info["train_groups"]):
                 raise RuntimeError(f"{self.cell}: a donor patient is one of the cell's own training patients")
             self._donor = (full, items, patients)
@@ -118,7 +124,7 @@ class _Unit:
         if not self.accelerator.is_main_process:
             return
         samples = samples_path(self.out_dir, self.cfg.data.key, self.fraction, key)
-        if self.seed == self.cfg.seeds[0] and not samples.is_file():
+        if self.seed == self.cfg.unit_seeds[0] and not samples.is_file():
             write_samples_png(gen, splits, samples, seed=self.seed)
         if self.cfg.quality.wanted(self.fraction, self.seed):
             measure_quality_or_record(self.cfg, self.cfg.data, splits, gen, self.cell, SimpleNamespace(key=key),
@@ -341,7 +347,7 @@ def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: A
         todo = [c for c in cells if (c.fraction, c.seed) == (fraction, seed) and c.key() not in done]
         cells_file = cells_path(out_dir, cfg.data.key, fraction)
         # the same answer in every process (the file is written before the last barrier), so all build the unit
-        want_cells = seed == cfg.seeds[0] and not cells_file.is_file()
+        want_cells = seed == cfg.unit_seeds[0] and not cells_file.is_file()
         if not todo and not want_cells:
             continue
         unit = _Unit(cfg, out_dir, accelerator, fraction, seed)
@@ -375,7 +381,7 @@ def check_before_work(cfg: StrategiesConfig) -> None:
     data set's, and extra items that the processes cannot share equally."""
     from ..config import ConfigError
 
-    splits = cfg.data.load(cfg.seeds[0], min(cfg.fractions))
+    splits = cfg.load_unit(min(cfg.unit_sizes), cfg.unit_seeds[0])
     try:
         for spec in (cfg.generator, cfg.donor_spec, *cfg.sources.values()):
             spec.check(splits)  # a generator that builds, or a source that opens with the data's classes
