@@ -351,20 +351,3 @@ def describe_filter(fn: Any) -> str | None:
         elif isinstance(value, torch.nn.Module):
             settings.append(f"{key}=<weights sha256 {weights_fingerprint(value)}>")
     return f"{getattr(fn, '__qualname__', type(fn).__qualname__)}({', '.join(settings)})"
-
-
-def open_source(gen: Any, *, device: torch.device | None = None) -> tuple[SyntheticPool | None, Any]:
-    """``(pool, None)`` for a pool or pool folder, ``(None, source)`` for a generator, a checkpoint folder (loaded
-    on ``device``, default the CPU) or another source (a folder of class folders, a spec: ``synthaug.sources``)."""
-    if isinstance(gen, SyntheticPool):
-        return gen, None
-    if isinstance(gen, (str, os.PathLike, dict)):  # a path or a source spec (synthaug.sources)
-        from .sources import open_source_spec
-
-        gen = open_source_spec(gen, device=device)
-        if isinstance(gen, SyntheticPool):
-            return gen, None
-    if not callable(getattr(gen, "sample", None)) or not hasattr(gen, "num_classes"):
-        raise TypeError(f"gen must be a synthaug generator, a source (a folder of class folders, a CallableSource, "
-                        f"...), a checkpoint folder or a pool, got {type(gen).__name__}")
-    return None, gen

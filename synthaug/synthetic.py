@@ -25,15 +25,15 @@ from .data.imageio import convert_channels, resize_batch
 from .items import (augmenting_steps, class_id, declared, fit_image, read_targets, real_classes, real_transforms,
                     split_item, to_uint8_image)
 from .pool import (Processes, SyntheticPool, check_device, check_progress, current_processes, describe_filter,
-                   generate_pool, generation_device, labels_fingerprint, open_source, sample_until_kept, shared_pool,
+                   generate_pool, generation_device, labels_fingerprint, sample_until_kept, shared_pool,
                    weights_fingerprint)
 from .quotas import ClassQuotas, LabelDistribution, QualityFilter, check_ratio, class_weights, largest_remainder
-from .sources import match_classes, source_class_names
+from .sources import match_classes, open_source, source_class_names
 from .synthetic_options import check_dataset_arguments
 from .strategies import (TeacherLabels, decode_array, encode_array, labels_from_logits, one_hot, teacher_logits,
                          teacher_report)
 
-# ClassQuotas and the class-count helpers live in synthaug.quotas, open_source in synthaug.pool; they are
+# ClassQuotas and the class-count helpers live in synthaug.quotas, open_source in synthaug.sources; they are
 # still importable from here, as they were before they moved
 __all__ = ["SyntheticDataset", "ClassQuotas", "check_ratio", "largest_remainder", "class_weights", "open_source"]
 
