@@ -31,9 +31,9 @@ from typing import Any
 
 from ..checks import check_choice, check_float, check_int
 from ..classifier import METRICS
-from ..mixing import extra_per_batch
+from ..mix.additive import extra_per_batch
 from ..tracking import check_log_with
-from .config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, check_weights
+from .grid_config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, check_weights
 
 KINDS = ("samples", "weighted", "teacher", "minority", "edits", "pretrain", "donor")
 BASELINE = "baseline"

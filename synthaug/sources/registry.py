@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import did_you_mean
-from ..pool import SyntheticPool, is_pool, load_pool
+from ..mix.pool import SyntheticPool, is_pool, load_pool
 from .callable import CallableSource
 from .core import is_checkpoint, match_classes
 from .folder import FolderSource, is_class_folder
