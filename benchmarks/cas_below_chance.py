@@ -87,8 +87,8 @@ def arrays(dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def cas_images(gen, splits, n: int, seed: int, guidance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """What ``evaluate_generator`` trains CAS on: ``n`` samples in the training class frequencies, sampled
     from seed + 1 (``guidance``: another guidance weight than the model's, for this draw only)."""
-    from synthaug.pool import generate_pool
-    from synthaug.quotas import largest_remainder
+    from synthaug.mix.pool import generate_pool
+    from synthaug.mix.quotas import largest_remainder
 
     counts = largest_remainder(n, np.bincount(splits.train.targets, minlength=splits.num_classes))
     labels = np.repeat(np.arange(len(counts)), counts)

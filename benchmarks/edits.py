@@ -152,7 +152,7 @@ def picture(gen, sources: dict, splits, path: Path, title: str, per_class: int =
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     strengths = _parse_strengths(args.strengths)
-    from synthaug.edits import EditSource
+    from synthaug.mix.edits import EditSource
     from synthaug.quality import get_feature_extractor
     from synthaug.utils import atomic_write_text
 

@@ -218,8 +218,8 @@ def _train_rate(dataset, *, steps: int, warmup: int, batch_size: int, workers: i
 def plugin_throughput(*, image_size: int, batch_size: int, workers: int, steps: int, warmup: int, repeats: int) -> dict:
     import albumentations as A
 
-    from synthaug.pool import generate_pool
-    from synthaug.transforms import SyntheticMix
+    from synthaug.mix.pool import generate_pool
+    from synthaug.mix.albumentations import SyntheticMix
 
     splits = synthaug.load_dataset("malaria", image_size=image_size, seed=0)
     real = splits.train

@@ -236,7 +236,7 @@ class AlbumentationsAugment(_PerItemSeeded):
         super().__init__(path)
         import albumentations as A
 
-        from . import transforms  # noqa: F401  (registers SyntheticMix for A.load)
+        from .mix.albumentations import SyntheticMix  # noqa: F401  (importing it registers the class for A.load)
 
         fmt = "yaml" if Path(path).suffix.lower() in (".yaml", ".yml") else "json"
         self.transform = A.load(path, data_format=fmt)

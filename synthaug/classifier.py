@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .augment import AUGMENTATIONS, BatchAugment, StandardAugment, create_augment  # noqa: F401  (importable here)
 from .checks import check_choice, check_int, did_you_mean
-from .mixing import IndexStream, permutation_seed
+from .mix.additive import IndexStream, permutation_seed
 from .processes import LocalAccelerator, default_accelerator, single_process  # noqa: F401  (still importable here)
 
 METRICS = ("accuracy", "balanced_accuracy", "auroc", "f1", "sensitivity", "specificity")
@@ -220,7 +220,7 @@ def batch_loss(loss_fn: torch.nn.Module, logits: torch.Tensor, labels: torch.Ten
                          f"{weights[0].dtype}: give (image, label) items, or (image, class probabilities, float "
                          "loss weight) items. For SyntheticDataset(..., return_is_synthetic=True) items, whose third "
                          "element says which are synthetic, write your own loop with "
-                         "synthaug.losses.weighted_cross_entropy (docs/plugin.md example 7)")
+                         "synthaug.mix.weighted_cross_entropy (docs/plugin.md example 7)")
     per_item = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     return (weights[0].to(per_item) * per_item).mean()
 

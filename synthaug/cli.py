@@ -61,7 +61,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     gen = load_generator(args.checkpoint)
     labels = parse_labels(args.labels, args.n, gen)
     if args.pool:
-        from .pool import generate_pool
+        from .mix.pool import generate_pool
 
         pool_labels = gen.check_labels(args.n, labels).numpy()
         pool = generate_pool(gen, pool_labels, seed=args.seed)
@@ -145,8 +145,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .generators import load_generator
-    from .metrics import check_training_options, evaluate_generator, format_report
-    from .pool import load_pool
+    from .quality import check_training_options, evaluate_generator, format_report
+    from .mix.pool import load_pool
 
     gate = _evaluate_gate(args)  # its thresholds are checked before anything is loaded
     if args.source:  # a folder of class folders, module:function or diffusers:PATH (synthaug.sources)

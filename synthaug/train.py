@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bench.config import DataConfig, GeneratorConfig
+from .bench.grid_config import DataConfig, GeneratorConfig
 from .config import ConfigError, to_dict
 from .generators.finetune import init_weights
 from .tracking import accelerator_kwargs, check_log_with

@@ -8,8 +8,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from synthaug import SyntheticDataset, TeacherLabels
-from synthaug.losses import weighted_cross_entropy
-from synthaug.mixing import AdditiveSynthetic, IndexStream
+from synthaug.mix.additive import AdditiveSynthetic, IndexStream
+from synthaug.mix.weighted_loss import weighted_cross_entropy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

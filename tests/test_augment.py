@@ -9,7 +9,7 @@ import torch
 
 from synthaug.augment import AUGMENTATIONS, StandardAugment, create_augment
 from synthaug.bench.augment_compare import compare_runs, comparison_markdown
-from synthaug.bench.config import ClassifierConfig
+from synthaug.bench.grid_config import ClassifierConfig
 from synthaug.classifier import fit_classifier
 from synthaug.processes import LocalAccelerator
 

@@ -306,17 +306,6 @@ def test_summary_and_report_show_the_same_tables(tiny_run, tmp_path):
     assert len(report) == len(summary) + 3  # quality overall and per class, the invocations
 
 
-def test_old_import_paths_still_work():
-    import synthaug.bench as bench
-    from synthaug.benchmark import BenchConfig, analyze, plan, prepare_run_dir, run_benchmark, summarize
-    from synthaug.report import build_report, render_html, render_markdown
-
-    assert (BenchConfig, analyze, plan, prepare_run_dir, run_benchmark, summarize, build_report) == (
-        bench.BenchConfig, bench.analyze, bench.plan, bench.prepare_run_dir, bench.run_benchmark, bench.summarize,
-        bench.build_report)
-    assert callable(render_html) and callable(render_markdown)
-
-
 def test_report_renders_in_headless_chromium(tiny_run, tmp_path, browser):
     from synthaug.bench import build_report
 

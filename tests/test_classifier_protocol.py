@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from synthaug.bench.cell import arm_data, train_and_evaluate
-from synthaug.bench.config import BenchConfig, Cell, ClassifierConfig, plan
+from synthaug.bench.grid_config import BenchConfig, Cell, ClassifierConfig, plan
 from synthaug.classifier import (GlobalBatchSampler, LocalAccelerator, StandardAugment, fit_classifier, normalize,
                                  recompute_bn, train_classifier)
 from synthaug.config import ConfigError, from_dict
 from synthaug.data.core import ImageArrayDataset
-from synthaug.mixing import AdditiveSynthetic, IndexStream
+from synthaug.mix.additive import AdditiveSynthetic, IndexStream
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmark.md"
 

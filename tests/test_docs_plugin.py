@@ -15,7 +15,7 @@ import torch
 
 from synthaug import create_generator
 from synthaug.export import export_image_folder
-from synthaug.pool import generate_pool
+from synthaug.mix.pool import generate_pool
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugin.md"
 EXAMPLES = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)

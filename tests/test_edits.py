@@ -5,9 +5,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from synthaug import SyntheticDataset
-from synthaug.edits import EditSource
 from synthaug.generators import create_generator
-from synthaug.pool import generate_pool, weights_fingerprint
+from synthaug.mix.edits import EditSource
+from synthaug.mix.pool import generate_pool, weights_fingerprint
 
 TINY_DDPM = {"base_width": 8, "channel_mults": (1, 2), "sample_steps": 10}
 

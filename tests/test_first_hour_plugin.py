@@ -19,11 +19,11 @@ from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
 
 from synthaug import SyntheticDataset, create_generator
-from synthaug import pool as pool_module
-from synthaug import mix_pool as mix_pool_module  # where SyntheticMix samples its pool
-from synthaug.pool import SyntheticPool, generate_pool, load_pool
-from synthaug.items import augmenting_steps, class_id, fit_image, read_targets, to_uint8_image
-from synthaug.transforms import SyntheticMix
+from synthaug.mix import pool as pool_module
+from synthaug.mix import transform_pool as mix_pool_module  # where SyntheticMix samples its pool
+from synthaug.mix.albumentations import SyntheticMix
+from synthaug.mix.items import augmenting_steps, class_id, fit_image, read_targets, to_uint8_image
+from synthaug.mix.pool import SyntheticPool, generate_pool, load_pool
 
 SIZE = 16
 

@@ -15,7 +15,7 @@ import torch
 
 from synthaug.cli import main
 from synthaug.data import ImageArrayDataset, Splits
-from synthaug.pool import SyntheticPool
+from synthaug.mix.pool import SyntheticPool
 from synthaug.quality import GateConfig, evaluate_generator, format_report, get_feature_extractor, quality_gate
 
 TINY = {"model": "test_resnet", "steps": 100, "batch_size": 32, "lr": 1e-2}

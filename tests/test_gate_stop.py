@@ -287,7 +287,7 @@ def test_a_bench_generator_entry_stops_on_its_cells_validation_patients(splits, 
     from accelerate import Accelerator
 
     from synthaug.bench.cell import early_stop_fields, gate_stopper, generator_for
-    from synthaug.bench.config import BenchConfig, Cell
+    from synthaug.bench.grid_config import BenchConfig, Cell
 
     cfg = from_dict(BenchConfig, _bench(gate_every=2))
     spec, cell = cfg.generators[0], Cell("brightness-16px", 1.0, 0, "cvae-tiny", 0.3)
@@ -308,7 +308,7 @@ def test_a_bench_generator_entry_stops_on_its_cells_validation_patients(splits, 
 
 
 def test_bench_configs_written_before_early_stopping_still_match(tmp_path):
-    from synthaug.bench.config import BenchConfig, GeneratorSpec
+    from synthaug.bench.grid_config import BenchConfig, GeneratorSpec
     from synthaug.bench.paths import with_neutral_defaults
     from synthaug.config import to_dict
 

@@ -19,7 +19,7 @@ from synthaug.data import Splits
 from synthaug.quality import (FeatureExtractor, check_training_options, evaluate_generator, format_report,
                               frechet_distance, get_feature_extractor, kernel_distance, memorization_audit,
                               precision_recall, train_features)
-from synthaug.pool import SyntheticPool
+from synthaug.mix.pool import SyntheticPool
 
 TINY = {"model": "test_resnet", "steps": 100, "batch_size": 32, "lr": 1e-2}
 
@@ -247,15 +247,6 @@ def test_cas_budget_is_epochs_with_the_recipe_steps_as_floor():
     assert budget_steps(recipe, 1000, epochs=10) == 313  # ceil(10 * 1000 / 32)
     assert budget_steps(recipe, 100, epochs=10) == 100  # the floor: the recipe's steps
     assert budget_steps(recipe, 10**6, epochs=None) == 100  # None: the recipe's steps alone
-
-
-def test_the_old_import_path_still_works():
-    import synthaug.metrics as old
-    import synthaug.quality as new
-
-    for name in old.__all__:
-        assert getattr(old, name) is getattr(new, name, getattr(old, name))
-    assert old.evaluate_generator is new.evaluate_generator and old.check_training_options is new.check_training_options
 
 
 def test_evaluate_a_generator_without_cas_and_bad_arguments(extractor, small, tmp_path):

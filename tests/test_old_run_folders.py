@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from synthaug.bench.config import BenchConfig, GeneratorSpec
+from synthaug.bench.grid_config import BenchConfig, GeneratorSpec
 from synthaug.bench.paths import diff_keys, with_neutral_defaults
 from synthaug.bench.strategy_config import StrategiesConfig
 from synthaug.config import load_config

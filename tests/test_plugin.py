@@ -237,7 +237,7 @@ def test_workers_get_the_pool_not_the_generator(gen, real, tmp_path):
         copy.set_epoch(1)  # a copy cannot regenerate; the main process refreshes
     gen.save(tmp_path / "ckpt")
     mix = SyntheticMix(str(tmp_path / "ckpt"), p=1.0, n_per_class=4)
-    # the pool lives in the transform's MixPool (synthaug.mix_pool), shared with the torchvision v2 twin
+    # the pool lives in the transform's MixPool (synthaug.mix.transform_pool), shared with the torchvision v2 twin
     assert mix.__getstate__()["_mix"].__getstate__()["_pool"] is None  # pickling never samples (issue 15)
     state = mix.prepare().__getstate__()["_mix"].__getstate__()
     assert state["_pool"] is not None and len(state["_pool"]) == 8  # sampled by prepare(), in the main process

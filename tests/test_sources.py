@@ -15,7 +15,7 @@ from torch.utils.data import TensorDataset
 
 from synthaug import SyntheticDataset, create_generator
 from synthaug.bench.cell import generator_for
-from synthaug.bench.config import Cell, GeneratorSpec
+from synthaug.bench.grid_config import Cell, GeneratorSpec
 from synthaug.cli import main
 from synthaug.sources import CallableSource, FolderSource, list_sources, match_classes, open_source_spec
 

@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from synthaug import ClassQuotas, SyntheticDataset, TeacherLabels, create_generator
 from synthaug.classifier import normalize
-from synthaug.losses import weighted_cross_entropy
-from synthaug.pool import generate_pool
-from synthaug.strategies import distill_targets
+from synthaug.mix.pool import generate_pool
+from synthaug.mix.teacher import distill_targets
+from synthaug.mix.weighted_loss import weighted_cross_entropy
 
 CLASSES = ["Parasitized", "Uninfected"]
 
@@ -245,7 +245,7 @@ def test_teacher_labels_refuse_bad_arguments(kwargs, message):
 
 
 def test_synthetic_dataset_refuses_bad_strategy_arguments(gen, real):
-    with pytest.raises(ValueError, match=r"teacher=Sequential must be a synthaug.strategies.TeacherLabels"):
+    with pytest.raises(ValueError, match=r"teacher=Sequential must be a synthaug.TeacherLabels"):
         SyntheticDataset(gen, 0.3, real=real, teacher=small_teacher())
     with pytest.raises(ValueError, match=r"return_is_synthetic='yes' must be true or false"):
         SyntheticDataset(gen, 0.3, real=real, return_is_synthetic="yes")

@@ -16,9 +16,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from synthaug import create_generator, load_generator
-from synthaug import mix_pool as mix_pool_module
-from synthaug.pool import SyntheticPool, generate_pool
-from synthaug.transforms import SyntheticMix, class_id, luminance, match_image_format
+from synthaug.mix import transform_pool as mix_pool_module
+from synthaug.mix.albumentations import SyntheticMix, luminance, match_image_format
+from synthaug.mix.items import class_id
+from synthaug.mix.pool import SyntheticPool, generate_pool
 
 PER_CLASS = 12
 DARK_MAX, BRIGHT_MIN = 99, 155  # class 0 pixels are in [0, 99], class 1 pixels in [155, 255]
@@ -494,8 +495,8 @@ def test_import_synthaug_leaves_the_heavy_optional_libraries_out():
         import synthaug
         before = [m for m in {HEAVY!r} if m in sys.modules]
         mix = synthaug.SyntheticMix  # the first touch imports albumentations
-        import synthaug.transforms
-        print(json.dumps([before, "albumentations" in sys.modules, mix is synthaug.transforms.SyntheticMix,
+        import synthaug.mix.albumentations
+        print(json.dumps([before, "albumentations" in sys.modules, mix is synthaug.mix.albumentations.SyntheticMix,
                           "SyntheticMix" in dir(synthaug)]))
     """)
     assert json.loads(out) == [[], True, True, True]

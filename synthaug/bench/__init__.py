@@ -1,6 +1,6 @@
 """The benchmark: does synthetic data help the classifier? One job per module:
 
-- ``config``    the config schema (``BenchConfig`` and its parts) and ``plan``, the grid of cells;
+- ``grid_config`` the config schema (``BenchConfig`` and its parts) and ``plan``, the grid of cells;
 - ``paths``     where things live in a run folder;
 - ``cell``      one cell's work: train or reuse its generator, measure sample quality, train the classifier;
 - ``runner``    ``run_benchmark``: the run folder, resume, the loop over cells, the closing summary;
@@ -13,8 +13,8 @@
 """
 from .analysis import analyze
 from .cell import items_fingerprint, write_samples_png
-from .config import (BenchConfig, Cell, ClassifierConfig, DataConfig, GeneratorConfig, GeneratorSpec, QualityConfig,
-                     SyntheticConfig, plan)
+from .grid_config import (BenchConfig, Cell, ClassifierConfig, DataConfig, GeneratorConfig, GeneratorSpec, QualityConfig,
+                          SyntheticConfig, plan)
 from .paths import generator_dir, quality_dir, samples_path, split_path
 from .report import build_report, load_run
 from .runner import prepare_run_dir, run_benchmark

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..classifier import METRICS
 from ..stats import NO_SYNTHETIC, holm, mean_ci, paired_difference, verdict_of
-from .config import BenchConfig
+from .grid_config import BenchConfig
 
 REAL, MATCHED, SYNTHETIC = "real", "real-matched", "synthetic"
 ALPHA = 0.05

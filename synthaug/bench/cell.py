@@ -19,11 +19,11 @@ from ..classifier import (Fit, GlobalBatchSampler, compute_metrics, create_augme
 from ..processes import LocalAccelerator, single_process
 from ..config import ConfigError, to_dict
 from ..generators import GeneratorTrainConfig, create_generator, load_generator, train_generator
-from ..quotas import ClassQuotas, class_weights, largest_remainder
-from ..synthetic import SyntheticDataset
+from ..mix.quotas import ClassQuotas, class_weights, largest_remainder
+from ..mix.dataset import SyntheticDataset
 from ..utils import atomic_write_text
 from ..viz import save_comparison
-from .config import BenchConfig, Cell, DataConfig, GeneratorSpec
+from .grid_config import BenchConfig, Cell, DataConfig, GeneratorSpec
 from .paths import generator_dir, quality_dir
 
 

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     """Run (or with ``--dry-run`` describe) the benchmark of parsed ``args``; 0 when done, 2 when the command or
     its config is wrong, 1 when the run meets an error."""
     from . import BenchConfig, run_benchmark
-    from .config import plan
+    from .grid_config import plan
     from .paths import Shard, results_path
     from .runner import shard_cells
 

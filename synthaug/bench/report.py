@@ -25,7 +25,7 @@ from ..config import ConfigError, from_dict, to_dict
 from ..tracking import LOSS_PLOT, plot_losses
 from ..utils import atomic_write_text, read_jsonl
 from .analysis import analyze
-from .config import BenchConfig, plan
+from .grid_config import BenchConfig, plan
 from .document import Code, Figure, Heading, Para, render_html, render_markdown
 from .paths import (check_same_config, generator_dir, quality_records, read_config_records, read_results,
                     record_files, samples_path, shard_of)

@@ -32,7 +32,7 @@ from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from .analysis import analyze, without_nan
 from .cell import (early_stop_fields, gate_stopper, generator_for, measure_quality_or_record, train_and_evaluate,
                    write_samples_png)
-from .config import BenchConfig, Cell, DataConfig, GeneratorSpec, plan
+from .grid_config import BenchConfig, Cell, DataConfig, GeneratorSpec, plan
 from .paths import (Shard, check_same_config, config_path, diff_keys, quality_records, read_config_records, read_results,
                     quality_dir, results_path, runs_path, samples_path, split_path, with_neutral_defaults)
 from .summary import summarize

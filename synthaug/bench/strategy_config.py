@@ -31,11 +31,11 @@ from typing import Any
 
 from ..checks import check_choice, check_float, check_int
 from ..classifier import METRICS
-from ..mixing import extra_per_batch
+from ..mix.additive import extra_per_batch
 from ..strategy import Param, create_strategy, list_controls, list_strategies
 from ..strategy.base import check_params, param
 from ..tracking import check_log_with
-from .config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, check_weights
+from .grid_config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, check_weights
 
 BASELINE = "baseline"
 _SHORT = {"ratio": "r", "weight": "w", "temperature": "T", "strength": "s"}

@@ -22,12 +22,12 @@ from tqdm.auto import tqdm
 
 from ..classifier import (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, create_augment, create_classifier, fit_classifier, load_classifier, predict,
                           save_classifier)
-from ..mixing import extra_per_batch
+from ..mix.additive import extra_per_batch
 from ..strategy import Draws, create_strategy, images_of, strategy_of_control
 from ..tracking import end_trackers, log_quality, log_result_row, start_trackers, tracked_config
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from .cell import evaluate_split, make_validator, additive_items, generator_for, measure_quality_or_record, write_samples_png
-from .config import Cell
+from .grid_config import Cell
 from .paths import Shard, quality_dir, read_results, results_path, runs_path, samples_path, split_path
 from .runner import shard_field, positive_index, prepare_run_dir, stamp, world_size
 from .strategy_config import BASELINE, Arm, StrategiesConfig, StrategyCell, plan_strategies, pretrain_steps, spec_of
@@ -132,7 +132,7 @@ class _Unit:
             log_quality(self.accelerator, quality_dir(self.out_dir, self.cfg.data.key, self.fraction, self.seed, key))
 
     def edit_source(self, strength: float, per_image: int, source: str | None = None) -> Any:
-        from ..edits import EditSource
+        from ..mix.edits import EditSource
 
         edits = EditSource(self.generator(source), self.real, strength=strength, per_image=per_image, seed=self.seed)
         self._picture_and_quality(edits, edits_label(strength, source), self.splits)
@@ -246,7 +246,7 @@ class _Unit:
 
     def distill(self, items: Dataset, temperature: float) -> torch.Tensor:
         """The teacher's class probabilities of ``items`` at ``temperature``."""
-        from ..strategies import distill_targets
+        from ..mix.teacher import distill_targets
 
         return distill_targets(self.teacher(), images_of(items), temperature).float().cpu()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .analysis import analyze
-from .config import BenchConfig
+from .grid_config import BenchConfig
 from .document import Bullets, Heading, Para, render_markdown
 from .tables import curves_section, gate_headline, gates_by_generator, selected_section, settings_section, verdict_section
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..checks import check_int, did_you_mean, is_int
-from ..items import class_ids_by_name
+from ..mix.items import class_ids_by_name
 from ..utils import atomic_write_bytes, atomic_write_text
 from .options import GeneratorOptions, build_options, check_declarations, markdown_table, option_defaults
 from .precision import autocast

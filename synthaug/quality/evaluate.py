@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- the source and its images
 def _as_source(source: Any):
     """A Generator or SyntheticPool; a path is loaded as a pool folder or a generator checkpoint."""
-    from ..pool import SyntheticPool, is_pool, load_pool
+    from ..mix.pool import SyntheticPool, is_pool, load_pool
 
     if isinstance(source, (str, os.PathLike)):
         if is_pool(source):
@@ -68,7 +68,7 @@ def _per_class_draw(targets: np.ndarray, counts: np.ndarray, rng: np.random.Gene
 
 def _draw(source, counts: np.ndarray, *, seed: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images and labels: ``counts[c]`` of class c (a pool gives what it has, at most that)."""
-    from ..pool import SyntheticPool, generate_pool
+    from ..mix.pool import SyntheticPool, generate_pool
 
     if isinstance(source, SyntheticPool):
         idx = _per_class_draw(source.labels, counts, rng)
@@ -79,7 +79,7 @@ def _draw(source, counts: np.ndarray, *, seed: int, rng: np.random.Generator) ->
 
 
 def _in_training_frequencies(n: int, splits) -> np.ndarray:
-    from ..quotas import largest_remainder
+    from ..mix.quotas import largest_remainder
 
     return largest_remainder(n, np.bincount(splits.train.targets, minlength=splits.num_classes))
 

@@ -190,7 +190,7 @@ class GateStopper:
         self.cas_seeds, self.cas_epochs = cas_seeds, cas_epochs
         self.recipe = classifier_recipe(**(recipe or {}))
         self.positive, self.cache_dir, self.device = positive, cache_dir, device
-        from ..quotas import largest_remainder
+        from ..mix.quotas import largest_remainder
 
         counts = np.bincount(np.asarray(splits.train.targets), minlength=splits.num_classes)
         self.labels = np.repeat(np.arange(splits.num_classes), largest_remainder(self.n, counts))
@@ -198,7 +198,7 @@ class GateStopper:
 
     def __call__(self, gen: Any, step: int) -> dict[str, Any]:
         from ..processes import single_process
-        from ..pool import generate_pool
+        from ..mix.pool import generate_pool
 
         start = time.time()
         device = self.device if self.device is not None else getattr(gen, "device", "cpu")

@@ -26,10 +26,10 @@ from __future__ import annotations
 from .callable import CallableSource
 from .core import Source, class_order, is_checkpoint, match_classes, source_class_names
 from .folder import FolderSource, is_class_folder
-from .registry import SourceContext, list_sources, open_source_spec, register_source, source_kind
+from .registry import SourceContext, list_sources, open_source, open_source_spec, register_source, source_kind
 
 __all__ = ["Source", "FolderSource", "CallableSource", "DiffusersSource", "register_source", "list_sources",
-           "open_source_spec", "source_kind", "match_classes", "source_class_names", "class_order",
+           "open_source_spec", "open_source", "source_kind", "match_classes", "source_class_names", "class_order",
            "is_class_folder", "is_checkpoint", "SourceContext"]
 
 

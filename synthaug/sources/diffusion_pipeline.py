@@ -104,7 +104,7 @@ class DiffusersSource:
         import hashlib
         import json
 
-        from ..pool import weights_fingerprint
+        from ..mix.pool import weights_fingerprint
 
         model = self.unet if self.unet is not None else getattr(self.pipeline, "transformer", None)
         text = json.dumps({"weights": weights_fingerprint(model), **self.generator_options}, sort_keys=True,

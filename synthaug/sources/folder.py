@@ -130,7 +130,7 @@ class FolderSource:
 
     def as_pool(self) -> Any:
         """Every image of the folder as a ``SyntheticPool`` (what ``SyntheticMix`` reads from a folder path)."""
-        from ..pool import SyntheticPool
+        from ..mix.pool import SyntheticPool
 
         meta = {"generator": "folder", "folder": str(self.folder), "class_names": self.class_names}
         return SyntheticPool(self.images(), self.labels(), self.num_classes, meta)

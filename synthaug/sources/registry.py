@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import did_you_mean
+from ..mix.pool import SyntheticPool, is_pool, load_pool
 from .callable import CallableSource
 from .core import is_checkpoint, match_classes
 from .folder import FolderSource, is_class_folder
 
-__all__ = ["SourceContext", "register_source", "list_sources", "source_kind", "open_source_spec"]
+__all__ = ["SourceContext", "register_source", "list_sources", "source_kind", "open_source_spec", "open_source"]
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,6 @@ def _open_checkpoint(value: Any, context: SourceContext) -> Any:
 
 @register_source("pool")
 def _open_pool(value: Any, context: SourceContext) -> Any:
-    from ..pool import load_pool
-
     return load_pool(value)
 
 
@@ -114,8 +113,6 @@ def _open_diffusers(value: Any, context: SourceContext, *, classes: Sequence[str
 
 
 def _kind_of_path(path: Any) -> str:
-    from ..pool import is_pool
-
     if is_pool(path):
         return "pool"
     if is_checkpoint(path):
@@ -171,3 +168,18 @@ def open_source_spec(spec: Any, *, classes: Sequence[str] | None = None, image_s
                          f"{kind} takes {accepted or 'no options'}")
     context = SourceContext(classes=classes, image_size=image_size, channels=channels, device=device)
     return match_classes(opener(value, context, **options), classes)
+
+
+def open_source(gen: Any, *, device: Any = None) -> tuple[SyntheticPool | None, Any]:
+    """``(pool, None)`` for a pool or pool folder, ``(None, source)`` for a generator, a checkpoint folder (loaded
+    on ``device``, default the CPU) or another source (a folder of class folders, a spec: ``synthaug.sources``)."""
+    if isinstance(gen, SyntheticPool):
+        return gen, None
+    if isinstance(gen, (str, os.PathLike, dict)):  # a path or a source spec
+        gen = open_source_spec(gen, device=device)
+        if isinstance(gen, SyntheticPool):
+            return gen, None
+    if not callable(getattr(gen, "sample", None)) or not hasattr(gen, "num_classes"):
+        raise TypeError(f"gen must be a synthaug generator, a source (a folder of class folders, a CallableSource, "
+                        f"...), a checkpoint folder or a pool, got {type(gen).__name__}")
+    return None, gen
