@@ -9,7 +9,9 @@ additive: it draws exactly the baseline's real batches and what it adds comes on
 - ``edits``: ``EditSource`` edits of the unit's real images; control ``real-repeat``;
 - ``pretrain``: ``steps`` on samples alone, then the budget on real; control ``pretrain-real``;
 - ``donor``: samples of a generator trained on other training patients (the donor pool), in their class mix;
-  control ``donor-real``: those patients' real cells (the upper bound of sharing the data itself).
+  control ``donor-real``: those patients' real cells (the upper bound of sharing the data itself);
+- ``donor-cells``: the donor pool's real cells on top, against ``real-repeat`` (the site's own cells again): the
+  upper bound of sharing the data, as an arm of its own beside generators drawn from a shared ``source``.
 """
 from __future__ import annotations
 
@@ -143,3 +145,20 @@ class Donor(Strategy):
 
     def figure_cells(self, ctx: ArmContext, spec: Any) -> dict:
         return {"donor samples": ctx.donor_samples()}
+
+
+@register_strategy
+class DonorCells(Strategy):
+    # family "local": in the strategies report its verdict is a plain one against its control (the report's
+    # "sharing" family reads a donor generator against its donor-real upper bound, which this arm is itself)
+    name, control = "donor-cells", "real-repeat"
+    summary = "the donor pool's real cells on top (what sharing the data itself gives), against the site's own again"
+
+    def source_label(self, spec: Any, setting: dict, cfg: Any) -> str:
+        return "donor-cells"  # real cells: no generator, no gate
+
+    def draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
+        return Draws(ctx.real, extra=ctx.donor_items(), record=Donor._record(ctx))
+
+    def control_draws(self, ctx: ArmContext, setting: dict, spec: Any) -> Draws:
+        return Draws(ctx.real, extra=ctx.real)
