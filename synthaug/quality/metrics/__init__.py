@@ -15,6 +15,7 @@ from .base import (DEFAULT_METRICS, Column, Metric, MetricContext, TableColumn, 
 from .fidelity import Fidelity
 from .memorization import Memorization
 from .cas import CAS
+from .two_sample import TwoSample  # noqa: F401 - registers "two_sample"
 
 __all__ = ["DEFAULT_METRICS", "Column", "Metric", "MetricContext", "TableColumn", "create_metric", "list_metrics",
            "metric_class", "metric_options", "metric_record", "option", "register_metric", "reported_metrics",
