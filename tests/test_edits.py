@@ -131,12 +131,14 @@ def test_refuses_what_cannot_edit_or_be_edited():
 
 
 def test_memorization_note_in_evaluation_text():
-    from synthaug.quality.text import _fidelity_lines
+    from synthaug.quality.text import format_report
 
     row = {"fid": 1.0, "kid": 0.0, "precision": 1.0, "recall": 1.0}
     mem = {"overall": {"share": 0.9, "heldout_share": 0.05}, "per_class": {}, "quantile": 0.05,
            "note": "every image is an edit of a real training image"}
-    lines = _fidelity_lines({"memorization": mem, "fidelity": {"overall": row, "per_class": {}}})
+    result = {"extractor": {"recipe": {}}, "n": 8, "data": {"classes": []}, "memorization": mem, "cas": None,
+              "fidelity": {"overall": row, "per_class": {}}}
+    lines = format_report(result).splitlines()
     assert any(line.startswith("note: every image is an edit") for line in lines)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..quality.metrics import metric_record
 from ..utils import read_jsonl
 
 
@@ -63,7 +64,7 @@ def _with_gate(q: dict, cfg: Any) -> dict:
     """A record measured before the benchmark passed its gate (no ``gate``), judged by the run's gate: the gate
     is a pure function of the CAS record. Only a CAS of validation patients is judged; an older one (test
     patients) is not, since the gate must not decide on test patients."""
-    cas, gate = q.get("cas") or {}, getattr(cfg.quality, "gate", None)
+    cas, gate = metric_record(q, "cas") or {}, getattr(cfg.quality, "gate", None)
     if q.get("gate") is None and gate is not None and cas.get("split") == "val" and "ratio" in cas:
         q = {**q, "gate": gate.apply(cas)}
     return q

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..classifier import METRICS
+from ..quality.metrics import reported_metrics
 from ..stats import HELPS, HURTS, verdict_of
 from .analysis import reference_of
 from .document import Heading, Para, Table
@@ -282,39 +283,29 @@ def group_quality(records: list[dict]) -> dict[tuple, list[dict]]:
 
 
 def quality_tables(records: list[dict]) -> tuple[Table, Table]:
-    """Sample-quality metrics, mean ± sd over the seeds evaluated: overall, and per class."""
+    """Sample-quality metrics, mean ± sd over the seeds evaluated: overall, and per class; a column group per
+    metric (``synthaug.quality.metrics``: each says its columns and values)."""
+    metrics = reported_metrics([r["q"] for r in records])
     overall, per_class = [], []
     for (d, f, g), rs in group_quality(records).items():
         qs = [r["q"] for r in rs]
-        overall.append([d, f"{f:g}", g, str(len(rs))] + _overall_cells(qs))
-        per_class += [[d, f"{f:g}", g, c] + _class_cells(qs, c) for c in qs[0]["fidelity"]["per_class"]]
-    return (Table(["data set", "fraction", "generator", "seeds", "n", "FID", "FID real val", "KID", "precision",
-                   "recall", "memorized", "memorized real val", "CAS", "real-trained"], overall),
-            Table(["data set", "fraction", "generator", "class", "FID", "precision", "recall", "memorized",
-                   "CAS recall", "real-trained recall"], per_class))
+        overall.append([d, f"{f:g}", g, str(len(rs))] + _metric_cells(metrics, qs, None))
+        per_class += [[d, f"{f:g}", g, c] + _metric_cells(metrics, qs, c) for c in qs[0]["data"]["classes"]]
+    return (Table(["data set", "fraction", "generator", "seeds"] + _metric_headers(metrics, per_class=False), overall),
+            Table(["data set", "fraction", "generator", "class"] + _metric_headers(metrics, per_class=True), per_class))
 
 
-def _overall_cells(qs: list[dict]) -> list[str]:
-    fid = [q["fidelity"]["overall"] for q in qs]
-    mem = [q["memorization"]["overall"] for q in qs]
-    cas = [q.get("cas") or {} for q in qs]
-    return [span(sorted({x["n_real"] for x in fid})),
-            mean_sd([x["fid"] for x in fid]),
-            mean_sd([(q.get("reference_heldout") or {}).get("overall", {}).get("fid") for q in qs]),
-            mean_sd([x["kid"] for x in fid]), mean_sd([x["precision"] for x in fid]), mean_sd([x["recall"] for x in fid]),
-            mean_sd([x["share"] for x in mem]), mean_sd([x.get("heldout_share") for x in mem]),
-            mean_sd([c.get("cas") for c in cas]), mean_sd([c.get("real_score") for c in cas])]
+def _metric_headers(metrics: list, *, per_class: bool) -> list[str]:
+    return [c.header for m in metrics for c in m.table_columns(per_class=per_class)]
 
 
-def _class_cells(qs: list[dict], c: str) -> list[str]:
-    fid = [q["fidelity"]["per_class"][c] for q in qs]
-
-    def recall(arm: str) -> list[Any]:
-        return [((q.get("cas") or {}).get(arm) or {}).get("per_class_recall", {}).get(c) for q in qs]
-
-    return [mean_sd([x["fid"] for x in fid]), mean_sd([x["precision"] for x in fid]),
-            mean_sd([x["recall"] for x in fid]), mean_sd([q["memorization"]["per_class"][c]["share"] for q in qs]),
-            mean_sd(recall("synthetic")), mean_sd(recall("real"))]
+def _metric_cells(metrics: list, qs: list[dict], name: str | None) -> list[str]:
+    """Each metric's cells for one generator (``name``: a class, or None overall)."""
+    cells = []
+    for m in metrics:
+        for column, values in zip(m.table_columns(per_class=name is not None), m.table_values(qs, name)):
+            cells.append(span(sorted(set(values))) if column.summary == "span" else mean_sd(values))
+    return cells
 
 
 # --------------------------------------------------------------------------- the quality gate

@@ -10,7 +10,9 @@ One job per module:
   validation patients;
 - ``gate``: ``quality_gate`` (reject a generator whose CAS ratio or weakest class is too low), ``GateConfig`` and
   ``GateStopper`` (stop a generator's training once it passes);
-- ``evaluate``: ``evaluate_generator``, all of the above for one generator or pool (quality.json);
+- ``metrics``: the ``Metric`` contract and registry (``register_metric``, ``create_metric``, ``list_metrics``), one
+  module per registered metric (fidelity, memorization, cas, ...);
+- ``evaluate``: ``evaluate_generator``, the configured metrics for one generator or pool (quality.json);
 - ``text``: the plain-text table ``synthaug evaluate`` prints;
 - ``leakage``: the guard refusing a generator trained on other patients than the split's training patients;
 - ``filter``: ``ClassifierFilter``, keeping synthetic images a real-trained classifier agrees with.
@@ -24,6 +26,7 @@ from .filter import ClassifierFilter
 from .gate import GateConfig, GateStopper, quality_gate
 from .leakage import check_training_options, find_training_options
 from .memorization import memorization_audit
+from .metrics import DEFAULT_METRICS, Metric, MetricContext, create_metric, list_metrics, register_metric
 from .recipe import DEFAULT_MODEL, DEFAULT_STEPS, classifier_recipe
 from .text import format_report
 
@@ -32,4 +35,5 @@ __all__ = ["ClassifierFilter", "evaluate_generator", "format_report", "FeatureEx
            "classifier_recipe", "DEFAULT_MODEL", "DEFAULT_STEPS", "frechet_distance", "kernel_distance",
            "precision_recall", "nearest_neighbours", "fidelity_metrics", "memorization_audit",
            "classification_accuracy_score", "score_on", "score_on_val", "score_on_test", "quality_gate", "GateConfig",
-           "GateStopper", "check_training_options", "find_training_options"]
+           "GateStopper", "check_training_options", "find_training_options", "Metric", "MetricContext",
+           "register_metric", "create_metric", "list_metrics", "DEFAULT_METRICS"]

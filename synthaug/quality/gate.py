@@ -37,6 +37,7 @@ import numpy as np
 
 from ..checks import check_bool, check_float, check_int
 from .cas import DEFAULT_EPOCHS, DEFAULT_SEEDS, check_cas_options, classification_accuracy_score
+from .metrics import metric_record
 from .recipe import classifier_recipe
 from .text import fmt
 
@@ -140,6 +141,12 @@ class GateConfig:
         if not self.enabled:
             return None
         return quality_gate(cas_record, min_ratio=self.min_ratio, min_class_ratio=self.min_class_ratio)
+
+    def judge(self, result: dict[str, Any]) -> dict[str, Any] | None:
+        """``apply`` to the CAS record of an evaluation's ``result`` (quality.json), found through the metric
+        registry (``metric_record(result, "cas")``); None when the gate is off or CAS was not measured."""
+        cas_record = metric_record(result, "cas")
+        return None if cas_record is None else self.apply(cas_record)
 
 
 class GateStopper:
