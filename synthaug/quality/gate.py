@@ -39,7 +39,7 @@ from ..checks import check_bool, check_float, check_int
 from .cas import DEFAULT_EPOCHS, DEFAULT_SEEDS, check_cas_options, classification_accuracy_score
 from .metrics import metric_record
 from .recipe import classifier_recipe
-from .text import fmt
+from .numbers import fmt
 
 DEFAULT_MIN_RATIO = 0.8
 DEFAULT_MIN_CLASS_RATIO = 0.6

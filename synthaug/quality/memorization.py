@@ -14,7 +14,7 @@ import torch
 
 from ..checks import check_float, check_int
 from .distribution import nearest_neighbours
-from .text import fmt
+from .numbers import fmt
 
 OWNER = "memorization_audit"
 

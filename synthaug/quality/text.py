@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def fmt(value: Any, spec: str = ".3f") -> str:
-    """``value`` formatted with ``spec``, or ``n/a`` when it is missing."""
-    return "n/a" if value is None else format(value, spec)
+from .metrics import reported_metrics
+from .numbers import fmt
 
 
 def _table_lines(result: dict[str, Any], metrics: list) -> list[str]:
@@ -44,8 +42,6 @@ def format_report(result: dict[str, Any]) -> str:
              f"(val balanced accuracy {fmt(val.get('balanced_accuracy'))}; {ext.get('num_features')} features; "
              f"{'cached' if ext.get('cache_hit') else 'trained now'})",
              f"n = {result['n']} synthetic images against as many real training images per class", ""]
-    from .metrics import reported_metrics  # the metrics import this module (fmt)
-
     metrics = reported_metrics([result])
     lines += _table_lines(result, metrics)
     for metric in metrics:

@@ -11,7 +11,7 @@ import numpy as np
 from ...checks import check_int
 from ..cas import DEFAULT_EPOCHS, DEFAULT_SEEDS, check_cas_options, classification_accuracy_score
 from ..recipe import budget_steps
-from ..text import fmt
+from ..numbers import fmt
 from .base import (Metric, MetricContext, TableColumn, draw_images, in_training_frequencies, option,
                    register_metric)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ...checks import check_float, check_int
-from ..text import fmt
+from ..numbers import fmt
 from .base import Metric, MetricContext, TableColumn, option, register_metric
 
 
