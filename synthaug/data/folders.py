@@ -161,7 +161,7 @@ def _warn_ungrouped(folder: Path, n_files: int) -> None:
         "command line or data.group_pattern in a config (a regex whose first group, searched in the file name, is "
         "the patient id). If every image really is a different patient, silence this with "
         "warnings.filterwarnings('ignore', category=synthaug.data.UngroupedWarning).",
-        UngroupedWarning, stacklevel=4)
+        UngroupedWarning, stacklevel=5)  # -> folder_dataset -> _grouped_full -> load_dataset -> its caller
 
 
 def _check_two_classes(folder: Path, classes: list[str], labels: list[int]) -> None:
