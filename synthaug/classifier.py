@@ -393,6 +393,25 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, *, positive: int
     }
 
 
+def operating_point(val_probs: torch.Tensor, val_targets: torch.Tensor, test_probs: torch.Tensor,
+                    test_targets: torch.Tensor, *, positive: int, specificity: float) -> dict[str, float]:
+    """The clinical operating point fixed on validation: the threshold ``t`` on the positive class's probability
+    at which the validation negatives' specificity (scores ``<= t`` called negative) is at least ``specificity``
+    (the ``specificity`` quantile of their scores, rounded up to a score), and test sensitivity and specificity at
+    ``t``. Test patients never move the threshold."""
+    val_scores, test_scores = val_probs[:, positive].double(), test_probs[:, positive].double()
+    val_pos, test_pos = val_targets.long() == positive, test_targets.long() == positive
+    negatives = val_scores[~val_pos]
+    if len(negatives) == 0 or not test_pos.any() or test_pos.all():
+        raise ValueError("operating_point: validation needs negatives and test both classes")
+    t = float(torch.quantile(negatives, specificity, interpolation="higher"))
+    return {"target_specificity": float(specificity), "threshold": t,
+            "val_specificity": float((negatives <= t).double().mean()),
+            "val_sensitivity": float((val_scores[val_pos] > t).double().mean()) if val_pos.any() else float("nan"),
+            "test_sensitivity": float((test_scores[test_pos] > t).double().mean()),
+            "test_specificity": float((test_scores[~test_pos] <= t).double().mean())}
+
+
 CLASSIFIER_CONFIG = "classifier.json"
 CLASSIFIER_WEIGHTS = "model.safetensors"
 

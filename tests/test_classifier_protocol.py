@@ -283,3 +283,25 @@ def test_the_additive_example_in_benchmark_md_runs(monkeypatch, tmp_path, data_r
     monkeypatch.setenv("SYNTHAUG_DATA", str(data_root))
     exec(compile(code, "benchmark.md", "exec"), {"__name__": "__doc_example__"})
     assert "2 steps, 32 synthetic cells appended" in capsys.readouterr().out
+
+
+def test_the_operating_point_is_fixed_on_validation_and_read_on_test():
+    """Sensitivity at a specificity fixed on validation (the powered answer's clinical secondary): the threshold is
+    the validation negatives' score quantile, and test scores never move it."""
+    from synthaug.classifier import operating_point
+
+    def probs(scores):
+        s = torch.tensor(scores, dtype=torch.float64)
+        return torch.stack([1 - s, s], dim=1)
+
+    val_neg = [i / 100 for i in range(100)]                   # negatives' scores 0.00 ... 0.99
+    val = probs(val_neg + [0.5, 0.99]), torch.tensor([0] * 100 + [1, 1])
+    test = probs([0.2, 0.96, 0.97, 0.5, 0.999]), torch.tensor([0, 0, 1, 1, 1])
+    op = operating_point(*val, *test, positive=1, specificity=0.95)
+    assert op["threshold"] == pytest.approx(0.95) and op["val_specificity"] >= 0.95
+    assert op["test_sensitivity"] == pytest.approx(2 / 3) and op["test_specificity"] == pytest.approx(0.5)
+    assert op["val_sensitivity"] == pytest.approx(0.5)
+    moved = operating_point(*val, probs([0.0, 0.0, 0.0, 0.0, 0.0]), test[1], positive=1, specificity=0.95)
+    assert moved["threshold"] == op["threshold"]               # test scores never set the threshold
+    with pytest.raises(ValueError, match="both classes"):
+        operating_point(*val, test[0], torch.tensor([1, 1, 1, 1, 1]), positive=1, specificity=0.95)

@@ -397,7 +397,7 @@ def test_sites_of_a_fixed_design_are_the_units(tmp_path, data_root, monkeypatch)
     data = {"name": "malaria", "image_size": 16, "design": DESIGN}
     unset = {"fractions": [0.02], "seeds": [0, 1, 2]}  # the defaults: with sites they are not used
     cfg = config(datasets=[data], **unset, sites={"patients": [3], "draws": [0, 1]},
-                 strategies=[{"kind": "samples"}, {"kind": "donor"}], donor={"pool_size": 16},
+                 strategies=[{"kind": "samples"}, {"kind": "donor"}], donor={"pool_size": 16}, fixed_specificity=0.95,
                  classifier={"model": "test_resnet", "steps": 3, "batch_size": 16, "bn_batches": 2})
     assert cfg.unit_sizes == [3.0] and cfg.unit_seeds == [0, 1]
     units = [cfg.load_unit(3, d) for d in (0, 1)]
@@ -408,10 +408,15 @@ def test_sites_of_a_fixed_design_are_the_units(tmp_path, data_root, monkeypatch)
     rows = run_strategies(cfg, tmp_path / "run")
     assert sorted({(r["fraction"], r["seed"]) for r in rows}) == [(3.0, 0), (3.0, 1)]
     assert {r["train_patients"] for r in rows} == {3}
+    # the clinical operating point: its threshold fixed on validation patients, read on test ones
+    assert all(r["operating_point"]["val_specificity"] >= 0.95 and 0 <= r["operating_point"]["test_sensitivity"] <= 1
+               for r in rows)
     donor_real = [r for r in rows if r["arm"] == "donor-real r0.25"]
     assert {r["donor_patients"] for r in donor_real} == {100}
     md, _ = build_strategies_report(tmp_path / "run")
     assert "1 site sizes x 2 site draws" in md.read_text()
+    with pytest.raises(ValueError, match="fixed_specificity"):
+        config(fixed_specificity=1.0)
     with pytest.raises(ValueError, match="need data.design"):
         config(**unset, sites={"patients": [3], "draws": [0]})
     with pytest.raises(ValueError, match="remove fractions"):

@@ -321,17 +321,23 @@ def make_validator(val: Dataset, cfg: BenchConfig, positive: int, accelerator: A
     return validate
 
 
-def evaluate_split(model: torch.nn.Module, data: Dataset, part: str, batch_size: int, positive: int,
-                   accelerator: Any) -> dict[str, float]:
-    """The metrics of ``model`` on one split (``part`` names it in errors), predictions gathered from every
-    process and checked to be the split's items, in order."""
+def checked_predictions(model: torch.nn.Module, data: Dataset, part: str, batch_size: int,
+                        accelerator: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model``'s class probabilities and the targets of one split (``part`` names it in errors), gathered from
+    every process and checked to be the split's items, in order."""
     probs, targets = predict(model, data, batch_size=batch_size, accelerator=accelerator)
     if len(targets) != len(data):
         raise RuntimeError(f"{part}: gathered {len(targets)} predictions for {len(data)} items")
     if not torch.equal(targets.cpu(), torch.as_tensor(np.asarray(data.targets)).long()):
         raise RuntimeError(f"{part}: the gathered targets are not the data set's, in order (duplicated or "
                            "dropped items across processes)")
-    return compute_metrics(probs, targets, positive=positive)
+    return probs, targets
+
+
+def evaluate_split(model: torch.nn.Module, data: Dataset, part: str, batch_size: int, positive: int,
+                   accelerator: Any) -> dict[str, float]:
+    """The metrics of ``model`` on one split (``checked_predictions``)."""
+    return compute_metrics(*checked_predictions(model, data, part, batch_size, accelerator), positive=positive)
 
 
 def _row_fields(cfg: BenchConfig, cell: Cell, data: ArmData, fit: Fit) -> dict:

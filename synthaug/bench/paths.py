@@ -197,6 +197,7 @@ NEUTRAL_DEFAULTS: dict[str, Any] = {
 NEUTRAL_TOP_DEFAULTS: list[tuple[str, Any, str]] = [
     ("sources", {}, "strategies"),  # {}: a strategies grid with its one generator, as before named sources
     ("sites", None, "strategies"),  # None: units are fractions x seeds, as before sites of a fixed design
+    ("fixed_specificity", None, "strategies"),  # None: no operating point fixed on validation, as before
 ]
 
 

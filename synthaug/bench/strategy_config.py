@@ -174,6 +174,8 @@ class StrategiesConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     positive_class: str | None = None
     primary_metric: str = "balanced_accuracy"
+    # binary tasks: also test sensitivity at the threshold that gives this specificity on validation (e.g. 0.95)
+    fixed_specificity: float | None = None
     generator_parallel: str = "replicate"
     out_dir: str = "runs/{name}"
     log_with: list[str] | str | None = None   # Accelerate trackers (tensorboard, wandb, ...): synthaug/tracking.py
@@ -181,6 +183,9 @@ class StrategiesConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.primary_metric, "primary_metric", "", METRICS)
+        if self.fixed_specificity is not None:
+            check_float(self.fixed_specificity, "fixed_specificity", "", minimum=0, maximum=1, min_inclusive=False,
+                        max_inclusive=False, hint="e.g. 0.95, or null")
         self.log_with = check_log_with(self.log_with)
         if len(self.datasets) != 1:
             raise ValueError(f"datasets: a strategies grid runs on one data set, got {len(self.datasets)}")

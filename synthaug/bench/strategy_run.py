@@ -20,13 +20,13 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..classifier import (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, create_augment, create_classifier, fit_classifier, load_classifier, predict,
-                          save_classifier)
+from ..classifier import (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, compute_metrics, create_augment, create_classifier,
+                          fit_classifier, load_classifier, operating_point, predict, save_classifier)
 from ..mix.additive import extra_per_batch
 from ..strategy import Draws, create_strategy, images_of, strategy_of_control
 from ..tracking import end_trackers, log_quality, log_result_row, start_trackers, tracked_config
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
-from .cell import evaluate_split, make_validator, additive_items, generator_for, measure_quality_or_record, write_samples_png
+from .cell import checked_predictions, make_validator, additive_items, generator_for, measure_quality_or_record, write_samples_png
 from .grid_config import Cell
 from .paths import Shard, quality_dir, read_results, results_path, runs_path, samples_path, split_path
 from .runner import shard_field, positive_index, prepare_run_dir, stamp, world_size
@@ -279,8 +279,9 @@ class _Unit:
                             image_size=self.splits.image_size, classes=self.classes)
             self._teacher = None
         self.accelerator.wait_for_everyone()
-        out = {part: evaluate_split(fit.model, getattr(self.splits, part), part, c.eval_batch_size, self.positive,
-                               self.accelerator) for part in ("val", "test")}
+        preds = {part: checked_predictions(fit.model, getattr(self.splits, part), part, c.eval_batch_size,
+                                           self.accelerator) for part in ("val", "test")}
+        out = {part: compute_metrics(*preds[part], positive=self.positive) for part in preds}
         out["fields"] = {"classifier_steps": fit.steps, "pretrain_steps": pre_steps,
                          "pretrain_draws": pre_steps * c.batch_size, "batch_size": c.batch_size,
                          "extra_per_batch": data["per_batch"] if data["extra"] is not None else 0,
@@ -288,6 +289,9 @@ class _Unit:
                          "real_draws": fit.draws, "extra_draws": fit.extra_draws, "best_step": fit.best_step,
                          "curve": [[int(st), None if v != v else v] for st, v in fit.curve], "bn": c.bn,
                          **data["record"]}
+        if cfg.fixed_specificity is not None and len(self.classes) == 2:  # the clinical operating point
+            out["fields"]["operating_point"] = operating_point(*preds["val"], *preds["test"], positive=self.positive,
+                                                               specificity=cfg.fixed_specificity)
         self.accelerator.free_memory()
         return out
 
