@@ -348,10 +348,13 @@ def test_every_benchmark_preset_builds(preset):
             assert len(cfg.seeds) >= 5 and {s.kind for s in cfg.strategies} == issue14  # every strategy of issue 14
             assert cfg.fractions == [0.02, 0.05, 0.25]  # about 3, 7 and 35 training patients
         else:  # the powered answer (pilot, GPU scale): sites of the fixed design, AUROC, strong augmentation
-            assert cfg.sites is not None and cfg.data.design is not None and cfg.fixed_specificity == 0.95
+            assert cfg.sites is not None and cfg.data.design is not None
             assert cfg.primary_metric == "auroc" and cfg.classifier.augment == "strong"
             if preset == "malaria-powered-pilot.yaml":  # the plan's pilot draws, never a confirmatory one
                 assert cfg.sites.patients == [3, 7] and cfg.sites.draws == [1000, 1001, 1002, 1003, 1004]
+                assert not cfg.score_test  # its choices never read a test patient
+            else:
+                assert cfg.fixed_specificity == 0.95 and cfg.score_test
         # ready sources (a checkpoint trained elsewhere) are opened at run time, not built here
         generators = [cfg.generator, cfg.donor_spec, *(s for s in cfg.sources.values() if s.source is None)]
     else:

@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
                   "SYNTHAUG_DEBUG=1 prints the traceback)", file=sys.stderr)
         return exit_code(err)
     if accelerator.is_main_process and strategies:
-        print(f"run folder: {out_dir} ({results_path(out_dir, shard).name}); the report: synthaug report {out_dir}")
+        reader = f"synthaug report {out_dir}" if cfg.score_test else f"python benchmarks/pilot.py {out_dir} (a pilot)"
+        print(f"run folder: {out_dir} ({results_path(out_dir, shard).name}); read it with: {reader}")
     elif accelerator.is_main_process:
         print((out_dir / "summary.md").read_text())
         print(f"run folder: {out_dir} ({results_path(out_dir, shard).name}, summary.md, samples/, generators/)")

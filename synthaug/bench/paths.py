@@ -198,6 +198,7 @@ NEUTRAL_TOP_DEFAULTS: list[tuple[str, Any, str]] = [
     ("sources", {}, "strategies"),  # {}: a strategies grid with its one generator, as before named sources
     ("sites", None, "strategies"),  # None: units are fractions x seeds, as before sites of a fixed design
     ("fixed_specificity", None, "strategies"),  # None: no operating point fixed on validation, as before
+    ("score_test", True, "strategies"),  # True: every arm scored on test patients too, as before
 ]
 
 

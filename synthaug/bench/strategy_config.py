@@ -176,6 +176,8 @@ class StrategiesConfig:
     primary_metric: str = "balanced_accuracy"
     # binary tasks: also test sensitivity at the threshold that gives this specificity on validation (e.g. 0.95)
     fixed_specificity: float | None = None
+    # false: arms are scored on validation patients only (a pilot: its choices never read a test patient)
+    score_test: bool = True
     generator_parallel: str = "replicate"
     out_dir: str = "runs/{name}"
     log_with: list[str] | str | None = None   # Accelerate trackers (tensorboard, wandb, ...): synthaug/tracking.py

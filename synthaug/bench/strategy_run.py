@@ -279,9 +279,10 @@ class _Unit:
                             image_size=self.splits.image_size, classes=self.classes)
             self._teacher = None
         self.accelerator.wait_for_everyone()
+        parts = ("val", "test") if cfg.score_test else ("val",)  # a pilot never reads a test patient
         preds = {part: checked_predictions(fit.model, getattr(self.splits, part), part, c.eval_batch_size,
-                                           self.accelerator) for part in ("val", "test")}
-        out = {part: compute_metrics(*preds[part], positive=self.positive) for part in preds}
+                                           self.accelerator) for part in parts}
+        out = {"test": None, **{part: compute_metrics(*preds[part], positive=self.positive) for part in preds}}
         out["fields"] = {"classifier_steps": fit.steps, "pretrain_steps": pre_steps,
                          "pretrain_draws": pre_steps * c.batch_size, "batch_size": c.batch_size,
                          "extra_per_batch": data["per_batch"] if data["extra"] is not None else 0,
@@ -289,7 +290,7 @@ class _Unit:
                          "real_draws": fit.draws, "extra_draws": fit.extra_draws, "best_step": fit.best_step,
                          "curve": [[int(st), None if v != v else v] for st, v in fit.curve], "bn": c.bn,
                          **data["record"]}
-        if cfg.fixed_specificity is not None and len(self.classes) == 2:  # the clinical operating point
+        if cfg.fixed_specificity is not None and len(self.classes) == 2 and "test" in preds:  # clinical secondary
             out["fields"]["operating_point"] = operating_point(*preds["val"], *preds["test"], positive=self.positive,
                                                                specificity=cfg.fixed_specificity)
         self.accelerator.free_memory()

@@ -1,0 +1,60 @@
+"""The pilot's choices and the confirmatory draw count of the powered malaria answer, by its plan's rules.
+
+Reads a pilot run folder (configs/bench/malaria-powered-pilot.yaml; validation AUROC only) and writes what the
+plan (docs/results/malaria-powered/PLAN.md, "Pilot" and "Number of draws") fixes from it:
+
+    python benchmarks/pilot.py runs/malaria-powered-pilot --out docs/results/malaria-powered/pilot
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from synthaug.bench.paths import read_results  # noqa: E402
+from synthaug.bench.powered import pilot_choices  # noqa: E402
+
+
+def markdown(run: str, c: dict) -> str:
+    def scores(d: dict) -> str:
+        return ", ".join(f"{k:g}: {v:+.4f}" for k, v in d.items())
+
+    return "\n".join([
+        f"# Pilot choices ({run}; {c['metric']}, mean paired difference against each arm's control)", "",
+        f"- ratio r = **{c['ratio']:g}** ({scores(c['ratio_scores'])})",
+        f"- fine-tune steps F = **{c['finetune_steps']}** ({scores(c['finetune_scores'])})",
+        f"- edit strength s = **{c['edit_strength']:g}** ({scores(c['edit_scores'])})" if c["edit_strength"] is not None
+        else "- edit strength: no edits arm in the pilot",
+        f"- teacher labels: **{'yes' if c['teacher'] else 'no'}** (teacher minus hard labels: "
+        f"{scores(c['teacher_margins'])}; teacher only if it wins at every site size)",
+        f"- SD of the primary rows' paired differences: {', '.join(f'{k} {v:.4f}' for k, v in c['primary_sds'].items())}; "
+        f"SD_max = {c['sd_max']:.4f}",
+        f"- draws per site size: N = min({c['rules']['cap']}, max({c['rules']['minimum']}, {c['draws_wanted']})) = "
+        f"**{c['draws']}**; minimum detectable effect at N: {c['mde_at_draws']:.4f} (80 % power, Holm family "
+        f"{c['rules']['family']})" + (" (the cap binds)" if c["cap_binds"] else ""), ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", type=Path, help="the pilot's run folder (or its run record)")
+    p.add_argument("--out", type=Path, help="write <out>.json and <out>.md")
+    args = p.parse_args(argv)
+    rows = read_results(args.run)
+    if not rows:
+        raise SystemExit(f"{args.run}: no results rows; run the pilot first (configs/bench/malaria-powered-pilot.yaml)")
+    choices = pilot_choices(rows)
+    text = markdown(args.run.name, choices)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(choices, indent=1, default=str) + "\n")
+        args.out.with_suffix(".md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
