@@ -289,3 +289,23 @@ def test_an_unreadable_file_is_named_or_skipped(tmp_path):
     with pytest.warns(UserWarning, match="left out 1 unreadable file"):
         assert skipping.sample(2).shape == (2, 3, 16, 16)
     assert len(skipping) == 12
+
+
+def test_a_checkpoint_source_takes_the_sampling_settings_chosen_on_validation(tmp_path):
+    """The shared generator is sampled at the guidance its validation CAS chose, not the one it was saved with."""
+    from synthaug.generators import create_generator
+    from synthaug.sources import open_source_spec
+
+    torch.manual_seed(0)
+    ddpm = create_generator("ddpm", num_classes=2, image_size=16, channels=3, base_width=8, channel_mults=(1, 2),
+                            sample_steps=3, guidance=3.0)
+    ddpm.save_pretrained(tmp_path / "ddpm")
+    gen = open_source_spec({"checkpoint": str(tmp_path / "ddpm"), "guidance": 2, "sample_steps": 4})
+    assert gen.guidance == 2.0 and gen.sample_steps == 4
+    assert open_source_spec({"checkpoint": str(tmp_path / "ddpm")}).guidance == 3.0  # as saved
+    with pytest.raises(ValueError, match="guidance"):
+        open_source_spec({"checkpoint": str(tmp_path / "ddpm"), "guidance": -1})
+    cvae = create_generator("cvae", num_classes=2, image_size=16, channels=3)
+    cvae.save_pretrained(tmp_path / "cvae")
+    with pytest.raises(ValueError, match="no sampling setting 'guidance'"):
+        open_source_spec({"checkpoint": str(tmp_path / "cvae"), "guidance": 2})

@@ -90,10 +90,22 @@ def _open_callable(value: Any, context: SourceContext, *, classes: Sequence[str]
 
 
 @register_source("checkpoint")
-def _open_checkpoint(value: Any, context: SourceContext) -> Any:
+def _open_checkpoint(value: Any, context: SourceContext, *, guidance: float | None = None,
+                     sample_steps: int | None = None, sampler: str | None = None, eta: float | None = None) -> Any:
+    """A saved generator; ``guidance``, ``sample_steps``, ``sampler``, ``eta``: sampling settings that replace
+    those it was saved with (e.g. the guidance chosen on validation), for generators that have them (ddpm)."""
     from ..generators import load_generator
 
-    return load_generator(value, device=context.device or "cpu")
+    gen = load_generator(value, device=context.device or "cpu")
+    given = {k: v for k, v in (("guidance", guidance), ("sample_steps", sample_steps), ("sampler", sampler),
+                               ("eta", eta)) if v is not None}
+    known = getattr(gen, "sampling_settings", ())
+    for name, setting in given.items():
+        if name not in known:
+            raise ValueError(f"source checkpoint {os.fspath(value)!r}: a {gen.generator_name} has no sampling setting "
+                             f"{name!r} (it has {list(known) or 'none'}); leave it out")
+        setattr(gen, name, setting)  # checked by the generator
+    return gen
 
 
 @register_source("pool")
