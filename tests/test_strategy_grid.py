@@ -324,6 +324,29 @@ def test_shards_split_the_grid_by_seed_so_a_seeds_donor_generator_trains_on_one_
                for s in {c.seed for c in part})  # every fraction of a seed with it
 
 
+def test_a_sites_grid_without_the_per_seed_donor_shards_by_unit_so_both_shards_get_half(data_root, monkeypatch):
+    """5 draws x 2 site sizes: by seed the shards would get 6 and 4 units; by unit they get 5 and 5. A grid with
+    the per-seed ``donor`` strategy keeps sharding by seed (its fractions share the seed's donor generator)."""
+    from synthaug.bench.paths import Shard
+    from synthaug.bench.strategy_run import shard_strategy_cells, strategy_units, units_share_nothing
+
+    monkeypatch.setenv("SYNTHAUG_DATA", str(data_root))
+    data = {"name": "malaria", "image_size": 16, "design": DESIGN}
+    sites = {"patients": [3, 7], "draws": [0, 1, 2, 3, 4]}
+    cfg = config(datasets=[data], fractions=[0.02], seeds=[0, 1, 2], sites=sites, strategies=[{"kind": "samples"}])
+    assert units_share_nothing(cfg)
+    cells = plan_strategies(cfg)
+    parts = [shard_strategy_cells(cells, Shard(i, 2), by_unit=True) for i in range(2)]
+    assert sorted(c.key() for part in parts for c in part) == sorted(c.key() for c in cells)  # each cell once
+    assert [len(strategy_units(part)) for part in parts] == [5, 5]
+    assert not set(strategy_units(parts[0])) & set(strategy_units(parts[1]))
+    assert all(len(part) == len(cells) // 2 for part in parts)  # every arm of a unit on the unit's shard
+    with_donor = config(datasets=[data], fractions=[0.02], seeds=[0, 1, 2], sites=sites,
+                        strategies=[{"kind": "samples"}, {"kind": "donor"}])
+    assert not units_share_nothing(with_donor)
+    assert not units_share_nothing(config(strategies=[{"kind": "samples"}]))  # a fractions grid
+
+
 def test_fit_classifier_refuses_a_third_item_element_that_is_not_a_float_weight():
     from torch.utils.data import TensorDataset
 

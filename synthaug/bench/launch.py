@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from .runner import shard_cells
 
     from .strategy_config import StrategiesConfig, plan_strategies
-    from .strategy_run import run_strategies, shard_strategy_cells
+    from .strategy_run import run_strategies, shard_strategy_cells, units_share_nothing
 
     prog = getattr(args, "bench_prog", "synthaug bench")
     try:
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out or cfg.out_dir.format(name=cfg.name))
     if args.dry_run:
         cells = plan_strategies(cfg) if strategies else plan(cfg)
-        mine = shard_strategy_cells(cells, shard) if strategies else shard_cells(cells, cfg, shard)
+        mine = shard_strategy_cells(cells, shard, by_unit=units_share_nothing(cfg)) if strategies else shard_cells(cells, cfg, shard)
         extra = {} if shard is None else {"shard": str(shard), "shard_cells": len(mine), "grid_cells": len(cells)}
         print(json.dumps({**to_dict(cfg), "out_dir": str(out_dir), "config_file": str(path), **extra}, indent=2))
         return 0

@@ -317,15 +317,27 @@ def strategy_units(cells: list[StrategyCell]) -> list[tuple]:
     return list(dict.fromkeys((c.fraction, c.seed) for c in cells))
 
 
-def shard_strategy_cells(cells: list[StrategyCell], shard: Shard | None) -> list[StrategyCell]:
+def shard_strategy_cells(cells: list[StrategyCell], shard: Shard | None, *, by_unit: bool = False) -> list[StrategyCell]:
     """The ``k``-th seed of the grid goes to shard ``k mod N``, with every fraction and arm of it: a split's
     generator, teacher and pools are made once, and so is the seed's donor generator (which every fraction of
-    the seed shares: two shards training it at once would write into one folder)."""
+    the seed shares: two shards training it at once would write into one folder). ``by_unit``: the ``k``-th
+    unit (fraction, seed) goes to shard ``k mod N`` instead, which balances a sites grid (5 draws x 2 site sizes
+    split 5/5, not 6/4); only for grids whose units share no generator (``units_share_nothing``)."""
     if shard is None or shard.count == 1:
         return list(cells)
+    if by_unit:
+        units = strategy_units(cells)
+        mine_units = {u for k, u in enumerate(units) if k % shard.count == shard.index}
+        return [c for c in cells if (c.fraction, c.seed) in mine_units]
     seeds = list(dict.fromkeys(c.seed for c in cells))
     mine = {s for k, s in enumerate(seeds) if k % shard.count == shard.index}
     return [c for c in cells if c.seed in mine]
+
+
+def units_share_nothing(cfg: StrategiesConfig) -> bool:
+    """A sites grid without the per-seed ``donor`` strategy: its sources are ready checkpoints, fine-tunes of
+    one unit's site, or the fixed design's donor cells, so no two units write into one generator folder."""
+    return cfg.sites is not None and all(spec.kind != "donor" for spec in cfg.strategies)
 
 
 def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: Any = None,
@@ -344,7 +356,7 @@ def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: A
     trackers = start_trackers(accelerator, cfg.name + (f"-shard{shard.index}" if shard else ""), tracked_config(cfg))
     check_before_work(cfg)
     done = {(r["dataset"], float(r["fraction"]), int(r["seed"]), r["arm"]) for r in read_jsonl(results_path(out_dir, shard))}
-    cells = shard_strategy_cells(plan_strategies(cfg), shard)
+    cells = shard_strategy_cells(plan_strategies(cfg), shard, by_unit=units_share_nothing(cfg))
     bar = tqdm(total=len(cells), initial=sum(c.key() in done for c in cells), desc=f"{cfg.name}: arms",
                disable=not accelerator.is_main_process or None, dynamic_ncols=True)
     ran = 0
