@@ -225,90 +225,41 @@ def batch_loss(loss_fn: torch.nn.Module, logits: torch.Tensor, labels: torch.Ten
     return (weights[0].to(per_item) * per_item).mean()
 
 
-# Over 60 lines with its 24-line signature and 17-line docstring; the body (about 45 lines) is the one
-# training loop every arm shares, kept in one screen on purpose (accelerate's cv_example shape).
 def fit_classifier(
-    model: torch.nn.Module,
-    dataset: Dataset,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float = 0.05,
-    warmup_fraction: float = 0.05,
-    seed: int = 0,
-    num_workers: int = 0,
-    accelerator: Any = None,
-    augment: BatchAugment | str | None = None,
-    extra: Dataset | None = None,
-    extra_per_batch: int = 0,
-    validate: Callable[[torch.nn.Module], float] | None = None,
-    eval_every: int | None = None,
-    bn: str = "keep",
-    bn_data: Dataset | None = None,
-    bn_batches: int = 16,
-    desc: str = "classifier",
+    model: torch.nn.Module, dataset: Dataset, *, steps: int, batch_size: int, lr: float, weight_decay: float = 0.05,
+    warmup_fraction: float = 0.05, seed: int = 0, num_workers: int = 0, accelerator: Any = None,
+    augment: BatchAugment | str | None = None, extra: Dataset | None = None, extra_per_batch: int = 0,
+    validate: Callable[[torch.nn.Module], float] | None = None, eval_every: int | None = None, bn: str = "keep",
+    bn_data: Dataset | None = None, bn_batches: int = 16, desc: str = "classifier",
 ) -> Fit:
     """Train for exactly ``steps`` optimizer steps (AdamW, linear warm-up then cosine); keep the best weights.
 
-    Batches: ``batch_size`` items of ``dataset`` per step (the global batch: under several processes each
-    takes an equal slice, ``GlobalBatchSampler``), plus, with ``extra``, ``extra_per_batch`` items of
-    ``extra`` appended (additive mixing: the items of ``dataset``, their order and their augmentation are
-    exactly those of the same call without ``extra``). ``augment`` (an augmenter or what ``create_augment``
-    accepts: a preset name or a pipeline file) is drawn per batch from ``(seed, step)``,
-    so items, augmentation and learning rate are the same for 1 or N processes.
-
-    ``validate(model) -> score`` (higher is better; run by every process on the unwrapped model) is called
-    every ``eval_every`` steps and at the last step; the weights of the best score are kept in memory and
-    returned (ties: the earlier step). Without ``validate``, the last weights.
-
-    ``bn="recompute"``: before every validation and on the returned weights, BatchNorm statistics come from
-    ``bn_batches`` batches of ``bn_data`` (default ``dataset``; give the real images when ``dataset`` mixes in
-    synthetic ones), unaugmented (``recompute_bn``). ``"keep"``: the running statistics of training.
-
-    Items are ``(image, label)``, or ``(image, class probabilities, weight)`` in ``dataset`` and ``extra`` alike
-    (the benchmark's strategy arms: teacher labels, down-weighted synthetic items): the loss is then the mean
-    over the batch of ``weight * cross_entropy``.
+    Each step draws ``batch_size`` items of ``dataset`` (the global batch, split equally between processes by
+    ``GlobalBatchSampler``) plus, with ``extra``, ``extra_per_batch`` items of ``extra`` (additive mixing: the
+    items of ``dataset``, their order and augmentation are those of the same call without ``extra``).
+    ``augment`` (an augmenter, a preset name or a pipeline file) is drawn per batch from ``(seed, step)``.
+    ``validate(model) -> score`` (higher is better) runs every ``eval_every`` steps and at the last; the best
+    weights are returned (ties: the earlier step), else the last. ``bn="recompute"``: BatchNorm statistics from
+    ``bn_batches`` unaugmented batches of ``bn_data`` (default ``dataset``) before every validation and on the
+    returned weights. Items are ``(image, label)`` or ``(image, class probabilities, float weight)``: the loss is
+    then the batch mean of ``weight * cross_entropy`` (``batch_loss``).
     """
     accelerator = accelerator or default_accelerator()
     augment = create_augment(augment) if isinstance(augment, str) else augment
-    check_choice(bn, "bn", "fit_classifier", BN_MODES)
-    if len(dataset) == 0:
-        raise ValueError("cannot train a classifier on an empty data set")
-    if eval_every is not None:
-        check_int(eval_every, "eval_every", "fit_classifier", minimum=1, hint="or None: validate at the last step only")
+    _check_fit(dataset, bn, eval_every)
     sampler, loader = _loader(dataset, extra, extra_per_batch, batch_size=batch_size, steps=steps, seed=seed,
                               num_workers=num_workers, accelerator=accelerator)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    # stepped by hand, once per optimizer step: a scheduler given to accelerator.prepare() steps once per
-    # process, so the schedule would depend on the number of processes
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
-                                                  _schedule(steps, warmup_fraction))
-    bn_source = dataset if bn_data is None else bn_data
-
-    def prepare(net: torch.nn.Module) -> int:
-        if bn == "keep":
-            return 0
-        return recompute_bn(net, bn_source, batches=bn_batches, batch_size=batch_size, seed=seed,
-                            device=accelerator.device)
-
-    best = _BestWeights(validate, eval_every, steps, prepare)
+    model, optimizer, scheduler = _optimizer(model, accelerator, lr=lr, weight_decay=weight_decay, steps=steps,
+                                             warmup_fraction=warmup_fraction)
+    best = _BestWeights(validate, eval_every, steps,
+                        _bn_preparer(bn, dataset if bn_data is None else bn_data, batches=bn_batches,
+                                     batch_size=batch_size, seed=seed, device=accelerator.device))
     model.train()
-    loss_fn = torch.nn.CrossEntropyLoss()
+    train_step = _TrainStep(model, optimizer, scheduler, accelerator, augment, sampler, seed=seed, desc=desc, lr=lr)
     bar = tqdm(loader, total=steps, desc=desc, disable=not accelerator.is_main_process or None, mininterval=1.0,
                dynamic_ncols=True, leave=False)
     for step, (images, labels, *weights) in enumerate(bar):
-        images, labels = images.to(accelerator.device), labels.to(accelerator.device)
-        images = _augment(augment, images, sampler, seed=seed, step=step)
-        loss = batch_loss(loss_fn, model(normalize(images)), labels, weights)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise FloatingPointError(f"{desc}: classifier loss is {value} at step {step + 1}; lower lr={lr}")
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step()
+        value = train_step(step, images, labels, weights)
         if best.due(step + 1):
             bar.set_postfix(loss=f"{value:.3f}", val=f"{best.evaluate(accelerator.unwrap_model(model), step + 1):.3f}")
         elif step % 20 == 0:
@@ -317,6 +268,61 @@ def fit_classifier(
     best.finish(net)
     return Fit(model=net, steps=steps, best_step=best.best_step, curve=best.curve, draws=steps * batch_size,
                extra_draws=steps * sampler.extra_per_batch, bn_images=best.bn_images)
+
+
+def _check_fit(dataset: Dataset, bn: str, eval_every: int | None) -> None:
+    check_choice(bn, "bn", "fit_classifier", BN_MODES)
+    if len(dataset) == 0:
+        raise ValueError("cannot train a classifier on an empty data set")
+    if eval_every is not None:
+        check_int(eval_every, "eval_every", "fit_classifier", minimum=1, hint="or None: validate at the last step only")
+
+
+def _optimizer(model: torch.nn.Module, accelerator: Any, *, lr: float, weight_decay: float, steps: int,
+               warmup_fraction: float) -> tuple[torch.nn.Module, Any, Any]:
+    """AdamW, prepared with the model by ``accelerator``, and its learning-rate schedule."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # stepped by hand, once per optimizer step: a scheduler given to accelerator.prepare() steps once per
+    # process, so the schedule would depend on the number of processes
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                                                  _schedule(steps, warmup_fraction))
+    return model, optimizer, scheduler
+
+
+def _bn_preparer(bn: str, source: Dataset, *, batches: int, batch_size: int, seed: int,
+                 device: Any) -> Callable[[torch.nn.Module], int]:
+    """What runs before each validation: BatchNorm statistics recomputed from ``source`` (``"recompute"``) or
+    nothing (``"keep"``); returns the number of images it read."""
+    def prepare(net: torch.nn.Module) -> int:
+        if bn == "keep":
+            return 0
+        return recompute_bn(net, source, batches=batches, batch_size=batch_size, seed=seed, device=device)
+
+    return prepare
+
+
+class _TrainStep:
+    """One optimizer step of ``fit_classifier``: augment, loss, a finite-loss check, backward, AdamW, schedule."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: Any, scheduler: Any, accelerator: Any,
+                 augment: BatchAugment | None, sampler: GlobalBatchSampler, *, seed: int, desc: str, lr: float):
+        self.model, self.optimizer, self.scheduler, self.accelerator = model, optimizer, scheduler, accelerator
+        self.augment, self.sampler, self.seed, self.desc, self.lr = augment, sampler, seed, desc, lr
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+
+    def __call__(self, step: int, images: torch.Tensor, labels: torch.Tensor, weights: list) -> float:
+        images, labels = images.to(self.accelerator.device), labels.to(self.accelerator.device)
+        images = _augment(self.augment, images, self.sampler, seed=self.seed, step=step)
+        loss = batch_loss(self.loss_fn, self.model(normalize(images)), labels, weights)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{self.desc}: classifier loss is {value} at step {step + 1}; lower lr={self.lr}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        self.optimizer.step()
+        self.scheduler.step()
+        return value
 
 
 def train_classifier(
