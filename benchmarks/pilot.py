@@ -3,7 +3,11 @@
 Reads a pilot run folder (configs/bench/malaria-powered-pilot.yaml; validation AUROC only) and writes what the
 plan (docs/results/malaria-powered/PLAN.md, "Pilot" and "Number of draws") fixes from it:
 
-    python benchmarks/pilot.py runs/malaria-powered-pilot --out docs/results/malaria-powered/pilot
+    python benchmarks/pilot.py runs/malaria-powered-pilot --out docs/results/malaria-powered/pilot \
+        --write-config configs/bench/malaria-powered.yaml
+
+``--write-config`` writes the confirmatory config: the pilot config with the choices applied and draws 0..N-1
+(``synthaug.bench.powered_answer.confirmatory_config``); commit it, and N in PLAN.md, before draw 0 runs.
 """
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 from synthaug.bench.paths import read_results  # noqa: E402
 from synthaug.bench.powered import pilot_choices  # noqa: E402
+from synthaug.bench.powered_answer import confirmatory_config  # noqa: E402
+
+PILOT_CONFIG = ROOT / "configs" / "bench" / "malaria-powered-pilot.yaml"
 
 
 def markdown(run: str, c: dict) -> str:
@@ -42,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, help="the pilot's run folder (or its run record)")
     p.add_argument("--out", type=Path, help="write <out>.json and <out>.md")
+    p.add_argument("--pilot-config", type=Path, default=PILOT_CONFIG, help="the pilot's config (default: %(default)s)")
+    p.add_argument("--write-config", type=Path, help="write the confirmatory config (YAML) here")
     args = p.parse_args(argv)
     rows = read_results(args.run)
     if not rows:
@@ -53,7 +62,28 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".json").write_text(json.dumps(choices, indent=1, default=str) + "\n")
         args.out.with_suffix(".md").write_text(text)
+    if args.write_config:
+        write_config(args.pilot_config, choices, args.write_config, run=args.run.name)
     return 0
+
+
+def write_config(pilot_path: Path, choices: dict, out: Path, *, run: str) -> None:
+    import yaml
+
+    if out.exists():
+        raise SystemExit(f"{out} exists: the confirmatory config is written once; move it away to write it again")
+    if not pilot_path.is_file():
+        raise SystemExit(f"--pilot-config {pilot_path}: no such file")
+    cfg = confirmatory_config(yaml.safe_load(pilot_path.read_text()), choices)
+    header = (f"# The CONFIRMATORY run of the powered malaria answer (docs/results/malaria-powered/PLAN.md), written by\n"
+              f"#     python benchmarks/pilot.py {run} --write-config {out}\n"
+              f"# from {pilot_path.name} and the pilot's choices: ratio {choices['ratio']:g}, fine-tune steps "
+              f"{choices['finetune_steps']}, edit strength {choices['edit_strength']}, teacher labels "
+              f"{'yes' if choices['teacher'] else 'no'}, N = {choices['draws']} draws per site size.\n"
+              "# Run in shards (--shard i/S), then: python benchmarks/powered_answer.py runs/malaria-powered\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + yaml.safe_dump(cfg, sort_keys=False, width=110))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,9 @@ def test_writes_results_summary_and_samples(tiny_run):
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["classifier"]["model"] == "test_resnet"
     assert "torch" in config["versions"]
+    from synthaug.bench.runner import source_commit
+
+    assert config["versions"].get("git") == source_commit()  # the code that made the rows (None: not a checkout)
 
 
 def test_generator_and_classifier_saw_only_training_patients(tiny_run):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from synthaug.bench.strategy_config import StrategiesConfig, StrategySpec, arms,
 from synthaug.config import ConfigError, from_dict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY_DDPM = {"name": "ddpm", "options": {"base_width": 8, "channel_mults": [1, 2], "num_res_blocks": 1,
                                          "attention": False, "timesteps": 50, "sample_steps": 2},
@@ -407,6 +409,44 @@ def test_named_sources_a_shared_checkpoint_and_a_fine_tune_of_it(tmp_path, data_
 
 
 DESIGN = {"val_patients": 25, "test_patients": 40, "donor_patients": 100, "seed": 0, "train": "donor"}
+
+
+def test_a_shared_source_of_a_sites_grid_is_gated_once_against_the_donor_cells(tmp_path, data_root, monkeypatch):
+    """PLAN.md: a source that does not depend on the draw (the shared checkpoint) is measured once, its CAS
+    reference a classifier on the design's donor cells; a per-site source (a fine-tune) on every draw. The
+    confirmatory verdict's script reads the run and each arm's gate."""
+    import importlib.util
+
+    from synthaug.bench.powered_answer import source_gates
+    from synthaug.bench.strategy_run import run_strategies
+
+    monkeypatch.setenv("SYNTHAUG_DATA", str(data_root))
+    shared = _shared_checkpoint(tmp_path / "donor", ["not-a-patient"])
+    sources = {"shared": {"source": {"checkpoint": str(shared)}},
+               "tuned": {**TINY_DDPM, "train": {**TINY_DDPM["train"], "steps": 2}, "init_from": str(shared)}}
+    small = {"val_patients": 6, "test_patients": 6, "donor_patients": 8, "seed": 0, "train": "donor"}
+    cfg = config(datasets=[{"name": "malaria", "image_size": 16, "design": small}], fractions=[0.02], seeds=[0, 1, 2],
+                 sites={"patients": [3], "draws": [0, 1]}, sources=sources,
+                 strategies=[{"kind": "samples", "label": "donor-gen", "source": "shared"},
+                             {"kind": "samples", "label": "donor-ft", "source": "tuned"}, {"kind": "donor-cells"}],
+                 quality={"n": 8, "cas_images": 16, "extractor_steps": 2},
+                 classifier={"model": "test_resnet", "steps": 2, "batch_size": 16, "bn_batches": 2})
+    rows = run_strategies(cfg, tmp_path / "run")
+    measured = sorted((p.parent.parent.name, p.parent.name) for p in (tmp_path / "run" / "quality").rglob("quality.json"))
+    assert measured == [("seed0", "shared"), ("seed0", "tuned"), ("seed1", "tuned")], measured
+    record = json.loads(next((tmp_path / "run" / "quality").rglob("shared/quality.json")).read_text())
+    assert record["cas"]["real_images"] == len(cfg.load_design_donors().train)  # the donors' cells, not the site's
+    assert "fixed design (donor and site pools)" in record["extractor"]["trained_on"]
+    gates = source_gates(tmp_path / "run", cfg, rows)
+    assert gates[(3.0, 0, "donor-gen")] == gates[(3.0, 1, "donor-gen")] == record["gate"]["passed"]
+    assert isinstance(gates[(3.0, 1, "donor-ft")], bool) and gates[(3.0, 0, "donor-cells")] is None
+    spec = importlib.util.spec_from_file_location("powered_answer_script", ROOT / "benchmarks" / "powered_answer.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(tmp_path / "run"), "--out", str(tmp_path / "out" / "answer")]) == 0
+    text = (tmp_path / "out" / "answer.md").read_text()
+    assert "| P3 | 3 | donor-gen | 2 |" in text and "| P1 | 7 | donor-gen | 0 |" in text
+    assert (tmp_path / "out" / "answer.png").is_file() and (tmp_path / "out" / "report" / "report.md").is_file()
 
 
 def test_sites_of_a_fixed_design_are_the_units(tmp_path, data_root, monkeypatch):

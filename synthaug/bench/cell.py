@@ -199,25 +199,40 @@ def measure_quality(cfg: BenchConfig, data: DataConfig, splits, gen: Any, cell: 
         return json.loads((folder / "quality.json").read_text())
     q = cfg.quality
     recipe = {"model": q.extractor_model, "steps": q.extractor_steps}
-    full = splits if cell.fraction == 1.0 else data.load(cell.seed, 1.0)
+    full, extractor_seed, trained_on = extractor_split(data, splits, cell)
     if not set(splits.info["train_groups"]) <= set(full.info["train_groups"]):
-        raise RuntimeError(f"{cell}: the fraction's training patients are not within the seed's training patients")
+        raise RuntimeError(f"{cell}: the unit's training patients are not within the extractor's ({trained_on})")
     # the main process alone (the others wait): its classifiers must not wait for the other processes
     with single_process(device), warnings.catch_warnings():
         # "extractor not trained on this split's items": it is, on a superset of them (asserted above)
         warnings.filterwarnings("ignore", message="the feature extractor was not trained on this split")
-        extractor = get_feature_extractor(full, dataset_key=cell.dataset, seed=cell.seed,
+        extractor = get_feature_extractor(full, dataset_key=cell.dataset, seed=extractor_seed,
                                           cache_dir=out_dir / "extractors", verbose=False, **recipe)
         result = evaluate_generator(gen, splits, n=q.n, seed=cell.seed, extractor=extractor, cas=q.cas,
                                     cas_images=q.cas_images, out_dir=folder, dataset_key=cell.dataset, recipe=recipe,
                                     positive=positive, gate=q.gate)
-    result["extractor"]["trained_on"] = f"all {len(full.train)} training images of seed {cell.seed} (fraction 1)"
+    result["extractor"]["trained_on"] = trained_on
     record = getattr(gen, "training_record", None) or {}
     if record.get("gate_every"):  # trained with early stopping: where it stopped and what each check said
         result["generator_training"] = {key: record.get(key) for key in ("planned_steps", "steps", "gate_every",
                                                                          "stopped_early_at", "gate_checks")}
     atomic_write_text(folder / "quality.json", json.dumps(result, indent=2))
     return result
+
+
+def extractor_split(data: DataConfig, splits, cell: Cell) -> tuple[Any, int, str]:
+    """The split the quality feature extractor trains on, its cache seed and a line saying so: every training
+    patient of the seed (fraction 1), or with a fixed patient design (sites) its donor and site pools together,
+    one extractor for every draw. Never a validation or test patient."""
+    if data.design is not None:
+        import dataclasses
+
+        design = {k: v for k, v in dict(data.design).items() if k not in ("site_patients", "draw")}
+        seed = int(design.get("seed", 0))
+        full = dataclasses.replace(data, design={**design, "train": "all"}).load(seed)
+        return full, seed, f"all {len(full.train)} training images of the fixed design (donor and site pools)"
+    full = splits if cell.fraction == 1.0 else data.load(cell.seed, 1.0)
+    return full, cell.seed, f"all {len(full.train)} training images of seed {cell.seed} (fraction 1)"
 
 
 def measure_quality_or_record(cfg: BenchConfig, data: DataConfig, splits, gen: Any, cell: Cell,

@@ -61,10 +61,33 @@ def prepare_run_dir(cfg: BenchConfig, out_dir: Path, shard: Shard | None = None)
     versions = {"synthaug": __version__, "torch": torch.__version__, "python": platform.python_version()}
     for mod in ("timm", "torchmetrics", "accelerate"):
         versions[mod] = __import__(mod).__version__
+    commit = source_commit()
+    if commit is not None:
+        versions["git"] = commit
     record = {"config": resolved, "versions": versions}
     if shard is not None and shard.count > 1:
         record["shard"] = str(shard)
     atomic_write_text(own, json.dumps(record, indent=2))
+
+
+def source_commit() -> str | None:
+    """The git commit of the synthaug checkout that runs (``-dirty`` with uncommitted changes to tracked files),
+    or None outside a git checkout (an installed wheel): the run record says which code made its rows."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        if Path(top).resolve() != root:  # installed inside some other repository: not ours to name
+            return None
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if dirty else head or None
 
 
 def finished_cells(out_dir: Path, shard: Shard | None = None) -> set[tuple]:

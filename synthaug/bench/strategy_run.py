@@ -96,8 +96,18 @@ class _Unit:
             spec = self.cfg.source_spec(source)
             self._gens[source] = generator_for(spec, self.splits, self.cell, self.out_dir, self.accelerator,
                                                self.cfg.generator_parallel)
-            self._picture_and_quality(self._gens[source], spec.key, self.splits)
+            if spec.source is not None and self.cfg.sites is not None:
+                # a ready source (the shared generator) is the same for every site of a fixed design: its gate
+                # once, on the grid's first unit, against a classifier on the design's donor cells (PLAN.md)
+                self._picture_and_quality(self._gens[source], spec.key, donor_splits(*self.donor()),
+                                          measure=self.is_first_unit)
+            else:
+                self._picture_and_quality(self._gens[source], spec.key, self.splits)
         return self._gens[source]
+
+    @property
+    def is_first_unit(self) -> bool:
+        return (self.fraction, self.seed) == (self.cfg.unit_sizes[0], self.cfg.unit_seeds[0])
 
     def donor(self) -> tuple[Any, Dataset, list[str]]:
         if self._donor is None:
@@ -118,15 +128,15 @@ class _Unit:
             self._picture_and_quality(self._donor_gen, f"donor-{spec.key}", splits)
         return self._donor_gen
 
-    def _picture_and_quality(self, gen: Any, key: str, splits: Any) -> None:
-        """The first seed's picture (real training cells vs synthetic) and, where wanted, sample quality and the
-        gate on this cell's validation patients."""
+    def _picture_and_quality(self, gen: Any, key: str, splits: Any, *, measure: bool = True) -> None:
+        """The first seed's picture (real training cells vs synthetic) and, where wanted (and ``measure``), sample
+        quality and the gate on this cell's validation patients."""
         if not self.accelerator.is_main_process:
             return
         samples = samples_path(self.out_dir, self.cfg.data.key, self.fraction, key)
         if self.seed == self.cfg.unit_seeds[0] and not samples.is_file():
             write_samples_png(gen, splits, samples, seed=self.seed)
-        if self.cfg.quality.wanted(self.fraction, self.seed):
+        if measure and self.cfg.quality.wanted(self.fraction, self.seed):
             measure_quality_or_record(self.cfg, self.cfg.data, splits, gen, self.cell, SimpleNamespace(key=key),
                                       self.positive, self.out_dir, self.accelerator.device)
             log_quality(self.accelerator, quality_dir(self.out_dir, self.cfg.data.key, self.fraction, self.seed, key))
