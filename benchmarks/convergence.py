@@ -158,6 +158,7 @@ def sampler_table(cfg: ConvergenceConfig, name: str, settings: list[dict]) -> li
     """CAS ratio (validation patients) and sampling images/s of the variant's final checkpoint under each sampling
     setting (e.g. ``{"sampler": "ddim", "sample_steps": 50}``), written to ``DOCS/samplers-<variant>.json``."""
     from synthaug.generators import load_generator
+    from synthaug.generators.precision import resolve_precision
     from synthaug.quality import GateConfig, GateStopper
 
     gen_cfg = generator_config(cfg, name)
@@ -165,7 +166,7 @@ def sampler_table(cfg: ConvergenceConfig, name: str, settings: list[dict]) -> li
     if not checkpoint.exists():
         raise SystemExit(f"convergence: {checkpoint} does not exist; train the variant first (--variants {name})")
     gen = load_generator(checkpoint)
-    gen.mixed_precision = gen_cfg.generator.train.mixed_precision or "no"
+    gen.mixed_precision = resolve_precision(gen_cfg.generator.train.mixed_precision)  # auto: this machine's
     splits = gen_cfg.data.load(cfg.seed)
     stopper = GateStopper(splits, gate=GateConfig(**cfg.gate), n=cfg.cas_images, seed=cfg.seed,
                           cas_seeds=cfg.cas_seeds, cache_dir=ROOT / cfg.out_dir / "cas-real")

@@ -146,7 +146,7 @@ def run_model(name: str, cfg: GalleryConfig, entry: dict, out_root: Path, docs: 
     from synthaug.train import TrainConfig, train_from_config
     from synthaug.config import load_config
     from synthaug.generators import load_generator
-    from synthaug.generators.precision import cpu_features
+    from synthaug.generators.precision import cpu_features, resolve_precision
     from synthaug.viz import save_comparison
 
     preset_name = (entry or {}).get("preset", name)
@@ -173,7 +173,7 @@ def run_model(name: str, cfg: GalleryConfig, entry: dict, out_root: Path, docs: 
         record = {"name": name, "preset": str(preset.relative_to(ROOT)), "steps": train_cfg.generator.train.steps,
                   "batch_size": train_cfg.generator.train.batch_size, "options": train_cfg.generator.options,
                   "train_seconds": round(seconds, 1), "resumed": resume, "threads": torch.get_num_threads(),
-                  "mixed_precision": train_cfg.generator.train.mixed_precision or "no", **cpu_features()}
+                  "mixed_precision": resolve_precision(train_cfg.generator.train.mixed_precision), **cpu_features()}
         from synthaug.utils import atomic_write_text
 
         atomic_write_text(done, json.dumps(record, indent=2))

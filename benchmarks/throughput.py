@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 import synthaug
 from synthaug.classifier import StandardAugment, create_classifier, normalize
 from synthaug.generators import OptimizerStep, create_generator, list_generators
-from synthaug.generators.precision import cpu_features
+from synthaug.generators.precision import cpu_features, resolve_precision
 
 
 def _timed_steps(step, warmup: int, steps: int) -> float:
@@ -155,7 +155,7 @@ def recipe_step_seconds(config: str, *, steps: int, warmup: int, repeats: int, c
         if last:
             gen, x = gen.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         opts = gen.configure_optimizers(gcfg.generator.train.lr)
-        prec = Precision(gcfg.generator.train.mixed_precision or "no")
+        prec = Precision(resolve_precision(gcfg.generator.train.mixed_precision))
 
         def step(gen=gen, opts=opts, x=x, y=y, prec=prec, name=name):
             with prec.autocast():

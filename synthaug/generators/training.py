@@ -56,8 +56,9 @@ class GeneratorTrainConfig:
     #: call ``train_generator``'s ``stop_when`` every so many steps (e.g. a ``GateStopper``: stop once the quality
     #: gate passes on the validation patients); 0 turns it off
     gate_every: int = 0
-    #: ``no`` (float32), ``bf16`` or ``fp16`` autocast for the forward passes (weights stay float32); None: the
-    #: Accelerator's (``accelerate launch --mixed_precision ...``), float32 without one
+    #: ``no`` (float32), ``bf16`` or ``fp16`` autocast for the forward passes (weights stay float32), or ``auto``
+    #: (bf16 where it is faster: AMX-BF16 CPUs, bf16 GPUs; float32 elsewhere); None: the Accelerator's
+    #: (``accelerate launch --mixed_precision ...``), float32 without one
     mixed_precision: str | None = None
 
     def __post_init__(self) -> None:
@@ -69,7 +70,7 @@ class GeneratorTrainConfig:
                   hint="steps between two checks of stop_when, e.g. 500; 0 turns early stopping off")
         check_float(self.lr, "lr", OWNER, minimum=0, min_inclusive=False)
         if self.mixed_precision is not None:
-            self.mixed_precision = check_precision(self.mixed_precision, f"{OWNER}: mixed_precision")
+            self.mixed_precision = check_precision(self.mixed_precision, f"{OWNER}: mixed_precision", allow_auto=True)
 
 
 class EpochBatchSampler(Sampler[list[int]]):
