@@ -27,6 +27,7 @@ MOVED = {
     "synthaug.benchmark": "synthaug.bench",
     "synthaug.report": "synthaug.bench",
     "synthaug.metrics": "synthaug.quality",
+    "synthaug.sources.core": "synthaug.sources.contract",
 }
 
 

@@ -24,7 +24,7 @@ are the real ones in another order is re-ordered; other names are refused with b
 from __future__ import annotations
 
 from .callable import CallableSource
-from .core import Source, class_order, is_checkpoint, match_classes, source_class_names
+from .contract import Source, class_order, is_checkpoint, match_classes, source_class_names
 from .folder import FolderSource, is_class_folder
 from .registry import SourceContext, list_sources, open_source, open_source_spec, register_source, source_kind
 

@@ -15,7 +15,7 @@ from ..checks import check_int
 from ..data.imageio import convert_channels, letterbox, resize_batch
 from ..generators.base import check_class_names, check_sample_labels
 from ..mix.items import to_uint8_image
-from .core import check_geometry, class_order
+from .contract import check_geometry, class_order
 
 __all__ = ["CallableSource"]
 

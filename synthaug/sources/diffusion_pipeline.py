@@ -23,7 +23,7 @@ import torch
 
 from ..checks import check_int
 from ..generators.base import check_sample_labels
-from .core import source_class_names
+from .contract import source_class_names
 
 __all__ = ["DiffusersSource"]
 

@@ -17,7 +17,7 @@ from ..data.folders import decode_files, scan_class_folders
 from ..data.imageio import IMAGE_EXTENSIONS
 from ..export import MANIFEST
 from ..generators.base import check_sample_labels
-from .core import check_geometry, class_order, match_classes
+from .contract import check_geometry, class_order, match_classes
 
 __all__ = ["FolderSource", "is_class_folder"]
 

@@ -12,7 +12,7 @@ from typing import Any
 from ..checks import did_you_mean
 from ..mix.pool import SyntheticPool, is_pool, load_pool
 from .callable import CallableSource
-from .core import is_checkpoint, match_classes
+from .contract import is_checkpoint, match_classes
 from .folder import FolderSource, is_class_folder
 
 __all__ = ["SourceContext", "register_source", "list_sources", "source_kind", "open_source_spec", "open_source"]
