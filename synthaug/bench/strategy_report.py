@@ -20,6 +20,7 @@ import numpy as np
 
 from ..classifier import METRICS
 from ..config import from_dict
+from ..quality.metrics import metric_record
 from ..strategy import create_strategy
 from ..stats import HELPS, HURTS, NO_DIFFERENCE, holm, mean_ci, paired_difference, verdict_of
 from ..utils import atomic_write_text
@@ -350,7 +351,7 @@ def gate_table(run_dir: Path) -> Table | None:
     rows = []
     for path in sorted((run_dir / "quality").glob("*/frac*/seed*/*/quality.json")):
         q = json.loads(path.read_text())
-        cas, gate = q.get("cas") or {}, q.get("gate") or {}
+        cas, gate = metric_record(q, "cas") or {}, q.get("gate") or {}  # CAS through its registered metric
         recall = cas.get("class_recall_ratio") or {}
         rows.append([path.parts[-4].replace("frac", ""), path.parts[-3].replace("seed", ""), path.parts[-2],
                      fmt_ratio(cas.get("cas")), fmt_ratio(cas.get("real_score")), fmt_ratio(cas.get("ratio")),
