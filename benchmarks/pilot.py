@@ -32,7 +32,7 @@ def markdown(run: str, c: dict) -> str:
 
     return "\n".join([
         f"# Pilot choices ({run}; {c['metric']}, mean paired difference against each arm's control)", "",
-        f"- ratio r = **{c['ratio']:g}** ({scores(c['ratio_scores'])})",
+        f"- per_real (the plan's ratio r) = **{c['per_real']:g}** ({scores(c['per_real_scores'])})",
         f"- fine-tune steps F = **{c['finetune_steps']}** ({scores(c['finetune_scores'])})",
         f"- edit strength s = **{c['edit_strength']:g}** ({scores(c['edit_scores'])})" if c["edit_strength"] is not None
         else "- edit strength: no edits arm in the pilot",
@@ -77,7 +77,7 @@ def write_config(pilot_path: Path, choices: dict, out: Path, *, run: str) -> Non
     cfg = confirmatory_config(yaml.safe_load(pilot_path.read_text()), choices)
     header = (f"# The CONFIRMATORY run of the powered malaria answer (docs/results/malaria-powered/PLAN.md), written by\n"
               f"#     python benchmarks/pilot.py {run} --write-config {out}\n"
-              f"# from {pilot_path.name} and the pilot's choices: ratio {choices['ratio']:g}, fine-tune steps "
+              f"# from {pilot_path.name} and the pilot's choices: per_real {choices['per_real']:g}, fine-tune steps "
               f"{choices['finetune_steps']}, edit strength {choices['edit_strength']}, teacher labels "
               f"{'yes' if choices['teacher'] else 'no'}, N = {choices['draws']} draws per site size.\n"
               "# Run in shards (--shard i/S), then: python benchmarks/powered_answer.py runs/malaria-powered\n")

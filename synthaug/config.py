@@ -78,9 +78,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``, refusing unknown keys and wrong types (with the key's path)."""
+    """Build dataclass ``cls`` from ``data``, refusing unknown keys and wrong types (with the key's path). A key
+    ``cls.RENAMED`` names (old -> new) is read as its new name, with a FutureWarning saying so."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'top level'}: expected a mapping, got {type(data).__name__}")
+    data = _renamed(cls, data, where)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -93,6 +95,28 @@ def from_dict(cls: type[T], data: dict[str, Any], *, where: str = "") -> T:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where or 'top level'}: {err}") from err
+
+
+def _renamed(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``data`` with the old names of ``cls.RENAMED`` replaced by the new ones (a FutureWarning for each)."""
+    renames = getattr(cls, "RENAMED", {})
+    if not any(old in data for old in renames):
+        return data
+    import warnings
+
+    out = {}
+    for key, value in data.items():
+        new = renames.get(key)
+        if new is None:
+            out[key] = value
+            continue
+        if new in data:
+            raise ConfigError(f"{where or 'top level'}: both {key!r} and {new!r}; {key!r} is the old name of "
+                              f"{new!r}: keep {new!r} only")
+        warnings.warn(f"{where or 'config'}: {key!r} is now called {new!r}; this config loads as before, rename the "
+                      "key (the old name is read for one release)", FutureWarning, stacklevel=3)
+        out[new] = value
+    return out
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

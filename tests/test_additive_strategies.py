@@ -58,7 +58,7 @@ def expected_items(ds: SyntheticDataset, calls: int) -> list[tuple]:
 # --------------------------------------------------------------------------- int labels: as before
 def test_int_labels_give_the_stream_items_in_int64(real):
     ds = synthetic(real)
-    extra = AdditiveSynthetic(ds, share=SHARE, seed=0)
+    extra = AdditiveSynthetic(ds, per_real=SHARE, seed=0)
     images, labels = first_batch(real)
     out = [extra.extend(images, labels) for _ in range(3)]
     want = expected_items(ds, 3)
@@ -69,12 +69,20 @@ def test_int_labels_give_the_stream_items_in_int64(real):
         items = want[k * EXTRA:(k + 1) * EXTRA]
         assert torch.equal(more[BATCH:], torch.stack([image for image, _ in items]))
         assert more_labels[BATCH:].tolist() == [label for _, label in items]
-    drawn = AdditiveSynthetic(ds, share=SHARE, seed=0).draw(EXTRA)
+    drawn = AdditiveSynthetic(ds, per_real=SHARE, seed=0).draw(EXTRA)
     assert len(drawn) == 2 and drawn[1].dtype == torch.int64 and torch.equal(drawn[0], out[0][0][BATCH:])
 
 
+def test_the_old_name_share_still_works_for_one_release_with_a_warning(real):
+    ds = synthetic(real)
+    with pytest.warns(DeprecationWarning, match="per_real"):
+        old = AdditiveSynthetic(ds, share=SHARE, seed=0)
+    assert old.per_real == old.share == SHARE and "per_real=" in repr(old)
+    assert torch.equal(old.draw(EXTRA)[0], AdditiveSynthetic(ds, per_real=SHARE, seed=0).draw(EXTRA)[0])
+
+
 def test_a_batch_too_small_for_an_item_is_returned_as_it_came(real):
-    extra = AdditiveSynthetic(synthetic(real), share=SHARE, seed=0)
+    extra = AdditiveSynthetic(synthetic(real), per_real=SHARE, seed=0)
     images, labels = first_batch(real)
     one = (images[:1], labels[:1], torch.zeros(1, dtype=torch.bool))
     out = extra.extend(*one)  # round(0.25 * 1) == 0
@@ -84,7 +92,7 @@ def test_a_batch_too_small_for_an_item_is_returned_as_it_came(real):
 # --------------------------------------------------------------------------- soft teacher labels
 def test_soft_teacher_labels_make_the_real_labels_one_hot(real):
     ds = synthetic(real, teacher=TeacherLabels(tiny_teacher(), mode="soft", temperature=2.0))
-    extra = AdditiveSynthetic(ds, share=SHARE, seed=0)
+    extra = AdditiveSynthetic(ds, per_real=SHARE, seed=0)
     images, labels = first_batch(real)  # int class ids (B,), as a plain real loader gives them
     more, more_labels = extra.extend(images, labels)
     assert more_labels.shape == (BATCH + EXTRA, CLASSES) and more_labels.dtype == torch.float32
@@ -95,15 +103,15 @@ def test_soft_teacher_labels_make_the_real_labels_one_hot(real):
     assert torch.equal(more[:BATCH], images)
     # real labels already soft (a loader over the same SyntheticDataset): kept as they are
     soft_images, soft_labels = first_batch(ds)
-    again, again_labels = AdditiveSynthetic(ds, share=SHARE, seed=0).extend(soft_images, soft_labels)
+    again, again_labels = AdditiveSynthetic(ds, per_real=SHARE, seed=0).extend(soft_images, soft_labels)
     assert torch.equal(again_labels[:BATCH], soft_labels) and torch.equal(again_labels[BATCH:], more_labels[BATCH:])
-    drawn = AdditiveSynthetic(ds, share=SHARE, seed=0).draw(3)
+    drawn = AdditiveSynthetic(ds, per_real=SHARE, seed=0).draw(3)
     assert drawn[1].shape == (3, CLASSES) and drawn[1].dtype == torch.float32
 
 
 def test_int_synthetic_labels_become_one_hot_for_soft_real_labels(real):
     ds = synthetic(real)
-    extra = AdditiveSynthetic(ds, share=SHARE, seed=0)
+    extra = AdditiveSynthetic(ds, per_real=SHARE, seed=0)
     images = first_batch(real)[0]
     soft = torch.full((BATCH, CLASSES), 0.5, dtype=torch.float64)
     _, labels = extra.extend(images, soft)
@@ -116,18 +124,18 @@ def test_int_synthetic_labels_become_one_hot_for_soft_real_labels(real):
 # --------------------------------------------------------------------------- is_synthetic flags
 def test_three_element_items_and_is_synthetic_flags(real):
     ds = synthetic(real, return_is_synthetic=True)
-    drawn = AdditiveSynthetic(ds, share=SHARE, seed=0).draw(3)
+    drawn = AdditiveSynthetic(ds, per_real=SHARE, seed=0).draw(3)
     assert len(drawn) == 3 and drawn[2].dtype == torch.bool and drawn[2].tolist() == [True] * 3
     images, labels, flags = first_batch(ds)  # a loader over the flagged data set: real and synthetic items
-    more, more_labels, more_flags = AdditiveSynthetic(ds, share=SHARE, seed=0).extend(images, labels, flags)
+    more, more_labels, more_flags = AdditiveSynthetic(ds, per_real=SHARE, seed=0).extend(images, labels, flags)
     assert more_flags.dtype == torch.bool and more_flags.shape == (BATCH + EXTRA,)
     assert torch.equal(more_flags[:BATCH], flags) and more_flags[BATCH:].tolist() == [True] * EXTRA
     assert torch.equal(more[:BATCH], images) and torch.equal(more_labels[:BATCH], labels)
     assert more_labels[BATCH:].tolist() == [label for _, label, _ in expected_items(ds, 1)]
     # a two-element real batch gives two elements back, whatever the source's items
-    assert len(AdditiveSynthetic(ds, share=SHARE, seed=0).extend(images, labels)) == 2
+    assert len(AdditiveSynthetic(ds, per_real=SHARE, seed=0).extend(images, labels)) == 2
     # plain 0/1 integer flags are kept in their dtype, 1 for the appended items
-    ints = AdditiveSynthetic(ds, share=SHARE, seed=0).extend(images, labels, flags.long())[2]
+    ints = AdditiveSynthetic(ds, per_real=SHARE, seed=0).extend(images, labels, flags.long())[2]
     assert ints.dtype == torch.int64 and ints.tolist() == flags.long().tolist() + [1] * EXTRA
 
 
@@ -136,7 +144,7 @@ def test_weighted_loss_on_an_extended_batch_with_soft_labels_and_flags(real):
     ds = synthetic(real, teacher=teacher, return_is_synthetic=True)
     images, labels = first_batch(real)
     flags = torch.zeros(BATCH, dtype=torch.bool)  # a real loader's batch: nothing synthetic yet
-    more, more_labels, more_flags = AdditiveSynthetic(ds, share=SHARE, seed=0).extend(images, labels, flags)
+    more, more_labels, more_flags = AdditiveSynthetic(ds, per_real=SHARE, seed=0).extend(images, labels, flags)
     assert more_flags.tolist() == [False] * BATCH + [True] * EXTRA
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * SIZE * SIZE, CLASSES))
@@ -161,13 +169,13 @@ def test_a_different_number_of_classes_is_refused():
     soft_real = torch.full((BATCH, 3), 1.0 / 3)
     with pytest.raises(ValueError, match=r"AdditiveSynthetic\.extend: the synthetic soft labels have 2 classes but "
                                          r"the real batch's have 3"):
-        AdditiveSynthetic(soft_items(2), share=SHARE).extend(images, soft_real)
+        AdditiveSynthetic(soft_items(2), per_real=SHARE).extend(images, soft_real)
     with pytest.raises(ValueError, match=r"AdditiveSynthetic\.extend: the real class ids go from 0 to 3 but the "
                                          r"probability vectors have 2 classes"):
-        AdditiveSynthetic(soft_items(2), share=SHARE).extend(images, torch.arange(BATCH) % 4)
+        AdditiveSynthetic(soft_items(2), per_real=SHARE).extend(images, torch.arange(BATCH) % 4)
     ints = [(images[0], 2) for _ in range(4)]
     with pytest.raises(ValueError, match=r"the synthetic class ids go from 2 to 2 but the probability vectors have 2"):
-        AdditiveSynthetic(ints, share=SHARE).extend(images, torch.full((BATCH, 2), 0.5))
+        AdditiveSynthetic(ints, per_real=SHARE).extend(images, torch.full((BATCH, 2), 0.5))
 
 
 @pytest.mark.parametrize("source, message", [
@@ -179,11 +187,11 @@ def test_a_different_number_of_classes_is_refused():
 ])
 def test_sources_of_mixed_or_malformed_items_are_refused(source, message):
     with pytest.raises(ValueError, match=message):
-        AdditiveSynthetic(source, share=SHARE).draw(4)
+        AdditiveSynthetic(source, per_real=SHARE).draw(4)
 
 
 def test_malformed_real_batches_are_refused():
-    extra = AdditiveSynthetic([(torch.zeros(3, SIZE, SIZE, dtype=torch.uint8), 0)] * 4, share=SHARE)
+    extra = AdditiveSynthetic([(torch.zeros(3, SIZE, SIZE, dtype=torch.uint8), 0)] * 4, per_real=SHARE)
     images, labels = torch.zeros(BATCH, 3, SIZE, SIZE, dtype=torch.uint8), torch.zeros(BATCH, dtype=torch.long)
     with pytest.raises(ValueError, match=r"AdditiveSynthetic\.extend: is_synthetic is torch\.bool \(3,\) for a batch "
                                          r"of 8"):

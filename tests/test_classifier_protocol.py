@@ -255,7 +255,7 @@ def test_additive_synthetic_appends_to_every_real_batch():
     real = images_dataset(40, size=16)
     gen = create_generator("cvae-tiny", num_classes=2, image_size=16, channels=3)
     synthetic = SyntheticDataset(gen, 0.2, real=real, seed=0)  # 10 synthetic items after the 40 real ones
-    extra = AdditiveSynthetic(synthetic, share=0.25, seed=0)
+    extra = AdditiveSynthetic(synthetic, per_real=0.25, seed=0)
     images, labels = torch.stack([real[i][0] for i in range(8)]), torch.tensor([real[i][1] for i in range(8)])
     more, more_labels = extra.extend(images, labels)
     assert torch.equal(more[:8], images) and torch.equal(more_labels[:8], labels) and more.shape[0] == 10
@@ -263,7 +263,7 @@ def test_additive_synthetic_appends_to_every_real_batch():
     pool = {tuple(synthetic[i][0].flatten().tolist()) for i in range(40, 50)}
     seen = [tuple(x.flatten().tolist()) for batch in [more[8:], *drawn] for x in batch]
     assert set(seen) <= pool and len(seen) == 10 and extra.drawn == 10
-    again = AdditiveSynthetic(synthetic, share=0.25, seed=0).extend(images, labels)[0]
+    again = AdditiveSynthetic(synthetic, per_real=0.25, seed=0).extend(images, labels)[0]
     assert torch.equal(again, more)
     with pytest.raises(ValueError, match="transform the real items get"):
         extra.extend(normalize(images), labels)

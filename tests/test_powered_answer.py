@@ -36,7 +36,7 @@ def rows(draws: int = 30, spread: float = 0.005) -> list[dict]:
 
 def _row(k, draw, arm, role, strategy, control, auroc):
     return {"fraction": k, "seed": draw, "arm": arm, "role": role, "strategy": strategy, "control": control,
-            "kind": strategy, "setting": {"ratio": 0.5}, "val": {"auroc": auroc},
+            "kind": strategy, "setting": {"per_real": 0.5}, "val": {"auroc": auroc},
             "test": {"auroc": auroc, "balanced_accuracy": auroc - 0.1},
             "operating_point": {"test_sensitivity": auroc - 0.2}}
 
@@ -97,7 +97,7 @@ def test_the_confirmatory_config_is_the_pilot_config_with_its_choices(monkeypatc
     from synthaug.config import from_dict
 
     pilot = yaml.safe_load((ROOT / "configs" / "bench" / "malaria-powered-pilot.yaml").read_text())
-    choices = {"ratio": 0.5, "finetune_steps": 1000, "edit_strength": 0.3, "teacher": False, "draws": 34}
+    choices = {"per_real": 0.5, "finetune_steps": 1000, "edit_strength": 0.3, "teacher": False, "draws": 34}
     cfg = confirmatory_config(pilot, choices)
     assert cfg["sites"] == {"patients": [3, 7], "draws": list(range(34))}
     assert cfg["sources"]["ft"]["train"]["steps"] == 1000 and set(cfg["sources"]) == {"shared", "ft"}

@@ -19,12 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_DDPM = {"name": "ddpm", "options": {"base_width": 8, "channel_mults": [1, 2], "num_res_blocks": 1,
                                          "attention": False, "timesteps": 50, "sample_steps": 2},
              "train": {"steps": 4, "batch_size": 16, "checkpoint_every": 4, "sample_every": 4}}
-EVERY_KIND = [{"kind": "samples", "ratio": 0.25, "pool_size": 24}, {"kind": "weighted", "ratio": 0.25, "weight": [0.0, 0.5]},
-              {"kind": "teacher", "ratio": 0.25, "temperature": 2.0},
-              {"kind": "minority", "ratio": 0.25, "target_class": "weakest"},
-              {"kind": "edits", "ratio": 0.25, "strength": 0.1, "per_image": 2},
-              {"kind": "pretrain", "steps": 3, "pool_size": 32}, {"kind": "donor", "ratio": 0.25},
-              {"kind": "mixup", "ratio": 0.25, "options": {"alpha": 0.4}}]
+EVERY_KIND = [{"kind": "samples", "per_real": 0.25, "pool_size": 24}, {"kind": "weighted", "per_real": 0.25, "weight": [0.0, 0.5]},
+              {"kind": "teacher", "per_real": 0.25, "temperature": 2.0},
+              {"kind": "minority", "per_real": 0.25, "target_class": "weakest"},
+              {"kind": "edits", "per_real": 0.25, "strength": 0.1, "per_image": 2},
+              {"kind": "pretrain", "steps": 3, "pool_size": 32}, {"kind": "donor", "per_real": 0.25},
+              {"kind": "mixup", "per_real": 0.25, "options": {"alpha": 0.4}}]
 
 
 def config(**over) -> StrategiesConfig:
@@ -37,6 +37,37 @@ def config(**over) -> StrategiesConfig:
 
 
 # --------------------------------------------------------------------------- config and arms
+def test_per_real_was_called_ratio_an_old_config_loads_with_a_warning_and_an_old_record_reads_silently():
+    """One word per meaning: ``per_real`` (synthetic items appended per real item of a batch) was ``ratio`` in
+    strategies configs; the old key loads with a FutureWarning naming the new one, both at once are refused, and
+    a run record or row written with the old name reads under the new one (arm names are unchanged: ``r0.25``)."""
+    import warnings
+
+    from synthaug.bench.paths import upgrade_row, with_current_names, with_neutral_defaults
+
+    with pytest.warns(FutureWarning, match="'ratio' is now called 'per_real'"):
+        old = config(strategies=[{"kind": "samples", "ratio": [0.25, 0.5]}])
+    assert [a.name for a in arms(old)] == [a.name for a in arms(config(strategies=[{"kind": "samples",
+                                                                                      "per_real": [0.25, 0.5]}]))]
+    assert "samples r0.5" in [a.name for a in arms(old)]
+    with pytest.raises(ConfigError, match="both 'ratio' and 'per_real'"):
+        config(strategies=[{"kind": "samples", "ratio": 0.25, "per_real": 0.5}])
+    record = json.loads((ROOT / "docs" / "results" / "malaria-strategies" / "run-record" /
+                         "config.shard-0-of-5.json").read_text())["config"]
+    assert "ratio" in record["strategies"][0] and "per_real" not in record["strategies"][0]
+    current = with_current_names(record)
+    assert current["strategies"][0]["per_real"] == record["strategies"][0]["ratio"]
+    assert with_neutral_defaults(record)["strategies"][0]["per_real"] == record["strategies"][0]["ratio"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a record of an old run is read without a warning
+        from_dict(StrategiesConfig, with_neutral_defaults(record))
+    row = {"mix": "strategy", "ratio": 0.25, "setting": {"ratio": 0.25, "strength": 0.1}, "arm": "edits r0.25 s0.1"}
+    assert upgrade_row(row) == {"mix": "strategy", "per_real": 0.25, "setting": {"per_real": 0.25, "strength": 0.1},
+                                "arm": "edits r0.25 s0.1"}
+    grid_row = {"mix": "additive", "ratio": 0.25}
+    assert upgrade_row(grid_row) is grid_row  # the ratio grid's rows keep their field
+
+
 def test_every_strategy_has_its_control_and_shared_controls_train_once():
     cfg = config()
     names = [a.name for a in arms(cfg)]
@@ -46,7 +77,7 @@ def test_every_strategy_has_its_control_and_shared_controls_train_once():
     assert controls == {"samples": "real-repeat", "weighted": "weighted-real", "teacher": "teacher-real",
                         "minority": "minority-real", "edits": "real-repeat", "pretrain": "pretrain-real",
                         "donor": "donor-real", "mixup": "mixup-real"}
-    # samples and edits share one real-repeat control at ratio 0.25; each weight has its weighted-real control
+    # samples and edits share one real-repeat control at per_real 0.25; each weight has its weighted-real control
     assert sum(a.kind == "real-repeat" for a in arms(cfg)) == 1
     assert by_name["weighted r0.25 w0.5"].control == "weighted-real r0.25 w0.5"
     # a list is one setting per value; the control keeps what the strategy shares with it (teacher, class, steps)
@@ -58,7 +89,7 @@ def test_every_strategy_has_its_control_and_shared_controls_train_once():
 
 @pytest.mark.parametrize("over, message", [
     ({"strategies": [{"kind": "cutmix"}]}, "kind"),
-    ({"strategies": [{"kind": "samples", "ratio": 0.01}]}, "appends no item"),
+    ({"strategies": [{"kind": "samples", "per_real": 0.01}]}, "appends no item"),
     ({"strategies": [{"kind": "samples"}, {"kind": "samples"}]}, "distinct label"),
     ({"strategies": [{"kind": "edits", "strength": 1.5}]}, "strength"),
     ({"strategies": [{"kind": "weighted", "weight": [0.1, 0.1]}]}, "distinct numbers"),
@@ -73,9 +104,9 @@ def test_bad_strategy_configs_are_refused_with_the_key(over, message):
 
 
 def test_a_strategy_spec_expands_its_lists_on_its_own_parameters_only():
-    spec = StrategySpec(kind="edits", ratio=[0.25, 0.5], strength=[0.1, 0.2], weight=[0.1, 0.9])
-    assert spec.settings() == [{"ratio": 0.25, "strength": 0.1}, {"ratio": 0.25, "strength": 0.2},
-                               {"ratio": 0.5, "strength": 0.1}, {"ratio": 0.5, "strength": 0.2}]
+    spec = StrategySpec(kind="edits", per_real=[0.25, 0.5], strength=[0.1, 0.2], weight=[0.1, 0.9])
+    assert spec.settings() == [{"per_real": 0.25, "strength": 0.1}, {"per_real": 0.25, "strength": 0.2},
+                               {"per_real": 0.5, "strength": 0.1}, {"per_real": 0.5, "strength": 0.2}]
 
 
 # --------------------------------------------------------------------------- the donor pool
@@ -195,8 +226,8 @@ def _row(arm: str, seed: int, val: float, test: float, fraction: float = 0.02, p
 def test_the_verdict_reads_against_the_stronger_control_on_validation_and_holm_adjusts():
     from synthaug.bench.strategy_report import analyze_strategies, headline
 
-    cfg = config(seeds=[0, 1, 2, 3, 4], strategies=[{"kind": "teacher", "ratio": 0.25},
-                                                    {"kind": "samples", "ratio": 0.25}])
+    cfg = config(seeds=[0, 1, 2, 3, 4], strategies=[{"kind": "teacher", "per_real": 0.25},
+                                                    {"kind": "samples", "per_real": 0.25}])
     rows = []
     for s in range(5):
         jitter = 0.001 * s
@@ -215,11 +246,11 @@ def test_the_verdict_reads_against_the_stronger_control_on_validation_and_holm_a
         sorted([min(1, 2 * min(raw)), max(min(1, 2 * min(raw)), max(raw))]))
     sentence = headline(analysis)
     if by["teacher"]["verdict"] == "helps":
-        assert sentence.startswith("At 3 patients, teacher (ratio 0.25, temperature 2) changed balanced accuracy by "
+        assert sentence.startswith("At 3 patients, teacher (per_real 0.25, temperature 2) changed balanced accuracy by "
                                    "+0.032")
     else:  # nothing helped: it says so before the row that came closest
         assert sentence.startswith("No strategy helped at any number of patients")
-        assert "the closest: at 3 patients, teacher (ratio 0.25, temperature 2) changed balanced accuracy by +0.032" \
+        assert "the closest: at 3 patients, teacher (per_real 0.25, temperature 2) changed balanced accuracy by +0.032" \
             in sentence
     assert "against teacher-real r0.25 T2" in sentence and "samples hurt" in sentence
 
@@ -229,7 +260,7 @@ def test_the_clinician_figure_shows_every_seed_inside_0_to_100(tmp_path, monkeyp
     from synthaug.bench.clinician import clinician_figure
     from synthaug.bench.strategy_report import analyze_strategies
 
-    cfg = config(seeds=[0, 1], strategies=[{"kind": "samples", "ratio": 0.25}])
+    cfg = config(seeds=[0, 1], strategies=[{"kind": "samples", "per_real": 0.25}])
     # two seeds far apart: a t interval over them would leave [0, 100] missed infections per 100
     rows = [_row("baseline", 0, 0.70, 0.05), _row("baseline", 1, 0.70, 0.95),
             _row("real-repeat r0.25", 0, 0.69, 0.10), _row("real-repeat r0.25", 1, 0.69, 0.90),
@@ -249,7 +280,7 @@ def test_the_clinician_figure_shows_every_seed_inside_0_to_100(tmp_path, monkeyp
 def test_the_headline_says_plainly_when_nothing_helped_and_names_the_closest():
     from synthaug.bench.strategy_report import analyze_strategies, headline, target_line
 
-    cfg = config(seeds=[0, 1, 2], strategies=[{"kind": "samples", "ratio": 0.25}, {"kind": "edits", "ratio": 0.25}])
+    cfg = config(seeds=[0, 1, 2], strategies=[{"kind": "samples", "per_real": 0.25}, {"kind": "edits", "per_real": 0.25}])
     rows = []
     for s in range(3):
         rows += [_row("baseline", s, 0.70, 0.70 + 0.01 * s), _row("real-repeat r0.25", s, 0.69, 0.69),
@@ -257,7 +288,7 @@ def test_the_headline_says_plainly_when_nothing_helped_and_names_the_closest():
     analysis = analyze_strategies(rows, cfg)
     sentence = headline(analysis)
     assert sentence.startswith("No strategy helped at any number of patients (Holm-adjusted, against the stronger "
-                               "control); the closest: at 3 patients, edits (ratio 0.25, strength 0.1)")
+                               "control); the closest: at 3 patients, edits (per_real 0.25, strength 0.1)")
     assert "**not met**" in target_line(analysis)
     # the line says whether the target was tried with sources that passed the quality gate
     by = {v["strategy"]: v for v in analysis["verdicts"]}
@@ -273,7 +304,7 @@ def test_the_headline_says_plainly_when_nothing_helped_and_names_the_closest():
 def test_the_donor_recovers_a_share_of_the_real_donor_gain_only_when_that_gain_is_there():
     from synthaug.bench.strategy_report import analyze_strategies, donor_table, donor_target_line
 
-    cfg = config(seeds=[0, 1, 2], strategies=[{"kind": "donor", "ratio": 0.25}])
+    cfg = config(seeds=[0, 1, 2], strategies=[{"kind": "donor", "per_real": 0.25}])
     rows = []
     for s in range(3):
         rows += [_row("baseline", s, 0.70, 0.70 + 0.01 * s), _row("donor-real r0.25", s, 0.8, 0.80 + 0.012 * s),

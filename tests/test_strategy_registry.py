@@ -50,7 +50,7 @@ def doubled():
 
 
 def test_a_strategy_registered_from_outside_gets_its_arms_control_and_option_checks(doubled):
-    cfg = strategies_config([{"kind": "doubled", "ratio": [0.25, 0.5], "options": {"copies": 3}}])
+    cfg = strategies_config([{"kind": "doubled", "per_real": [0.25, 0.5], "options": {"copies": 3}}])
     by = {a.name: a for a in arms(cfg)}
     assert set(by) == {"baseline", "doubled r0.25 copies3", "doubled-real r0.25 copies3", "doubled r0.5 copies3",
                        "doubled-real r0.5 copies3"}

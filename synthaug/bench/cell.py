@@ -17,6 +17,7 @@ from torch.utils.data import Dataset, Subset
 from ..classifier import (Fit, GlobalBatchSampler, compute_metrics, create_augment, create_classifier, fit_classifier,
                           predict)
 from ..processes import LocalAccelerator, single_process
+from ..checks import check_int
 from ..config import ConfigError, to_dict
 from ..generators import GeneratorTrainConfig, create_generator, load_generator, train_generator
 from ..mix.quotas import ClassQuotas, class_weights, largest_remainder
@@ -276,19 +277,20 @@ def arm_data(cfg: BenchConfig, splits, cell: Cell, gen: Any = None) -> ArmData:
         mixed = SyntheticDataset(gen, cell.ratio, real=real, seed=cell.seed, label_distribution=syn.label_distribution,
                                  pool_size=syn.pool_size)
         return ArmData(real, mixed, synthetic_items=mixed.num_synthetic)
-    extra = additive_items(gen, real, splits.classes, ratio=cell.ratio, seed=cell.seed,
-                           label_distribution=syn.label_distribution, pool_size=syn.pool_size)
+    # the grid's ratio of an additive arm is its per_real; without a pool size, as many distinct images as the
+    # extra stream draws in one pass of the real items
+    pool_size = syn.pool_size if syn.pool_size is not None else max(1, round(cell.ratio * len(real)))
+    extra = additive_items(gen, real, splits.classes, pool_size=pool_size, seed=cell.seed,
+                           label_distribution=syn.label_distribution)
     return ArmData(real, real, extra=extra, extra_per_batch=cfg.extra_per_batch(cell.ratio),
                    synthetic_items=len(extra), extra_is_synthetic=True)
 
 
-def additive_items(gen: Any, real: Dataset, classes: list[str], *, ratio: float, seed: int,
-                   label_distribution: Any, pool_size: int | None, pool_dir: Path | None = None) -> Dataset:
-    """The synthetic items an additive arm draws its extras from, one image each, labels by
-    ``label_distribution`` (``match``: the real class frequencies): ``pool_size`` of them, or without a pool
-    size ``round(ratio * len(real))`` (at least one), so the extra stream passes over them as often as the
-    real stream passes over the real items."""
-    total = pool_size if pool_size is not None else max(1, round(ratio * len(real)))
+def additive_items(gen: Any, real: Dataset, classes: list[str], *, pool_size: int, seed: int,
+                   label_distribution: Any, pool_dir: Path | None = None) -> Dataset:
+    """The pool an additive arm draws its extras from: ``pool_size`` distinct synthetic items, one image each,
+    labels by ``label_distribution`` (``match``: the class frequencies of ``real``)."""
+    total = check_int(pool_size, "pool_size", "additive_items", minimum=1)
     weights = class_weights(label_distribution, num_classes=len(classes), classes=classes,
                             real_targets=np.asarray(real.targets))
     counts = largest_remainder(total, weights)

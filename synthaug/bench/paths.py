@@ -212,10 +212,39 @@ def _parents(node: Any, path: list[str]) -> list[dict]:
     return _parents(node[head], rest) if isinstance(node, dict) and head in node else []
 
 
-def with_neutral_defaults(config: dict) -> dict:
-    """``config`` (a resolved config as JSON) with every missing key of ``NEUTRAL_DEFAULTS`` filled in (only
-    where its parent exists: a config without ``datasets`` gains none)."""
+#: keys renamed since a config record was written: dotted path (``*``: every entry of a list) -> the new name
+RENAMED_KEYS = {"strategies.*.ratio": "per_real"}
+
+
+def with_current_names(config: dict) -> dict:
+    """A config record (resolved config as JSON) with the keys renamed since it was written under their new names
+    (``RENAMED_KEYS``): an old run folder resumes, and its report reads it, without a warning."""
     out = json.loads(json.dumps(config))
+    for dotted, new in RENAMED_KEYS.items():
+        *parent, old = dotted.split(".")
+        for target in _parents(out, parent):
+            if old in target and new not in target:
+                target[new] = target.pop(old)
+    return out
+
+
+def upgrade_row(row: dict) -> dict:
+    """A results row of a strategies grid written before ``ratio`` was called ``per_real`` (in the row and its
+    ``setting``), under the new name; other rows as they are."""
+    if row.get("mix") != "strategy" or "ratio" not in row:
+        return row
+    row = dict(row)
+    row["per_real"] = row.pop("ratio")
+    if isinstance(row.get("setting"), dict) and "ratio" in row["setting"]:
+        row["setting"] = {("per_real" if k == "ratio" else k): v for k, v in row["setting"].items()}
+    return row
+
+
+def with_neutral_defaults(config: dict) -> dict:
+    """``config`` (a resolved config as JSON) under its current key names (``with_current_names``) with every
+    missing key of ``NEUTRAL_DEFAULTS`` filled in (only where its parent exists: a config without ``datasets``
+    gains none)."""
+    out = with_current_names(config)
     for key, default, marker in NEUTRAL_TOP_DEFAULTS:
         if isinstance(out, dict) and marker in out:
             out.setdefault(key, json.loads(json.dumps(default)))
@@ -264,5 +293,5 @@ def read_results(out_dir: Path) -> list[dict]:
                 raise ValueError(f"{out_dir}: the cell {key} is in both {seen[key]} and {path.name}; shards of one "
                                  "run never share a cell, so these files come from different runs. Move one away.")
             seen[key] = path.name
-            rows.append(row)
+            rows.append(upgrade_row(row))
     return rows

@@ -3,9 +3,10 @@
 ``pilot_choices(rows)`` takes the rows of a sites run of the pilot config (configs/bench/malaria-powered-pilot.yaml)
 and returns, from VALIDATION AUROC only (the pilot never reads test patients), the plan's choices:
 
-- the ratio ``r``, one for all arms: the largest mean paired difference (arm minus its own control) over the
+- ``per_real`` (the plan's ratio ``r``: synthetic items appended per real item), one for all arms: the largest
+  mean paired difference (arm minus its own control) over the
   generator arms and both site sizes;
-- the fine-tune steps ``F`` and the edit strength ``s`` at that ratio, the same way (mean over site sizes);
+- the fine-tune steps ``F`` and the edit strength ``s`` at that per_real, the same way (mean over site sizes);
 - teacher labels for the generator arms only if the teacher arm's validation AUROC beats the hard-label arm's at
   every site size (paired by draw);
 - ``sd_max``: the largest SD, over draws, of the paired differences of the primary rows (donor-gen and the chosen
@@ -29,7 +30,7 @@ from ..stats import minimum_detectable_effect, pairs_needed
 class PilotRules:
     """The plan's pilot rules and the strategy labels of the pilot config that they read."""
 
-    ratios: tuple[float, ...] = (0.25, 0.5, 1.0)
+    per_real: tuple[float, ...] = (0.25, 0.5, 1.0)
     shared: str = "donor-gen"
     teacher: str = "donor-gen-teacher"
     finetunes: dict[str, int] = field(default_factory=lambda: {"donor-ft250": 250, "donor-ft1000": 1000})
@@ -77,19 +78,19 @@ def _best(scores: dict[float, float]) -> float:
     return min(v for v, s in finite.items() if s >= top - 1e-12)
 
 
-def _choose_ratio(diffs: dict[tuple, dict], rules: PilotRules) -> tuple[float, dict]:
+def _choose_per_real(diffs: dict[tuple, dict], rules: PilotRules) -> tuple[float, dict]:
     generators = [rules.shared, *rules.finetunes, rules.edits]
     scores = {}
-    for r in rules.ratios:
-        values = [m for g in generators for m in _arm_means(diffs, g, ratio=r).values()]
+    for r in rules.per_real:
+        values = [m for g in generators for m in _arm_means(diffs, g, per_real=r).values()]
         scores[r] = _mean(values)
     return _best(scores), scores
 
 
-def _teacher_wins(rows: list[dict], rules: PilotRules, ratio: float) -> tuple[bool, dict]:
+def _teacher_wins(rows: list[dict], rules: PilotRules, per_real: float) -> tuple[bool, dict]:
     """Whether the teacher arm's validation metric beats the hard-label arm's at every site size (paired by draw)."""
     value = {(float(r["fraction"]), int(r["seed"]), r["strategy"]): float(r["val"][rules.metric]) for r in rows
-             if r.get("role") == "synthetic" and abs(float(r["setting"].get("ratio", -1)) - ratio) < 1e-12}
+             if r.get("role") == "synthetic" and abs(float(r["setting"].get("per_real", -1)) - per_real) < 1e-12}
     margins = {}
     for k in sorted({key[0] for key in value}):
         pairs = [value[(k, d, rules.teacher)] - value[(k, d, rules.shared)] for (kk, d, s) in value
@@ -102,25 +103,25 @@ def pilot_choices(rows: list[dict], rules: PilotRules | None = None) -> dict[str
     """The plan's pilot choices and draw count from a pilot run's rows (module docstring)."""
     rules = rules or PilotRules()
     diffs = paired_differences(rows, rules.metric, "val")
-    ratio, ratio_scores = _choose_ratio(diffs, rules)
-    ft_scores = {steps: _mean(list(_arm_means(diffs, label, ratio=ratio).values()))
+    per_real, per_real_scores = _choose_per_real(diffs, rules)
+    ft_scores = {steps: _mean(list(_arm_means(diffs, label, per_real=per_real).values()))
                  for label, steps in rules.finetunes.items()}
     steps = _best({float(s): v for s, v in ft_scores.items()})
     strengths = sorted({float(e["setting"]["strength"]) for e in diffs.values() if e["strategy"] == rules.edits})
-    edit_scores = {s: _mean(list(_arm_means(diffs, rules.edits, ratio=ratio, strength=s).values())) for s in strengths}
-    teacher, teacher_margins = _teacher_wins(rows, rules, ratio)
+    edit_scores = {s: _mean(list(_arm_means(diffs, rules.edits, per_real=per_real, strength=s).values())) for s in strengths}
+    teacher, teacher_margins = _teacher_wins(rows, rules, per_real)
     chosen_ft = next(label for label, s in rules.finetunes.items() if s == int(steps))
     primary = [rules.teacher if teacher else rules.shared, chosen_ft]
     sds = {f"{label} k={k:g}": float(np.std(list(e["diffs"].values()), ddof=1))
            for (k, _), e in diffs.items() for label in primary
-           if e["strategy"] == label and abs(float(e["setting"].get("ratio", -1)) - ratio) < 1e-12
+           if e["strategy"] == label and abs(float(e["setting"].get("per_real", -1)) - per_real) < 1e-12
            and len(e["diffs"]) >= 2}
     if not sds:
         raise ValueError("pilot: no primary row has two draws; the SD that sizes the run needs them")
     sd_max = max(sds.values())
     wanted = pairs_needed(sd_max, rules.effect, family=rules.family)
     n = min(rules.cap, max(rules.minimum, wanted))
-    return {"ratio": ratio, "ratio_scores": ratio_scores, "finetune_steps": int(steps), "finetune_scores": ft_scores,
+    return {"per_real": per_real, "per_real_scores": per_real_scores, "finetune_steps": int(steps), "finetune_scores": ft_scores,
             "edit_strength": _best(edit_scores) if edit_scores else None, "edit_scores": edit_scores,
             "teacher": teacher, "teacher_margins": teacher_margins, "primary_sds": sds, "sd_max": sd_max,
             "draws_wanted": wanted, "draws": n, "cap_binds": wanted > rules.cap,

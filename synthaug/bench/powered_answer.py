@@ -1,7 +1,7 @@
 """The confirmatory verdict of the powered malaria answer, by the analysis its plan fixed (PLAN.md).
 
 ``confirmatory_config(pilot, choices)`` turns the pilot's config and the choices ``synthaug.bench.powered`` read
-from it into the confirmatory config: the chosen ratio, fine-tune steps, edit strength and labels, draws
+from it into the confirmatory config: the chosen per_real, fine-tune steps, edit strength and labels, draws
 ``0 .. N-1``, the gate on every draw, test patients scored. Nothing is chosen by hand between the two.
 
 ``confirmatory_answer(rows, gates)`` reads the confirmatory run's rows (and the gate of each source on each
@@ -49,7 +49,7 @@ class AnswerRules:
 def confirmatory_config(pilot: dict, choices: dict) -> dict:
     """The confirmatory config: ``pilot`` (its config as a dict) with the pilot's ``choices`` applied."""
     cfg = copy.deepcopy(pilot)
-    r, steps, strength = choices["ratio"], int(choices["finetune_steps"]), choices["edit_strength"]
+    r, steps, strength = choices["per_real"], int(choices["finetune_steps"]), choices["edit_strength"]
     tried = {int(spec["train"]["steps"]): name for name, spec in cfg["sources"].items() if spec.get("init_from")}
     if steps not in tried:
         raise ValueError(f"finetune_steps={steps}: the pilot config fine-tunes for {sorted(tried)} steps only; "
@@ -57,11 +57,11 @@ def confirmatory_config(pilot: dict, choices: dict) -> dict:
     chosen = tried[steps]
     cfg["sources"] = {"shared": cfg["sources"]["shared"], "ft": cfg["sources"][chosen]}
     teacher = {"kind": "teacher", "temperature": 2.0} if choices["teacher"] else {"kind": "samples"}
-    cfg["strategies"] = [{**teacher, "label": "donor-gen", "source": "shared", "ratio": r},
-                         {**teacher, "label": "donor-ft", "source": "ft", "ratio": r},
+    cfg["strategies"] = [{**teacher, "label": "donor-gen", "source": "shared", "per_real": r},
+                         {**teacher, "label": "donor-ft", "source": "ft", "per_real": r},
                          {"kind": "edits", "label": "edits", "source": "shared", "strength": strength,
-                          "per_image": 4, "ratio": r},
-                         {"kind": "donor-cells", "ratio": r}]
+                          "per_image": 4, "per_real": r},
+                         {"kind": "donor-cells", "per_real": r}]
     cfg["name"] = "malaria-powered"
     cfg["sites"] = {**cfg["sites"], "draws": list(range(int(choices["draws"])))}
     cfg["quality"] = {**cfg["quality"], "seeds": None}  # the gate of every per-site source on every draw

@@ -18,7 +18,8 @@ and the same treatment, with real cells where the strategy has synthetic ones:
 - ``donor``: samples of a generator trained on *other* training patients (the donor pool), in their class mix;
   control ``donor-real``: those patients' real cells, the upper bound of sharing the data itself.
 
-A list of values (``ratio: [0.25, 0.5]``) makes one setting per value; the setting is chosen on validation
+A list of values (``per_real: [0.25, 0.5]``: synthetic items appended per real item of a batch) makes one
+setting per value; the setting is chosen on validation
 patients. The donor pool: ``donor.patients`` of the seed's training patients, drawn from those outside the
 largest fraction of the grid (fractions are nested), so no fraction's own patients, and never a validation or
 test patient, train the donor generator.
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..checks import check_choice, check_float, check_int
 from ..classifier import METRICS
@@ -38,7 +39,8 @@ from ..tracking import check_log_with
 from .grid_config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, check_weights
 
 BASELINE = "baseline"
-_SHORT = {"ratio": "r", "weight": "w", "temperature": "T", "strength": "s"}
+# arm names: "r" is per_real (it was called ratio before; the names stay, so old run folders resume)
+_SHORT = {"per_real": "r", "ratio": "r", "weight": "w", "temperature": "T", "strength": "s"}
 
 
 def reserved_names() -> set[str]:
@@ -53,8 +55,8 @@ class StrategySpec:
 
     kind: str = "samples"
     label: str | None = None
-    ratio: float | list[float] = param(0.25, Param("synthetic items per real item of a batch (not pretrain)",
-                                                   minimum=0, min_inclusive=False))
+    per_real: float | list[float] = param(0.25, Param("synthetic items appended per real item of a batch (not "
+                                                      "pretrain)", minimum=0, min_inclusive=False))
     weight: float | list[float] = param(0.3, Param("weighted: what a synthetic item's loss counts", minimum=0))
     temperature: float | list[float] = param(2.0, Param("teacher: softmax(logits / T) of the baseline classifier",
                                                         minimum=0, min_inclusive=False))
@@ -69,14 +71,17 @@ class StrategySpec:
     options: dict = field(default_factory=dict)  # the strategy's own parameters (``Strategy.options``)
     source: str | None = None                    # a name of the config's ``sources`` (null: ``generator``)
 
+    #: old key -> new key: a config with the old one loads, with a FutureWarning (``synthaug.config.from_dict``)
+    RENAMED: ClassVar[dict[str, str]] = {"ratio": "per_real"}
+
     def __post_init__(self) -> None:
         check_choice(self.kind, "kind", "strategies", list_strategies())
         owner = f"strategies ({self.key})"
         check_params(self, owner)
         self.options = self.strategy.check_options(self.options, owner)
-        if not self.strategy.takes_ratio and len(self.ratio) > 1:
-            raise ValueError(f"{owner}: {self.kind} draws synthetic images alone, then real ones: it takes no ratio "
-                             "list")
+        if not self.strategy.takes_per_real and len(self.per_real) > 1:
+            raise ValueError(f"{owner}: {self.kind} draws synthetic images alone, then real ones: it takes no "
+                             "per_real list")
         self.strategy.check(self, owner)
 
     @property
@@ -90,7 +95,7 @@ class StrategySpec:
     def settings(self) -> list[dict[str, Any]]:
         """Every combination of this strategy's listed values, as ``{parameter: value}``, with its fixed entries."""
         strategy = self.strategy
-        names = (["ratio"] if strategy.takes_ratio else []) + list(strategy.params)
+        names = (["per_real"] if strategy.takes_per_real else []) + list(strategy.params)
         grids = [getattr(self, n) for n in names]
         for name, spec in strategy.options.items():
             values = self.options[name]
@@ -221,8 +226,8 @@ class StrategiesConfig:
                              "donor patients come from outside the largest fraction, so the two must sum to <= 1")
         for s in self.strategies:
             for setting in s.settings():
-                if "ratio" in setting and extra_per_batch(setting["ratio"], self.classifier.batch_size) < 1:
-                    raise ValueError(f"strategies ({s.key}): ratio {setting['ratio']} appends no item to a batch of "
+                if "per_real" in setting and extra_per_batch(setting["per_real"], self.classifier.batch_size) < 1:
+                    raise ValueError(f"strategies ({s.key}): per_real {setting['per_real']} appends no item to a batch of "
                                      f"{self.classifier.batch_size}; use a larger ratio")
         for name, chosen, grid in (("seeds", self.quality.seeds, self.unit_seeds),
                                    ("fractions", self.quality.fractions, self.unit_sizes)):
@@ -317,8 +322,9 @@ class Arm:
         return dict(self.params)
 
     @property
-    def ratio(self) -> float:
-        return float(self.setting.get("ratio", 0.0))
+    def per_real(self) -> float:
+        """Synthetic (or, for a control, real) items appended per real item of a batch; 0 for none."""
+        return float(self.setting.get("per_real", 0.0))
 
 
 def _setting_text(params: dict[str, Any]) -> str:

@@ -185,7 +185,7 @@ class _Unit:
         if key not in self._pools:
             dist = self.cfg.synthetic.label_distribution if only_class is None else {self.classes[only_class]: 1.0}
             self._pools[key] = additive_items(make_source(), self.real if mix_of is None else mix_of, self.classes,
-                                              ratio=1.0, seed=self.seed, label_distribution=dist, pool_size=size,
+                                              pool_size=size, seed=self.seed, label_distribution=dist,
                                               pool_dir=folder)
         return self._pools[key]
 
@@ -222,7 +222,7 @@ class _Unit:
         step), ``pretrain`` items (the phase before), and what the row records of them; the arm's strategy (or
         the strategy whose control it is) says which."""
         cfg = self.cfg
-        per_batch = extra_per_batch(arm.ratio, cfg.classifier.batch_size) if arm.ratio else 0
+        per_batch = extra_per_batch(arm.per_real, cfg.classifier.batch_size) if arm.per_real else 0
         if arm.kind == BASELINE:
             draws, per_batch = Draws(self.real), 0
         elif arm.role == "control":
@@ -421,7 +421,7 @@ def check_before_work(cfg: StrategiesConfig) -> None:
             raise ConfigError(f"strategies ({spec.key}): target_class={spec.target_class!r} is not a class of "
                               f"{cfg.data.name} {splits.classes}, nor 'positive' or 'weakest'")
         for setting in spec.settings():
-            n = extra_per_batch(setting.get("ratio", 0), cfg.classifier.batch_size)
+            n = extra_per_batch(setting.get("per_real", 0), cfg.classifier.batch_size)
             if n % world_size() or cfg.classifier.batch_size % world_size():
                 raise ConfigError(f"strategies ({spec.key}): the batch of {cfg.classifier.batch_size} and its {n} "
                                   f"extra items must be divisible by the {world_size()} processes")
@@ -431,7 +431,7 @@ def _row(unit: _Unit, cell: StrategyCell, metrics: dict, start: float) -> dict:
     arm, splits = cell.arm, unit.splits
     return {"dataset": cell.dataset, "fraction": cell.fraction, "seed": cell.seed, "arm": arm.name, "kind": arm.kind,
             "role": arm.role, "strategy": arm.strategy, "setting": arm.setting, "control": arm.control,
-            "generator": None, "ratio": arm.ratio, "mix": "strategy",
+            "generator": None, "per_real": arm.per_real, "mix": "strategy",
             "train_items": len(splits.train), "train_patients": len(splits.info["train_groups"]),
             "group_kind": getattr(splits, "group_kind", "patients"),
             "positive_class": splits.classes[unit.positive] if splits.num_classes == 2 else None,

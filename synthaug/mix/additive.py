@@ -2,11 +2,11 @@
 
 ``SyntheticDataset(gen, ratio, real=train)`` *replaces*: a share of each epoch is synthetic, so at a fixed
 number of steps the classifier sees fewer real images. ``AdditiveSynthetic`` adds instead: every real
-batch your loader gives keeps its images, labels and order, and ``round(share * len(batch))`` synthetic
+batch your loader gives keeps its images, labels and order, and ``round(per_real * len(batch))`` synthetic
 items are appended, so a gain cannot come from seeing fewer real images, nor a loss::
 
     synthetic = SyntheticDataset(gen, 0.2, real=train)       # its synthetic items match the real classes
-    extra = AdditiveSynthetic(synthetic, share=0.25, seed=0)
+    extra = AdditiveSynthetic(synthetic, per_real=0.25, seed=0)
     for images, labels in loader:
         images, labels = extra.extend(images, labels)         # 64 real + 16 synthetic
 
@@ -68,9 +68,9 @@ class IndexStream:
         return out
 
 
-def extra_per_batch(share: float, batch_size: int) -> int:
-    """Synthetic items appended to a real batch of ``batch_size``: ``round(share * batch_size)``."""
-    return int(round(float(share) * int(batch_size)))
+def extra_per_batch(per_real: float, batch_size: int) -> int:
+    """Synthetic items appended to a real batch of ``batch_size``: ``round(per_real * batch_size)``."""
+    return int(round(float(per_real) * int(batch_size)))
 
 
 def _synthetic_indices(source: Dataset) -> tuple[int, int]:
@@ -81,27 +81,35 @@ def _synthetic_indices(source: Dataset) -> tuple[int, int]:
 
 
 class AdditiveSynthetic:
-    """Append ``round(share * len(batch))`` synthetic items to every real batch (``extend``).
+    """Append ``round(per_real * len(batch))`` synthetic items to every real batch (``extend``).
 
     ``source``: a map-style data set of synthetic ``(image, label)`` or ``(image, label, is_synthetic)`` items,
     typically a ``SyntheticDataset`` (of a generator, a checkpoint folder or a pool; built with ``real=`` its
     synthetic labels follow the real class frequencies, and only its synthetic items are drawn). A label is a
     class id (an int, a numpy integer or a one-element integer tensor) or a float probability vector
-    ``(classes,)`` (``teacher=TeacherLabels(model, mode="soft")``), one kind for the whole source. ``share``:
-    synthetic items per real item of a batch (0.25: 16 on top of 64). ``seed``: the draws; each call of ``draw``
-    or ``extend`` continues the stream.
+    ``(classes,)`` (``teacher=TeacherLabels(model, mode="soft")``), one kind for the whole source. ``per_real``:
+    synthetic items appended per real item of a batch (0.25: 16 on top of 64; the word the benchmark's additive
+    arms use too, where ``ratio`` is ``SyntheticDataset``'s share of an epoch that *replaces* real items;
+    ``share=`` is its old name, kept for one release). ``seed``: the draws; each call of ``draw`` or ``extend``
+    continues the stream.
 
     The synthetic items must come in the format of the real batch (same dtype and image shape): give the
     ``SyntheticDataset`` the transform the real items get (``transform=``). Call ``extend`` in the training
     loop, not in DataLoader workers (each worker would draw the same items).
     """
 
-    def __init__(self, source: Dataset, share: float = 0.25, *, seed: int = 0) -> None:
+    def __init__(self, source: Dataset, per_real: float = 0.25, *, seed: int = 0, share: float | None = None) -> None:
         if not (hasattr(source, "__len__") and hasattr(source, "__getitem__")):
             raise ValueError(f"AdditiveSynthetic: source={type(source).__name__} must be a map-style data set of "
                              "synthetic (image, label) items, e.g. SyntheticDataset(gen, 0.2, real=train)")
-        self.share = check_float(share, "share", "AdditiveSynthetic", minimum=0,
-                                 hint="synthetic items per real item of a batch, e.g. 0.25")
+        if share is not None:
+            import warnings
+
+            warnings.warn("AdditiveSynthetic(share=...) is now per_real= (synthetic items appended per real item of "
+                          "a batch); share= works for one release", DeprecationWarning, stacklevel=2)
+            per_real = share
+        self.per_real = check_float(per_real, "per_real", "AdditiveSynthetic", minimum=0,
+                                    hint="synthetic items appended per real item of a batch, e.g. 0.25")
         self.seed = check_int(seed, "seed", "AdditiveSynthetic", minimum=0)
         self.source = source
         self.first, count = _synthetic_indices(source)
@@ -134,7 +142,7 @@ class AdditiveSynthetic:
         return images, labels, torch.tensor([bool(item[2]) for item in items], dtype=torch.bool)
 
     def extend(self, images: torch.Tensor, labels: torch.Tensor, *rest: Any) -> tuple[torch.Tensor, ...]:
-        """A real batch with ``round(share * len(images))`` synthetic items appended after the real ones (which
+        """A real batch with ``round(per_real * len(images))`` synthetic items appended after the real ones (which
         keep their order), on the real batch's device; the same arity as given.
 
         - ``extend(images, labels)`` gives ``(images, labels)``; ``extend(images, labels, is_synthetic)`` (flags
@@ -145,7 +153,7 @@ class AdditiveSynthetic:
           Soft synthetic labels ``(n, classes)`` turn int real labels into one-hot float ``(B, classes)``, so
           both concatenate; soft real labels ``(B, classes)`` get soft synthetic ones of the same width, or
           synthetic class ids made one-hot. A different number of classes is refused.
-        - A batch too small to get an item (``round(share * B) == 0``) is returned as it came.
+        - A batch too small to get an item (``round(per_real * B) == 0``) is returned as it came.
         """
         if len(rest) > 1:
             raise ValueError(f"{OWNER}.extend: got {2 + len(rest)} batch elements; give (images, labels) or "
@@ -154,7 +162,7 @@ class AdditiveSynthetic:
         if len(labels) != batch:
             raise ValueError(f"{OWNER}.extend: {len(labels)} labels for {batch} images; give one label per image")
         flags = [_real_flags(rest[0], batch)] if rest else []
-        n = extra_per_batch(self.share, batch)
+        n = extra_per_batch(self.per_real, batch)
         if n == 0:
             return (images, labels, *rest)
         extra_images, extra_labels = self.draw(n)[:2]
@@ -167,7 +175,12 @@ class AdditiveSynthetic:
         return out
 
     def __repr__(self) -> str:
-        return f"AdditiveSynthetic(share={self.share:g}, seed={self.seed}, items={self._stream.n})"
+        return f"AdditiveSynthetic(per_real={self.per_real:g}, seed={self.seed}, items={self._stream.n})"
+
+    @property
+    def share(self) -> float:
+        """The old name of ``per_real`` (one release)."""
+        return self.per_real
 
 
 def _soft_label(label: Any) -> torch.Tensor | None:

@@ -2,7 +2,7 @@
 
 A strategy is a class registered under a name (``@register_strategy``), like the generators. It declares
 
-* ``params``: the parameters it takes besides ``ratio``, by name: fields of the strategies config's entry
+* ``params``: the parameters it takes besides ``per_real``, by name: fields of the strategies config's entry
   (``StrategySpec``), each declared once there with its ``Param`` (bounds, help); a list of values is a grid of
   settings to choose among on validation patients;
 * ``control``: the name of its real-only control arm, which draws exactly what the strategy draws with real
@@ -73,7 +73,7 @@ def check_params(obj: Any, owner: str) -> None:
 @dataclass
 class Draws:
     """What one arm's classifier trains on: ``dataset`` (the real batches, as the baseline draws them), ``extra``
-    items appended to each batch (as many per batch as the arm's ``ratio`` asks), ``pretrain`` items (a phase on
+    items appended to each batch (as many per batch as the arm's ``per_real`` asks), ``pretrain`` items (a phase on
     them alone before), and ``record``: what the results row notes about them (e.g. the teacher's agreement)."""
 
     dataset: Any
@@ -115,7 +115,7 @@ class Strategy:
     params: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[dict[str, Param]] = {}     # its own parameters, under ``options:`` in its config entry
     control_drops: ClassVar[tuple[str, ...]] = ()  # setting entries its control does not share (edits: strength)
-    takes_ratio: ClassVar[bool] = True      # False: the strategy draws no extra items per batch (pretrain)
+    takes_per_real: ClassVar[bool] = True   # False: the strategy draws no extra items per batch (pretrain)
     summary: ClassVar[str] = ""             # one line for docs and ``synthaug strategies``
     #: the question its verdicts answer: ``local`` (the site's own data, one Holm family) or ``sharing`` (data of
     #: other patients, its own Holm family, read against sharing their real images)

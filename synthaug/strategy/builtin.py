@@ -112,7 +112,7 @@ class Edits(Samples):
 
 @register_strategy
 class Pretrain(Samples):
-    name, control, takes_ratio = "pretrain", "pretrain-real", False
+    name, control, takes_per_real = "pretrain", "pretrain-real", False
     summary = "`steps` on samples alone, then the budget on real images"
 
     def fixed(self, spec: Any) -> dict:

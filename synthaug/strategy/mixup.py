@@ -4,7 +4,7 @@ target the same mix of their labels; control ``mixup-real``: two real images mix
 The worked example of adding a strategy (docs/architecture.md, "Adding a strategy"): this module, its tests
 (tests/test_strategy_registry.py) and a docs section, nothing else. Its own parameter ``alpha`` (the Beta
 distribution the mixing weight is drawn from) is declared in ``options`` and given in a config entry as
-``{kind: mixup, ratio: 0.25, options: {alpha: 0.4}}``; a list of values is a grid chosen on validation.
+``{kind: mixup, per_real: 0.25, options: {alpha: 0.4}}``; a list of values is a grid chosen on validation.
 
 Each pair and its weight are drawn once per pool from the unit's seed, so every epoch sees the same mixed
 items and a rerun the same ones (as every other pool). Images stay uint8: ``lam * a + (1 - lam) * b``,
