@@ -32,8 +32,8 @@ from typing import Any
 from ..checks import check_choice, check_float, check_int
 from ..classifier import METRICS
 from ..mix.additive import extra_per_batch
-from ..strategy import Param, create_strategy, list_controls, list_strategies
-from ..strategy.base import check_params, param
+from ..options import option, validate_fields
+from ..strategy import create_strategy, list_controls, list_strategies
 from ..tracking import check_log_with
 from .grid_config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, check_weights
 
@@ -53,26 +53,25 @@ class StrategySpec:
 
     kind: str = "samples"
     label: str | None = None
-    ratio: float | list[float] = param(0.25, Param("synthetic items per real item of a batch (not pretrain)",
-                                                   minimum=0, min_inclusive=False))
-    weight: float | list[float] = param(0.3, Param("weighted: what a synthetic item's loss counts", minimum=0))
-    temperature: float | list[float] = param(2.0, Param("teacher: softmax(logits / T) of the baseline classifier",
-                                                        minimum=0, min_inclusive=False))
+    ratio: float | list[float] = option(0.25, "synthetic items per real item of a batch (not pretrain)", minimum=0,
+                                        min_inclusive=False, grid=True)
+    weight: float | list[float] = option(0.3, "weighted: what a synthetic item's loss counts", minimum=0, grid=True)
+    temperature: float | list[float] = option(2.0, "teacher: softmax(logits / T) of the baseline classifier",
+                                              minimum=0, min_inclusive=False, grid=True)
     target_class: str = "positive"              # minority: a class name, "positive" or "weakest" (validation recall)
-    strength: float | list[float] = param(0.1, Param("edits: share of the noise schedule (ddpm) or latent step",
-                                                     minimum=0, min_inclusive=False, maximum=1))
-    per_image: int = param(4, Param("edits: distinct edits per real image", kind=int, minimum=1, grid=False))
-    steps: int | None = param(None, Param("pretrain: steps on synthetic only", kind=int, minimum=1, grid=False,
-                                          optional=True, hint="or null: the cell's budget"))
-    pool_size: int | None = param(None, Param("its distinct synthetic images (not donor)", kind=int, minimum=1,
-                                              grid=False, optional=True, hint="or null: synthetic.pool_size"))
+    strength: float | list[float] = option(0.1, "edits: share of the noise schedule (ddpm) or latent step",
+                                           minimum=0, min_inclusive=False, maximum=1, grid=True)
+    per_image: int = option(4, "edits: distinct edits per real image", minimum=1)
+    steps: int | None = option(None, "pretrain: steps on synthetic only", minimum=1, hint="or null: the cell's budget")
+    pool_size: int | None = option(None, "its distinct synthetic images (not donor)", minimum=1,
+                                   hint="or null: synthetic.pool_size")
     options: dict = field(default_factory=dict)  # the strategy's own parameters (``Strategy.options``)
     source: str | None = None                    # a name of the config's ``sources`` (null: ``generator``)
 
     def __post_init__(self) -> None:
         check_choice(self.kind, "kind", "strategies", list_strategies())
         owner = f"strategies ({self.key})"
-        check_params(self, owner)
+        validate_fields(self, owner)
         self.options = self.strategy.check_options(self.options, owner)
         if not self.strategy.takes_ratio and len(self.ratio) > 1:
             raise ValueError(f"{owner}: {self.kind} draws synthetic images alone, then real ones: it takes no ratio "
