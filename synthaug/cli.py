@@ -312,15 +312,14 @@ class _VersionAction(argparse.Action):
 
 
 def _gate_every(text: str) -> int:
-    """``--gate-every N``: an integer >= 0, refused by argparse with the option named."""
+    """``--gate-every N``: parsed as an integer here; bounded by ``generator.train.gate_every``'s declaration, which
+    checks it as the config override it becomes."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of steps; give the steps between two checks of "
-                                         "the quality gate, an integer >= 0 (e.g. 500; 0 turns early stopping off)")
-    return value
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of steps; give the steps between two checks of the quality gate, an integer "
+            ">= 0 (e.g. 500; 0 turns early stopping off)") from None
 
 
 def _add_train_command(sub: argparse._SubParsersAction) -> None:

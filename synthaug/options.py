@@ -33,7 +33,8 @@ from typing import Any
 from .checks import check_bool, check_choice, check_float, check_int, check_int_list, check_str
 
 __all__ = ["OptionCheck", "OptionSpec", "option", "like", "spec_of", "check_against", "check_value",
-           "validate_fields", "option_defaults", "option_help", "field_type", "type_members", "is_list_of_int", "markdown_table"]
+           "validate_fields", "option_defaults", "option_help", "field_type", "type_members", "is_list_of_int",
+           "markdown_table"]
 
 #: ``check(value, name, owner) -> value``: a field's own check when its type and bounds do not say enough
 OptionCheck = Callable[[Any, str, str], Any]

@@ -29,13 +29,11 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..checks import check_choice, check_float, check_int
-from ..classifier import METRICS
+from ..checks import check_choice, check_int
 from ..mix.additive import extra_per_batch
-from ..options import option, validate_fields
+from ..options import like, option, validate_fields
 from ..strategy import create_strategy, list_controls, list_strategies
-from ..tracking import check_log_with
-from .grid_config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, check_weights
+from .grid_config import BenchConfig, ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, SyntheticConfig
 
 BASELINE = "baseline"
 _SHORT = {"ratio": "r", "weight": "w", "temperature": "T", "strength": "s"}
@@ -44,6 +42,15 @@ _SHORT = {"ratio": "r", "weight": "w", "temperature": "T", "strength": "s"}
 def reserved_names() -> set[str]:
     """Arm names a strategy label may not take: the baseline and every registered control."""
     return {BASELINE, *list_controls()}
+
+
+def _distinct_ints(minimum: int):
+    """The check of a list of distinct integers >= ``minimum`` (at least one)."""
+    def check(values: Any, name: str, owner: str) -> list[int]:
+        if not isinstance(values, list) or not values or len(set(values)) != len(values):
+            raise ValueError(f"{owner}.{name}={values}: give at least one value, without repeats")
+        return [check_int(v, name, owner, minimum=minimum) for v in values]
+    return check
 
 
 @dataclass
@@ -106,15 +113,14 @@ class DonorConfig:
     distinct images its arm draws from (null: as many as the donor patients' real cells, what its upper bound
     draws from), sampled once per seed into the donor generator's folder."""
 
-    patients: float = 0.25
+    patients: float = option(0.25, "share of the seed's training patients in the donor pool", minimum=0,
+                             min_inclusive=False, maximum=1, hint="a share of the seed's training patients, e.g. 0.25")
     generator: GeneratorSpec | None = None
-    pool_size: int | None = None
+    pool_size: int | None = option(None, "distinct images the donor arm draws from", minimum=1,
+                                   hint="or null: as many as the donor's real cells")
 
     def __post_init__(self) -> None:
-        check_float(self.patients, "patients", "donor", minimum=0, min_inclusive=False, maximum=1,
-                    hint="a share of the seed's training patients, e.g. 0.25")
-        if self.pool_size is not None:
-            check_int(self.pool_size, "pool_size", "donor", minimum=1, hint="or null: as many as the donor's real cells")
+        validate_fields(self, "donor")
 
 
 @dataclass
@@ -124,16 +130,12 @@ class SitesConfig:
     A unit's classifier seed is its draw; validation and test patients are the design's, the same for every unit;
     the ``donor`` strategy's pool is the design's donor pool."""
 
-    patients: list[int] = field(default_factory=lambda: [3, 7])
-    draws: list[int] = field(default_factory=lambda: [0])
+    patients: list[int] = option(help="site sizes: training patients per site", check=_distinct_ints(1),
+                                 default_factory=lambda: [3, 7])
+    draws: list[int] = option(help="seeds of the site draws", check=_distinct_ints(0), default_factory=lambda: [0])
 
     def __post_init__(self) -> None:
-        for name in ("patients", "draws"):
-            values = getattr(self, name)
-            if not values or len(set(values)) != len(values):
-                raise ValueError(f"sites.{name}={values}: give at least one value, without repeats")
-            for v in values:
-                check_int(v, name, "sites", minimum=1 if name == "patients" else 0)
+        validate_fields(self, "sites")
 
 
 @dataclass
@@ -141,15 +143,11 @@ class StrategyPools:
     """The synthetic images a strategy arm cycles through: ``pool_size`` per source and class mix, labels in the
     real class frequencies (``match``), ``balanced`` or a mapping."""
 
-    pool_size: int = 512
-    label_distribution: str | dict[str, float] = "match"
+    pool_size: int = option(512, "distinct synthetic images per source and class mix", minimum=1)
+    label_distribution: str | dict[str, float] = like(SyntheticConfig, "label_distribution", "match")
 
     def __post_init__(self) -> None:
-        check_int(self.pool_size, "pool_size", "synthetic", minimum=1)
-        if isinstance(self.label_distribution, str):
-            check_choice(self.label_distribution, "label_distribution", "synthetic", ("match", "balanced"))
-        else:
-            check_weights(self.label_distribution)
+        validate_fields(self, "synthetic")
 
 
 @dataclass
@@ -172,22 +170,20 @@ class StrategiesConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     positive_class: str | None = None
-    primary_metric: str = "balanced_accuracy"
+    primary_metric: str = like(BenchConfig, "primary_metric", "balanced_accuracy")
     # binary tasks: also test sensitivity at the threshold that gives this specificity on validation (e.g. 0.95)
-    fixed_specificity: float | None = None
+    fixed_specificity: float | None = option(None, "binary tasks: also test sensitivity at this specificity",
+                                             minimum=0, maximum=1, min_inclusive=False, max_inclusive=False,
+                                             hint="e.g. 0.95, or null")
     # false: arms are scored on validation patients only (a pilot: its choices never read a test patient)
     score_test: bool = True
-    generator_parallel: str = "replicate"
+    generator_parallel: str = like(BenchConfig, "generator_parallel", "replicate")
     out_dir: str = "runs/{name}"
-    log_with: list[str] | str | None = None   # Accelerate trackers (tensorboard, wandb, ...): synthaug/tracking.py
+    log_with: list[str] | str | None = like(BenchConfig, "log_with", None)
     project_dir: str | None = None            # where they write (default: the run folder)
 
     def __post_init__(self) -> None:
-        check_choice(self.primary_metric, "primary_metric", "", METRICS)
-        if self.fixed_specificity is not None:
-            check_float(self.fixed_specificity, "fixed_specificity", "", minimum=0, maximum=1, min_inclusive=False,
-                        max_inclusive=False, hint="e.g. 0.95, or null")
-        self.log_with = check_log_with(self.log_with)
+        validate_fields(self)
         if len(self.datasets) != 1:
             raise ValueError(f"datasets: a strategies grid runs on one data set, got {len(self.datasets)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -213,7 +209,6 @@ class StrategiesConfig:
             if d.train_fraction != 1.0:
                 raise ValueError(f"datasets: {d.name}: set the real training fractions in `fractions`, not "
                                  f"train_fraction={d.train_fraction}")
-        check_choice(self.generator_parallel, "generator_parallel", "", ("replicate", "data"))
         self._check_sites()
         if self.sites is None and self.uses("donor") and max(self.fractions) + self.donor.patients > 1:
             raise ValueError(f"donor.patients={self.donor.patients} with fractions up to {max(self.fractions)}: the "

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..checks import check_float, check_int, check_int_list, did_you_mean, is_int
+from ..checks import check_float, check_int, check_int_list, did_you_mean, is_int  # noqa: F401 (its old home)
 from ..options import (OptionCheck, OptionSpec, check_value, field_type, is_list_of_int, like, markdown_table,  # noqa: F401
                        option, option_defaults, type_members)  # (OptionSpec, check_value, ...: importable from here too)
 from .blocks import INIT_SCHEMES, parse_policy

@@ -17,7 +17,6 @@ trains a classifier itself. So adding a strategy is one module with its class, i
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 

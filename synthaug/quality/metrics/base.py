@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ...checks import did_you_mean
-from ...options import option, option_help, validate_fields
+from ...options import option, option_help, validate_fields  # noqa: F401 (option: metrics declare with it from here)
 
 #: the metrics of ``evaluate_generator`` when none are named, in the order they run and are shown
 DEFAULT_METRICS = ("fidelity", "memorization", "cas")
