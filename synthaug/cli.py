@@ -265,15 +265,16 @@ def _cmd_explore(args: argparse.Namespace) -> int:
 
 
 def _regex(text: str) -> str:
-    """``--group-pattern``: a regular expression, refused by argparse (a usage error) when it does not compile."""
-    import re
+    """``--group-pattern``: refused by argparse (a usage error) when ``data.group_pattern``'s declaration refuses it
+    (``synthaug data info`` takes it without a config, so it is checked here, by the config's own check)."""
+    from .bench.grid_config import DataConfig
+    from .options import check_value
 
     try:
-        re.compile(text)
-    except re.error as err:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid regular expression ({err}); give one whose first "
-                                         r"group is the patient id, e.g. '^(P\d+)_'") from None
-    return text
+        return check_value(DataConfig, "group_pattern", text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}; give one whose first group is the patient id, e.g. "
+                                         r"'^(P\d+)_'") from None
 
 
 def _add_data_options(parser: argparse.ArgumentParser, *, channels: bool = True, prefix: str = "") -> None:
