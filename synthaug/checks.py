@@ -2,7 +2,8 @@
 
 Every message reads ``"<owner>: <name>=<value!r> must be ..."`` (the owner is left out when empty), so a
 user sees which model, transform or function refused which argument and what to give instead. These
-are the only validators in the package; modules never keep private copies.
+are the primitives of the one validation mechanism: ``synthaug.options`` checks a declared option (``option()``)
+with them, and code that checks a plain argument calls them directly; modules never keep private copies.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["is_int", "check_int", "check_float", "check_range", "check_choice", "check_bool", "did_you_mean"]
+__all__ = ["is_int", "check_int", "check_float", "check_range", "check_choice", "check_bool", "check_str", "check_int_list",
+           "did_you_mean"]
 
 
 def _prefix(owner: str) -> str:
@@ -93,3 +95,18 @@ def check_bool(value: Any, name: str, owner: str = "") -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{_prefix(owner)}{name}={value!r} must be true or false")
     return bool(value)
+
+
+def check_str(value: Any, name: str, owner: str = "", hint: str = "") -> str:
+    """Any string (a choice among some is ``check_choice``)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{_prefix(owner)}{name}={value!r} must be a string{_hint(hint)}")
+    return value
+
+
+def check_int_list(value: Any, name: str, owner: str = "", *, minimum: int = 1, hint: str = "") -> list[int]:
+    """A non-empty list (or tuple: JSON gives lists back) of integers >= ``minimum``."""
+    if not isinstance(value, (list, tuple)) or not value or not all(is_int(v) and v >= minimum for v in value):
+        want = "positive integers" if minimum == 1 else f"integers >= {minimum}"
+        raise ValueError(f"{_prefix(owner)}{name}={value!r} must be a non-empty list of {want}{_hint(hint)}")
+    return [int(v) for v in value]

@@ -265,15 +265,16 @@ def _cmd_explore(args: argparse.Namespace) -> int:
 
 
 def _regex(text: str) -> str:
-    """``--group-pattern``: a regular expression, refused by argparse (a usage error) when it does not compile."""
-    import re
+    """``--group-pattern``: refused by argparse (a usage error) when ``data.group_pattern``'s declaration refuses it
+    (``synthaug data info`` takes it without a config, so it is checked here, by the config's own check)."""
+    from .bench.grid_config import DataConfig
+    from .options import check_value
 
     try:
-        re.compile(text)
-    except re.error as err:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid regular expression ({err}); give one whose first "
-                                         r"group is the patient id, e.g. '^(P\d+)_'") from None
-    return text
+        return check_value(DataConfig, "group_pattern", text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}; give one whose first group is the patient id, e.g. "
+                                         r"'^(P\d+)_'") from None
 
 
 def _add_data_options(parser: argparse.ArgumentParser, *, channels: bool = True, prefix: str = "") -> None:
@@ -312,15 +313,14 @@ class _VersionAction(argparse.Action):
 
 
 def _gate_every(text: str) -> int:
-    """``--gate-every N``: an integer >= 0, refused by argparse with the option named."""
+    """``--gate-every N``: parsed as an integer here; bounded by ``generator.train.gate_every``'s declaration, which
+    checks it as the config override it becomes."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of steps; give the steps between two checks of "
-                                         "the quality gate, an integer >= 0 (e.g. 500; 0 turns early stopping off)")
-    return value
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of steps; give the steps between two checks of the quality gate, an integer "
+            ">= 0 (e.g. 500; 0 turns early stopping off)") from None
 
 
 def _add_train_command(sub: argparse._SubParsersAction) -> None:

@@ -6,10 +6,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bench.grid_config import DataConfig, GeneratorConfig
+from .bench.grid_config import BenchConfig, DataConfig, GeneratorConfig
 from .config import ConfigError, to_dict
 from .generators.finetune import init_weights
-from .tracking import accelerator_kwargs, check_log_with
+from .options import like, validate_fields
+from .tracking import accelerator_kwargs
 
 
 @dataclass
@@ -20,11 +21,11 @@ class TrainConfig:
     seed: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     out_dir: str = "runs/{generator}-{data}-seed{seed}"
-    log_with: list[str] | str | None = None   # Accelerate trackers (tensorboard, wandb, ...): synthaug/tracking.py
+    log_with: list[str] | str | None = like(BenchConfig, "log_with", None)
     project_dir: str | None = None            # where they write (default: out_dir)
 
     def __post_init__(self) -> None:
-        self.log_with = check_log_with(self.log_with)
+        validate_fields(self)
 
 
 #: what a ``synthaug train`` config file must give (an empty file is refused rather than run on the defaults)

@@ -39,7 +39,7 @@ def test_a_probability_out_of_range_is_one_plain_line(named_pool, p, shown):
     with pytest.raises(ValueError) as err:
         SyntheticMix(str(named_pool), p=p)
     text = str(err.value)
-    assert text.startswith(f"SyntheticMix: {shown} is outside the allowed range [0, 1]")
+    assert text.startswith(f"SyntheticMix: {shown} must be a number in [0, 1] (p is the probability")
     assert "\n" not in text and "pydantic" not in text and "validation error" not in text
 
 

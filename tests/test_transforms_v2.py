@@ -90,7 +90,7 @@ def test_composes_and_repeats_under_torch_manual_seed(tmp_path):
 
 
 def test_bad_options_and_samples_are_refused_in_one_line(pool_path, tmp_path):
-    with pytest.raises(ValueError, match=r"^SyntheticMixV2: p=2 is outside the allowed range \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"^SyntheticMixV2: p=2 must be a number in \[0, 1\] \(p is the probability"):
         SyntheticMixV2(pool_path, p=2)
     with pytest.raises(ValueError, match="n_per_class=4 only applies when pool is a generator checkpoint"):
         SyntheticMixV2(pool_path, n_per_class=4)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..checks import check_choice, check_float, check_int
+from ..checks import check_choice, check_float
 from ..augment import check_augment
 from ..classifier import BN_MODES, METRICS
 from ..config import ConfigError, to_dict
@@ -23,6 +23,7 @@ from ..generators import GeneratorTrainConfig
 from ..mix.additive import extra_per_batch
 from ..quality.gate import GateConfig
 from ..mix.quotas import check_ratio
+from ..options import option, validate_fields
 from ..tracking import check_log_with
 
 # "a fraction of the training patients": said by every message about a real training fraction
@@ -30,39 +31,75 @@ _FRACTION_HINT = "a fraction of the training patients"
 MIXES = ("replace", "additive")
 
 
+# --------------------------------------------------------------------------- checks of single options
+def _split(value: Any, name: str, owner: str) -> Any:
+    check_split(value)
+    return value
+
+
+def _design(value: Any, name: str, owner: str) -> Any:
+    PatientDesign.from_mapping(value, "data.design")
+    return value  # the config keeps the mapping (its saved form); loading builds the design
+
+
+def _channels(value: Any, name: str, owner: str) -> int:
+    if value not in (1, 3) or isinstance(value, bool):
+        raise ValueError(f"data.{name}={value!r}: use 1 (greyscale) or 3 (RGB)")
+    return value
+
+
+def _group_aliases(value: Any, name: str, owner: str) -> Any:
+    if not (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+        raise ValueError(f"data.{name}={value!r}: give a mapping of patient id -> group, "
+                         "e.g. {C47P8thin_Original_Motic: C47P8}")
+    return value
+
+
+def _regex(value: Any, name: str, owner: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as err:
+        raise ValueError(f"{name}={value!r} is not a valid regular expression ({err})") from None
+    return value
+
+
+def _augment(value: Any, name: str, owner: str) -> str:
+    return check_augment(value)
+
+
+def _log_with(value: Any, name: str, owner: str) -> list[str] | None:
+    return check_log_with(value, name)
+
+
+def _label_distribution(value: Any, name: str, owner: str) -> Any:
+    if isinstance(value, str):
+        return check_choice(value, name, owner, ("match", "balanced"), hint="or a mapping {class name or id: weight}")
+    check_weights(value)
+    return value
+
+
 @dataclass
 class DataConfig:
     name: str = "malaria"
     root: str | None = None
     image_size: int = 32
-    train_fraction: float = 1.0
-    split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
-    on_bad_file: str = "error"  # or "skip": unreadable files are left out and listed in the run folder
-    group_pattern: str | None = None  # folder data sets: regex whose first group is the patient id of a file name
-    group_aliases: dict[str, str] | None = None  # patient id -> group, for ids that name one patient twice
-    channels: int = 3                 # 1 keeps a greyscale folder one channel (MedMNIST keeps its own)
+    train_fraction: float = option(1.0, "share of the training patients kept", minimum=0, min_inclusive=False,
+                                   maximum=1, hint=_FRACTION_HINT)
+    split: list[float] = option(help="train, val, test shares of the patients", check=_split,
+                                default_factory=lambda: [0.7, 0.1, 0.2])
+    on_bad_file: str = option("error", "an unreadable file: stop, or skip it (listed in the run folder)",
+                              choices=("error", "skip"))
+    group_pattern: str | None = option(None, "folder data sets: regex whose first group is the patient id of a file "
+                                       "name", check=_regex)
+    group_aliases: dict[str, str] | None = option(None, "patient id -> group, for ids that name one patient twice",
+                                                  check=_group_aliases)
+    channels: int = option(3, "1 keeps a greyscale folder one channel (MedMNIST keeps its own)", check=_channels)
     # fixed patient roles instead of split/train_fraction: {val_patients, test_patients, donor_patients, seed,
     # train: donor|site|all, site_patients, draw} (synthaug.data.design.PatientDesign)
-    design: dict | None = None
+    design: dict | None = option(None, "fixed patient roles (synthaug.data.design.PatientDesign)", check=_design)
 
     def __post_init__(self) -> None:
-        check_split(self.split)
-        if self.design is not None:
-            PatientDesign.from_mapping(self.design, "data.design")
-        check_choice(self.on_bad_file, "on_bad_file", "", ("error", "skip"))
-        check_float(self.train_fraction, "train_fraction", minimum=0, min_inclusive=False, maximum=1,
-                    hint=_FRACTION_HINT)
-        if self.channels not in (1, 3) or isinstance(self.channels, bool):
-            raise ValueError(f"data.channels={self.channels!r}: use 1 (greyscale) or 3 (RGB)")
-        if self.group_aliases is not None and not (isinstance(self.group_aliases, dict) and all(
-                isinstance(k, str) and isinstance(v, str) for k, v in self.group_aliases.items())):
-            raise ValueError(f"data.group_aliases={self.group_aliases!r}: give a mapping of patient id -> group, "
-                             "e.g. {C47P8thin_Original_Motic: C47P8}")
-        if self.group_pattern is not None:
-            try:
-                re.compile(self.group_pattern)
-            except re.error as err:
-                raise ValueError(f"group_pattern={self.group_pattern!r} is not a valid regular expression ({err})") from None
+        validate_fields(self)
 
     def load(self, seed: int, train_fraction: float | None = None):
         """The data set split by patient for ``seed``, keeping ``train_fraction`` of the training patients."""
@@ -92,39 +129,32 @@ class ClassifierConfig:
     """
 
     model: str = "resnet18"
-    steps: int | None = 160
-    epochs: float | None = None
-    min_steps: int = 0
-    eval_every: int | None = None
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    augment: str = "flip-rot90"
-    num_workers: int = 0
-    eval_batch_size: int = 256
-    bn: str = "recompute"
-    bn_batches: int = 16
+    steps: int | None = option(160, "optimizer steps (null: an epochs budget)", minimum=1)
+    epochs: float | None = option(None, "passes over the cell's real training images (null: a steps budget)",
+                                  minimum=0, min_inclusive=False,
+                                  hint="passes over the cell's real training images, e.g. 8")
+    min_steps: int = option(0, "the floor of an epochs budget", minimum=0)
+    eval_every: int | None = option(None, "validation every so many steps and at the last", minimum=1,
+                                    hint="or null: no validation during training")
+    batch_size: int = option(64, "real images per batch", minimum=1)
+    lr: float = option(1e-3, "learning rate", minimum=0, min_inclusive=False)
+    weight_decay: float = option(0.05, "weight decay", minimum=0)
+    augment: str = option("flip-rot90", "augmentation: a preset or a pipeline file (synthaug.augment)", check=_augment)
+    num_workers: int = option(0, "DataLoader workers", minimum=0)
+    eval_batch_size: int = option(256, "images per batch when predicting", minimum=1)
+    bn: str = option("recompute", "BatchNorm statistics after training: recompute on real images, or keep",
+                     choices=BN_MODES)
+    bn_batches: int = option(16, "real batches that recompute BatchNorm statistics", minimum=1)
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "eval_batch_size", "bn_batches"):
-            check_int(getattr(self, name), name, minimum=1)
-        check_int(self.min_steps, "min_steps", minimum=0)
-        if self.eval_every is not None:
-            check_int(self.eval_every, "eval_every", minimum=1, hint="or null: no validation during training")
-        check_augment(self.augment)
-        check_choice(self.bn, "bn", "", BN_MODES)
+        validate_fields(self)
         if (self.steps is None) == (self.epochs is None):
             raise ValueError(f"classifier: steps={self.steps}, epochs={self.epochs}: give exactly one budget, a fixed "
                              "number of steps or epochs of real data (set the other to null, e.g. "
                              "--set classifier.steps=null --set classifier.epochs=8)")
-        if self.steps is not None:
-            check_int(self.steps, "steps", minimum=1)
-            if self.min_steps:
-                raise ValueError(f"classifier: min_steps={self.min_steps} is the floor of an `epochs` budget; with a "
-                                 "fixed `steps` leave it at 0")
-        else:
-            check_float(self.epochs, "epochs", minimum=0, min_inclusive=False,
-                        hint="passes over the cell's real training images, e.g. 8")
+        if self.steps is not None and self.min_steps:
+            raise ValueError(f"classifier: min_steps={self.min_steps} is the floor of an `epochs` budget; with a "
+                             "fixed `steps` leave it at 0")
 
     def budget(self, real_items: int) -> int:
         """Optimizer steps of a cell with ``real_items`` real training images (every arm of the cell alike)."""
@@ -220,13 +250,16 @@ class SyntheticConfig:
     """
 
     ratios: list[float] = field(default_factory=lambda: [0.3])
-    mix: str = "replace"
+    mix: str = option("replace", "replace items of each epoch, or append them to each real batch", choices=MIXES)
     real_matched: bool | None = None
-    label_distribution: str | dict[str, float] = "match"
-    pool_size: int | None = None
+    label_distribution: str | dict[str, float] = option("match", "synthetic labels: the real class frequencies, "
+                                                        "balanced, or a mapping of weights",
+                                                        check=_label_distribution)
+    pool_size: int | None = option(None, "distinct synthetic images", minimum=1,
+                                   hint="or null: one image per synthetic item")
 
     def __post_init__(self) -> None:
-        check_choice(self.mix, "mix", "synthetic", MIXES)
+        validate_fields(self)
         if not self.ratios or len(set(self.ratios)) != len(self.ratios):
             raise ValueError(f"synthetic.ratios={self.ratios}: give at least one ratio, without repeats")
         for r in self.ratios:
@@ -241,13 +274,6 @@ class SyntheticConfig:
         if self.real_matched and self.mix != "additive":
             raise ValueError("synthetic.real_matched: with mix=replace every arm draws as many items as the "
                              "baseline, which is then the matched control; use it with mix=additive")
-        if isinstance(self.label_distribution, str):
-            check_choice(self.label_distribution, "label_distribution", "", ("match", "balanced"),
-                         hint="or a mapping {class name or id: weight}")
-        else:
-            check_weights(self.label_distribution)
-        if self.pool_size is not None:
-            check_int(self.pool_size, "pool_size", minimum=1, hint="or null: one image per synthetic item")
 
     @property
     def matched(self) -> bool:
@@ -270,24 +296,23 @@ class QualityConfig:
     patients; ``gate`` judges it (``quality_gate``) and the tables mark a rejected generator beside its verdict."""
 
     enabled: bool = True
-    n: int = 500                      # synthetic images compared with as many real training images
+    n: int = option(500, "synthetic images compared with as many real training images", minimum=2,
+                    hint="compare at least 2 synthetic images, e.g. 500")
     cas: bool = True                  # train on synthetic only, score on the real validation patients
-    cas_images: int | None = 2000     # synthetic images CAS trains on (null: as many as real training images)
+    cas_images: int | None = option(2000, "synthetic images CAS trains on (null: as many as real training images)",
+                                    minimum=1, hint="or null")
     seeds: list[int] | None = None    # evaluate generators of these seeds only (null: every seed)
     fractions: list[float] | None = None  # ... and of these fractions only (null: every fraction)
     extractor_model: str = "test_resnet"
-    extractor_steps: int = 300
+    extractor_steps: int = option(300, "training steps of the feature extractor", minimum=1)
     # reject (annotate, never drop) a generator whose CAS says its images do not carry the classes (issue 13)
     gate: GateConfig = field(default_factory=GateConfig)
 
     def __post_init__(self) -> None:
-        check_int(self.n, "quality.n", minimum=2, hint="compare at least 2 synthetic images, e.g. 500")
+        validate_fields(self, prefix="quality.")
         if self.enabled and self.cas is False and self.gate.enabled:
             raise ValueError("quality.gate.enabled is true but quality.cas is false: the quality gate judges a "
                              "generator by its CAS; set quality.gate.enabled: false, or quality.cas: true")
-        if self.cas_images is not None:
-            check_int(self.cas_images, "quality.cas_images", minimum=1, hint="or null")
-        check_int(self.extractor_steps, "quality.extractor_steps", minimum=1)
 
     def wanted(self, fraction: float, seed: int) -> bool:
         """Whether the generator of this fraction and seed gets its sample quality measured."""
@@ -306,20 +331,20 @@ class BenchConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     positive_class: str | dict[str, str] | None = None  # binary metrics; a mapping gives one per data set name
-    primary_metric: str = "balanced_accuracy"
+    primary_metric: str = option("balanced_accuracy", "the metric verdicts and choices are made on", choices=METRICS)
     # several processes: "replicate" trains each generator whole in every process (results identical to one
     # process); "data" splits its batches across processes (faster for big generators, equal statistically)
-    generator_parallel: str = "replicate"
+    generator_parallel: str = option("replicate", "several processes: each trains a generator whole, or splits its "
+                                     "batches", choices=("replicate", "data"))
     out_dir: str = "runs/{name}"
-    log_with: list[str] | str | None = None   # Accelerate trackers (tensorboard, wandb, ...): synthaug/tracking.py
+    log_with: list[str] | str | None = option(None, "Accelerate trackers (tensorboard, wandb, ...): "
+                                              "synthaug/tracking.py", check=_log_with)
     project_dir: str | None = None            # where they write (default: the run folder)
 
     def __post_init__(self) -> None:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds}: give at least one seed, without repeats")
-        check_choice(self.primary_metric, "primary_metric", "", METRICS)
-        self.log_with = check_log_with(self.log_with)
-        check_choice(self.generator_parallel, "generator_parallel", "", ("replicate", "data"))
+        validate_fields(self)
         self._check_datasets()
         self._check_fractions()
         self._check_extras()

@@ -30,13 +30,11 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..checks import check_choice, check_float, check_int
-from ..classifier import METRICS
+from ..checks import check_choice, check_int
 from ..mix.additive import extra_per_batch
-from ..strategy import Param, create_strategy, list_controls, list_strategies
-from ..strategy.base import check_params, param
-from ..tracking import check_log_with
-from .grid_config import ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, check_weights
+from ..options import like, option, validate_fields
+from ..strategy import create_strategy, list_controls, list_strategies
+from .grid_config import BenchConfig, ClassifierConfig, DataConfig, GeneratorSpec, QualityConfig, SyntheticConfig
 
 BASELINE = "baseline"
 # arm names: "r" is per_real (it was called ratio before; the names stay, so old run folders resume)
@@ -48,6 +46,15 @@ def reserved_names() -> set[str]:
     return {BASELINE, *list_controls()}
 
 
+def _distinct_ints(minimum: int):
+    """The check of a list of distinct integers >= ``minimum`` (at least one)."""
+    def check(values: Any, name: str, owner: str) -> list[int]:
+        if not isinstance(values, list) or not values or len(set(values)) != len(values):
+            raise ValueError(f"{owner}.{name}={values}: give at least one value, without repeats")
+        return [check_int(v, name, owner, minimum=minimum) for v in values]
+    return check
+
+
 @dataclass
 class StrategySpec:
     """One way of using synthetic cells (``kind``: a registered strategy); lists give settings to choose among on
@@ -55,19 +62,18 @@ class StrategySpec:
 
     kind: str = "samples"
     label: str | None = None
-    per_real: float | list[float] = param(0.25, Param("synthetic items appended per real item of a batch (not "
-                                                      "pretrain)", minimum=0, min_inclusive=False))
-    weight: float | list[float] = param(0.3, Param("weighted: what a synthetic item's loss counts", minimum=0))
-    temperature: float | list[float] = param(2.0, Param("teacher: softmax(logits / T) of the baseline classifier",
-                                                        minimum=0, min_inclusive=False))
+    per_real: float | list[float] = option(0.25, "synthetic items appended per real item of a batch (not pretrain)",
+                                           minimum=0, min_inclusive=False, grid=True)
+    weight: float | list[float] = option(0.3, "weighted: what a synthetic item's loss counts", minimum=0, grid=True)
+    temperature: float | list[float] = option(2.0, "teacher: softmax(logits / T) of the baseline classifier",
+                                              minimum=0, min_inclusive=False, grid=True)
     target_class: str = "positive"              # minority: a class name, "positive" or "weakest" (validation recall)
-    strength: float | list[float] = param(0.1, Param("edits: share of the noise schedule (ddpm) or latent step",
-                                                     minimum=0, min_inclusive=False, maximum=1))
-    per_image: int = param(4, Param("edits: distinct edits per real image", kind=int, minimum=1, grid=False))
-    steps: int | None = param(None, Param("pretrain: steps on synthetic only", kind=int, minimum=1, grid=False,
-                                          optional=True, hint="or null: the cell's budget"))
-    pool_size: int | None = param(None, Param("its distinct synthetic images (not donor)", kind=int, minimum=1,
-                                              grid=False, optional=True, hint="or null: synthetic.pool_size"))
+    strength: float | list[float] = option(0.1, "edits: share of the noise schedule (ddpm) or latent step",
+                                           minimum=0, min_inclusive=False, maximum=1, grid=True)
+    per_image: int = option(4, "edits: distinct edits per real image", minimum=1)
+    steps: int | None = option(None, "pretrain: steps on synthetic only", minimum=1, hint="or null: the cell's budget")
+    pool_size: int | None = option(None, "its distinct synthetic images (not donor)", minimum=1,
+                                   hint="or null: synthetic.pool_size")
     options: dict = field(default_factory=dict)  # the strategy's own parameters (``Strategy.options``)
     source: str | None = None                    # a name of the config's ``sources`` (null: ``generator``)
 
@@ -77,7 +83,7 @@ class StrategySpec:
     def __post_init__(self) -> None:
         check_choice(self.kind, "kind", "strategies", list_strategies())
         owner = f"strategies ({self.key})"
-        check_params(self, owner)
+        validate_fields(self, owner)
         self.options = self.strategy.check_options(self.options, owner)
         if not self.strategy.takes_per_real and len(self.per_real) > 1:
             raise ValueError(f"{owner}: {self.kind} draws synthetic images alone, then real ones: it takes no "
@@ -112,15 +118,14 @@ class DonorConfig:
     distinct images its arm draws from (null: as many as the donor patients' real cells, what its upper bound
     draws from), sampled once per seed into the donor generator's folder."""
 
-    patients: float = 0.25
+    patients: float = option(0.25, "share of the seed's training patients in the donor pool", minimum=0,
+                             min_inclusive=False, maximum=1, hint="a share of the seed's training patients, e.g. 0.25")
     generator: GeneratorSpec | None = None
-    pool_size: int | None = None
+    pool_size: int | None = option(None, "distinct images the donor arm draws from", minimum=1,
+                                   hint="or null: as many as the donor's real cells")
 
     def __post_init__(self) -> None:
-        check_float(self.patients, "patients", "donor", minimum=0, min_inclusive=False, maximum=1,
-                    hint="a share of the seed's training patients, e.g. 0.25")
-        if self.pool_size is not None:
-            check_int(self.pool_size, "pool_size", "donor", minimum=1, hint="or null: as many as the donor's real cells")
+        validate_fields(self, "donor")
 
 
 @dataclass
@@ -130,16 +135,12 @@ class SitesConfig:
     A unit's classifier seed is its draw; validation and test patients are the design's, the same for every unit;
     the ``donor`` strategy's pool is the design's donor pool."""
 
-    patients: list[int] = field(default_factory=lambda: [3, 7])
-    draws: list[int] = field(default_factory=lambda: [0])
+    patients: list[int] = option(help="site sizes: training patients per site", check=_distinct_ints(1),
+                                 default_factory=lambda: [3, 7])
+    draws: list[int] = option(help="seeds of the site draws", check=_distinct_ints(0), default_factory=lambda: [0])
 
     def __post_init__(self) -> None:
-        for name in ("patients", "draws"):
-            values = getattr(self, name)
-            if not values or len(set(values)) != len(values):
-                raise ValueError(f"sites.{name}={values}: give at least one value, without repeats")
-            for v in values:
-                check_int(v, name, "sites", minimum=1 if name == "patients" else 0)
+        validate_fields(self, "sites")
 
 
 @dataclass
@@ -147,15 +148,11 @@ class StrategyPools:
     """The synthetic images a strategy arm cycles through: ``pool_size`` per source and class mix, labels in the
     real class frequencies (``match``), ``balanced`` or a mapping."""
 
-    pool_size: int = 512
-    label_distribution: str | dict[str, float] = "match"
+    pool_size: int = option(512, "distinct synthetic images per source and class mix", minimum=1)
+    label_distribution: str | dict[str, float] = like(SyntheticConfig, "label_distribution", "match")
 
     def __post_init__(self) -> None:
-        check_int(self.pool_size, "pool_size", "synthetic", minimum=1)
-        if isinstance(self.label_distribution, str):
-            check_choice(self.label_distribution, "label_distribution", "synthetic", ("match", "balanced"))
-        else:
-            check_weights(self.label_distribution)
+        validate_fields(self, "synthetic")
 
 
 @dataclass
@@ -178,22 +175,20 @@ class StrategiesConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     positive_class: str | None = None
-    primary_metric: str = "balanced_accuracy"
+    primary_metric: str = like(BenchConfig, "primary_metric", "balanced_accuracy")
     # binary tasks: also test sensitivity at the threshold that gives this specificity on validation (e.g. 0.95)
-    fixed_specificity: float | None = None
+    fixed_specificity: float | None = option(None, "binary tasks: also test sensitivity at this specificity",
+                                             minimum=0, maximum=1, min_inclusive=False, max_inclusive=False,
+                                             hint="e.g. 0.95, or null")
     # false: arms are scored on validation patients only (a pilot: its choices never read a test patient)
     score_test: bool = True
-    generator_parallel: str = "replicate"
+    generator_parallel: str = like(BenchConfig, "generator_parallel", "replicate")
     out_dir: str = "runs/{name}"
-    log_with: list[str] | str | None = None   # Accelerate trackers (tensorboard, wandb, ...): synthaug/tracking.py
+    log_with: list[str] | str | None = like(BenchConfig, "log_with", None)
     project_dir: str | None = None            # where they write (default: the run folder)
 
     def __post_init__(self) -> None:
-        check_choice(self.primary_metric, "primary_metric", "", METRICS)
-        if self.fixed_specificity is not None:
-            check_float(self.fixed_specificity, "fixed_specificity", "", minimum=0, maximum=1, min_inclusive=False,
-                        max_inclusive=False, hint="e.g. 0.95, or null")
-        self.log_with = check_log_with(self.log_with)
+        validate_fields(self)
         if len(self.datasets) != 1:
             raise ValueError(f"datasets: a strategies grid runs on one data set, got {len(self.datasets)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -219,7 +214,6 @@ class StrategiesConfig:
             if d.train_fraction != 1.0:
                 raise ValueError(f"datasets: {d.name}: set the real training fractions in `fractions`, not "
                                  f"train_fraction={d.train_fraction}")
-        check_choice(self.generator_parallel, "generator_parallel", "", ("replicate", "data"))
         self._check_sites()
         if self.sites is None and self.uses("donor") and max(self.fractions) + self.donor.patients > 1:
             raise ValueError(f"donor.patients={self.donor.patients} with fractions up to {max(self.fractions)}: the "

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_choice, check_int
+from ..options import option, validate_fields
 from .splits import LeakageError, group_signatures
 
 ROLES = ("val", "test", "donor", "sites")
@@ -40,25 +40,22 @@ class PatientDesign:
     ``train``, ``site_patients`` or ``draw``.
     """
 
-    val_patients: int = 25
-    test_patients: int = 40
-    donor_patients: int = 100
-    seed: int = 0
-    train: str = "donor"
-    site_patients: int | None = None
-    draw: int | None = None
+    val_patients: int = option(25, "validation patients", minimum=1)
+    test_patients: int = option(40, "test patients", minimum=1)
+    donor_patients: int = option(100, "patients of the donor pool", minimum=0)
+    seed: int = option(0, "the seed that assigns the roles", minimum=0)
+    train: str = option("donor", "what the training split holds", choices=TRAIN_ROLES)
+    site_patients: int | None = option(None, "train: site: the site's patient count k", minimum=1,
+                                       hint="the site's patient count k, e.g. 3 or 7")
+    draw: int | None = option(None, "train: site: the site draw's seed", minimum=0, hint="the site draw's seed, e.g. 0")
 
     def __post_init__(self) -> None:
-        for name in ("val_patients", "test_patients"):
-            check_int(getattr(self, name), f"design.{name}", minimum=1)
-        check_int(self.donor_patients, "design.donor_patients", minimum=0)
-        check_int(self.seed, "design.seed", minimum=0)
-        check_choice(self.train, "design.train", "", TRAIN_ROLES)
-        if self.train == "site":
-            check_int(self.site_patients, "design.site_patients", minimum=1,
-                      hint="the site's patient count k, e.g. 3 or 7")
-            check_int(self.draw, "design.draw", minimum=0, hint="the site draw's seed, e.g. 0")
-        elif self.site_patients is not None or self.draw is not None:
+        validate_fields(self, prefix="design.")
+        missing = [name for name in ("site_patients", "draw") if getattr(self, name) is None]
+        if self.train == "site" and missing:
+            raise ValueError(f"design.{missing[0]}=None with design.train='site': a site draw needs site_patients (the "
+                             "site's patient count k, e.g. 3 or 7) and draw (the site draw's seed, e.g. 0)")
+        if self.train != "site" and len(missing) < 2:
             raise ValueError(f"design.site_patients={self.site_patients}, design.draw={self.draw} with "
                              f"design.train={self.train!r}: a site is only drawn with train: site; remove them")
         if self.train == "donor" and self.donor_patients == 0:

@@ -13,25 +13,23 @@ line for the docs, ``minimum`` / ``maximum`` (``min_inclusive`` / ``max_inclusiv
 Rules that need the image geometry (how many times an image size halves, which sizes a GAN supports)
 stay with the model, which computes that geometry to build itself. Sampler settings of ``ddpm``
 (``sample_steps``, ``eta``, ``guidance``) are options too, because checkpoints save them.
+
+The machinery (``option``, ``OptionSpec``, ``check_value``, ``markdown_table``, ...) is ``synthaug.options``,
+shared with the configs, the strategies and the metrics; its names stay importable from here.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import math
-import types
-import typing
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ..checks import check_bool, check_choice, check_float, check_int, did_you_mean, is_int
+from ..checks import check_float, check_int, check_int_list, did_you_mean, is_int  # noqa: F401 (its old home)
+from ..options import (OptionCheck, OptionSpec, check_value, field_type, is_list_of_int, like, markdown_table,  # noqa: F401
+                       option, option_defaults, type_members)  # (OptionSpec, check_value, ...: importable from here too)
 from .blocks import INIT_SCHEMES, parse_policy
 from .losses import LOSSES
-
-#: ``check(value, name, owner) -> value``: a field's own check when its type and bounds do not say enough
-OptionCheck = Callable[[Any, str, str], Any]
 
 RECONS = ("mse", "bce")
 NORMS = ("batch", "group", "none")
@@ -45,31 +43,6 @@ NOISE_SAMPLINGS = ("uniform", "lognormal")
 SAMPLERS = ("ddim", "dpmpp-2m")
 
 
-@dataclass(frozen=True)
-class OptionSpec:
-    """What ``option()`` records about a field besides its type and default."""
-
-    help: str
-    minimum: float | None = None
-    maximum: float | None = None
-    min_inclusive: bool = True
-    max_inclusive: bool = True
-    choices: tuple[str, ...] = ()
-    hint: str = ""
-    check: OptionCheck | None = None
-    allowed: str = ""  # the docs' "allowed" text when ``check`` decides
-
-
-def option(default: Any, help: str, **spec: Any) -> Any:
-    """A dataclass field with its one-line ``help`` and bounds (see ``OptionSpec``)."""
-    return field(default=default, metadata={"spec": OptionSpec(help, **spec)})
-
-
-def like(options: type, name: str, default: Any) -> Any:
-    """The field ``name`` of ``options`` with another default (same help and bounds)."""
-    return field(default=default, metadata=options.__dataclass_fields__[name].metadata)
-
-
 @dataclass
 class GeneratorOptions:
     """Base of every generator's options. Subclasses are dataclasses of ``option()`` fields."""
@@ -79,56 +52,6 @@ class GeneratorOptions:
 
 
 # --------------------------------------------------------------------------- validation
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _split(hint: Any) -> tuple[list[Any], bool]:
-    """The non-None members of a type hint and whether None is allowed."""
-    members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    return [m for m in members if m is not type(None)], type(None) in members
-
-
-def _is_list_of_int(hint: Any) -> bool:
-    return typing.get_origin(hint) is tuple and typing.get_args(hint) == (int, Ellipsis)
-
-
-def check_int_list(value: Any, name: str, owner: str, *, minimum: int = 1, hint: str = "") -> list[int]:
-    """A non-empty list (or tuple: config.json gives lists back) of integers >= ``minimum``."""
-    if not isinstance(value, (list, tuple)) or not value or not all(is_int(v) and v >= minimum for v in value):
-        want = "positive integers" if minimum == 1 else f"integers >= {minimum}"
-        raise ValueError(f"{owner}: {name}={value!r} must be a non-empty list of {want}" + (f" ({hint})" if hint else ""))
-    return [int(v) for v in value]
-
-
-def check_value(options: type, name: str, value: Any, owner: str) -> Any:
-    """``value`` of option ``name`` of the dataclass ``options``, checked against its declaration."""
-    spec: OptionSpec = options.__dataclass_fields__[name].metadata["spec"]
-    members, optional = _split(_hints(options)[name])
-    if value is None and optional:
-        return None
-    if spec.check is not None:
-        return spec.check(value, name, owner)
-    kind = members[0]
-    bounds = {"minimum": spec.minimum, "maximum": spec.maximum, "hint": spec.hint}
-    if kind is bool:
-        return check_bool(value, name, owner)
-    if kind is int:
-        return check_int(value, name, owner, **bounds)
-    if kind is float:
-        return check_float(value, name, owner, min_inclusive=spec.min_inclusive, max_inclusive=spec.max_inclusive,
-                           **bounds)
-    if kind is str and spec.choices:
-        return check_choice(value, name, owner, spec.choices, spec.hint)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{owner}: {name}={value!r} must be a string")
-        return value
-    return check_int_list(value, name, owner, minimum=1 if spec.minimum is None else int(spec.minimum),
-                          hint=spec.hint)
-
-
 def check_declarations(options: type) -> None:
     """Refuse (TypeError, at registration) an options class whose fields cannot be checked or documented."""
     if not (isinstance(options, type) and issubclass(options, GeneratorOptions) and dataclasses.is_dataclass(options)):
@@ -137,8 +60,8 @@ def check_declarations(options: type) -> None:
         spec = f.metadata.get("spec")
         if spec is None:
             raise TypeError(f"{options.__name__}.{f.name} is not declared with option(default, help, ...)")
-        members, _ = _split(_hints(options)[f.name])
-        known = len(members) == 1 and (members[0] in (bool, int, float, str) or _is_list_of_int(members[0]))
+        members, _ = type_members(field_type(options, f.name))
+        known = len(members) == 1 and (members[0] in (bool, int, float, str) or is_list_of_int(members[0]))
         if spec.check is None and not known:
             raise TypeError(f"{options.__name__}.{f.name}: type {f.type} needs check=... in its option()")
 
@@ -153,54 +76,6 @@ def build_options(options: type, given: Mapping[str, Any], owner: str) -> Genera
     built = options(**{key: check_value(options, key, value, owner) for key, value in given.items()})
     built.check(owner)
     return built
-
-
-def option_defaults(options: type) -> dict[str, Any]:
-    """Option name -> default, in declaration order."""
-    return {f.name: f.default for f in dataclasses.fields(options)}
-
-
-# --------------------------------------------------------------------------- the docs table
-def _type_text(hint: Any) -> str:
-    members, optional = _split(hint)
-    names = ["list of int" if _is_list_of_int(m) else m.__name__ for m in members]
-    return " or ".join(names + (["null"] if optional else []))
-
-
-def _bound_text(spec: OptionSpec) -> str:
-    low, high = spec.minimum, spec.maximum
-    if low is not None and high is not None:
-        return f"{'[' if spec.min_inclusive else '('}{low}, {high}{']' if spec.max_inclusive else ')'}"
-    if low is not None:
-        return f"{'>=' if spec.min_inclusive else '>'} {low}"
-    if high is not None:
-        return f"{'<=' if spec.max_inclusive else '<'} {high}"
-    return ""
-
-
-def _allowed_text(options: type, name: str) -> str:
-    spec: OptionSpec = options.__dataclass_fields__[name].metadata["spec"]
-    members, _ = _split(_hints(options)[name])
-    if spec.allowed:
-        return spec.allowed
-    if spec.choices:
-        return ", ".join(f"`{json.dumps(c)}`" for c in spec.choices)
-    if members[0] is bool:
-        return "`true`, `false`"
-    if _is_list_of_int(members[0]):
-        return f"each {_bound_text(spec) or '>= 1'}"
-    return _bound_text(spec)
-
-
-def markdown_table(options: type) -> str:
-    """The Markdown table of an options dataclass: option, type, default, allowed values, help."""
-    rows = ["| option | type | default | allowed | what it does |", "|---|---|---|---|---|"]
-    for f in dataclasses.fields(options):
-        default = json.dumps(list(f.default) if isinstance(f.default, tuple) else f.default)
-        cells = [f"`{f.name}`", _type_text(_hints(options)[f.name]), f"`{default}`", _allowed_text(options, f.name),
-                 f.metadata["spec"].help]
-        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(rows) + "\n"
 
 
 # --------------------------------------------------------------------------- checks shared by declarations

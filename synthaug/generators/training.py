@@ -28,7 +28,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from ..checks import check_choice, check_float, check_int
+from ..checks import check_choice
+from ..options import option, validate_fields
 from ..state import load_state, save_state
 from ..tracking import GeneratorTracking
 from ..utils import append_jsonl, atomic_write_text, read_jsonl
@@ -44,33 +45,28 @@ OWNER = "generator training"
 
 @dataclass
 class GeneratorTrainConfig:
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 1e-3
-    num_workers: int = 0
+    steps: int = option(2000, "optimizer steps", minimum=1)
+    batch_size: int = option(64, "images per batch", minimum=1)
+    lr: float = option(1e-3, "learning rate", minimum=0, min_inclusive=False)
+    num_workers: int = option(0, "DataLoader workers", minimum=0, hint="0 turns it off")
     seed: int = 0
-    log_every: int = 50
-    checkpoint_every: int = 500
-    sample_every: int = 500
-    samples_per_class: int = 8
+    log_every: int = option(50, "steps between two log lines", minimum=0, hint="0 turns it off")
+    checkpoint_every: int = option(500, "steps between two checkpoints", minimum=0, hint="0 turns it off")
+    sample_every: int = option(500, "steps between two sample grids", minimum=0, hint="0 turns it off")
+    samples_per_class: int = option(8, "images per class in a sample grid", minimum=1)
     #: call ``train_generator``'s ``stop_when`` every so many steps (e.g. a ``GateStopper``: stop once the quality
     #: gate passes on the validation patients); 0 turns it off
-    gate_every: int = 0
+    gate_every: int = option(0, "steps between two checks of stop_when (early stopping)", minimum=0,
+                             hint="steps between two checks of stop_when, e.g. 500; 0 turns early stopping off")
     #: ``no`` (float32), ``bf16`` or ``fp16`` autocast for the forward passes (weights stay float32), or ``auto``
     #: (bf16 where it is faster: AMX-BF16 CPUs, bf16 GPUs; float32 elsewhere); None: the Accelerator's
     #: (``accelerate launch --mixed_precision ...``), float32 without one
-    mixed_precision: str | None = None
+    mixed_precision: str | None = option(None, "autocast of the forward passes: no, bf16, fp16 or auto (null: the "
+                                         "Accelerator's)", check=lambda value, name, owner: check_precision(
+                                             value, f"{owner}: {name}", allow_auto=True))
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "samples_per_class"):
-            check_int(getattr(self, name), name, OWNER, minimum=1)
-        for name in ("num_workers", "log_every", "checkpoint_every", "sample_every"):
-            check_int(getattr(self, name), name, OWNER, minimum=0, hint="0 turns it off")
-        check_int(self.gate_every, "gate_every", OWNER, minimum=0,
-                  hint="steps between two checks of stop_when, e.g. 500; 0 turns early stopping off")
-        check_float(self.lr, "lr", OWNER, minimum=0, min_inclusive=False)
-        if self.mixed_precision is not None:
-            self.mixed_precision = check_precision(self.mixed_precision, f"{OWNER}: mixed_precision", allow_auto=True)
+        validate_fields(self, OWNER)
 
 
 class EpochBatchSampler(Sampler[list[int]]):

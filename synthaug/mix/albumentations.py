@@ -36,8 +36,8 @@ from albumentations.core.transforms_interface import BaseTransformInitSchema, Im
 from pydantic import ValidationError, field_validator, model_validator
 
 from .items import class_id
-from .transform_pool import (DEFAULT_PER_CLASS, MixPool, PoolAccess, check_mix_options, check_pool_dir, check_pool_source,
-                             check_sampling_options)
+from .transform_pool import (DEFAULT_PER_CLASS, MixPool, PoolAccess, check_mix_options, check_p, check_pool_dir,
+                             check_pool_source, check_sampling_options)
 from .pool import SyntheticPool
 from ..sources import is_checkpoint
 
@@ -182,6 +182,14 @@ class SyntheticMix(PoolAccess, ImageOnlyTransform, metaclass=_PlainErrors):
         batch_size: Any
         device: Any
         pool_dir: Any
+
+        # The schema is albumentations' adapter: each field's rule lives in synthaug.options' declarations
+        # (``MixSettings``) and the checks of transform_pool, which these validators call; pydantic's own bounds on
+        # ``p`` (from BaseTransformInitSchema) then agree with ours.
+        @field_validator("p", mode="before")
+        @classmethod
+        def _p(cls, value: Any) -> float:
+            return check_p(value, "SyntheticMix")
 
         @field_validator("pool_dir", mode="before")
         @classmethod

@@ -37,7 +37,8 @@ from torchvision.transforms.v2 import functional as F
 
 from ..data.imageio import convert_channels
 from .items import to_uint8_image
-from .transform_pool import MixPool, PoolAccess, check_mix_options, check_pool_dir, check_pool_source, check_sampling_options
+from .transform_pool import (MixPool, PoolAccess, check_mix_options, check_p, check_pool_dir, check_pool_source,
+                             check_sampling_options)
 from .pool import SyntheticPool
 
 __all__ = ["SyntheticMixV2", "match_tensor_format"]
@@ -59,13 +60,6 @@ def match_tensor_format(image: np.ndarray | torch.Tensor, channels: int, height:
     if out.shape[0] != channels:
         out = convert_channels(out[None], channels)[0]
     return out.contiguous()
-
-
-def _check_p(p: Any) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p <= 1:
-        raise ValueError(f"SyntheticMixV2: p={p!r} is outside the allowed range [0, 1] (p is the probability of "
-                         "replacing an image, e.g. p=0.3)")
-    return float(p)
 
 
 def _is_image(value: Any) -> bool:
@@ -91,7 +85,7 @@ class SyntheticMixV2(PoolAccess, Transform):
                  pool_dir: str | os.PathLike | None = None) -> None:
         super().__init__()
         owner = "SyntheticMixV2"
-        self.p = _check_p(p)
+        self.p = check_p(p, "SyntheticMixV2")
         if not isinstance(label_key, str) or not label_key:
             raise ValueError(f"{owner}: label_key={label_key!r} must be a non-empty string, the key of the label in a "
                              "dict sample, e.g. 'label'")

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..checks import check_int
+from ..options import check_value, option
 from ..generators.base import CONFIG_FILE, WEIGHTS_FILE
 from .items import class_id, class_ids_by_name
 from .pool import (Processes, SyntheticPool, check_device, current_processes, generate_pool, generation_device,
@@ -95,12 +96,27 @@ def check_sampling_options(pool: Any, *, n_per_class: Any, device: Any, pool_dir
                              "ready-made pool, which is only read")
 
 
+@dataclass
+class MixSettings:
+    """The options both transforms (``SyntheticMix``, ``SyntheticMixV2``) take, declared once."""
+
+    p: float = option(0.3, "probability of replacing an image", minimum=0, maximum=1,
+                      hint="p is the probability of replacing an image, e.g. p=0.3")
+    seed: int = option(0, "seed of the pool generated from a checkpoint", minimum=0)
+    n_per_class: int | None = option(None, "images per class generated from a checkpoint", minimum=1)
+    batch_size: int = option(256, "generation batch size for a checkpoint", minimum=1)
+
+
+def check_p(p: Any, owner: str) -> float:
+    """A transform's probability of replacing an image, in [0, 1]."""
+    return check_value(MixSettings, "p", p, owner)
+
+
 def check_mix_options(*, seed: Any, n_per_class: Any, batch_size: Any, device: Any,
                       owner: str) -> tuple[int, int | None, int, str | None]:
     """``seed``, ``n_per_class``, ``batch_size`` and ``device`` (as a string) checked, in that order."""
-    seed = check_int(seed, "seed", owner, minimum=0)
-    n_per_class = None if n_per_class is None else check_int(n_per_class, "n_per_class", owner, minimum=1)
-    batch_size = check_int(batch_size, "batch_size", owner, minimum=1)
+    seed, n_per_class, batch_size = (check_value(MixSettings, name, value, owner) for name, value in
+                                     (("seed", seed), ("n_per_class", n_per_class), ("batch_size", batch_size)))
     parsed = check_device(device, owner)
     return seed, n_per_class, batch_size, None if parsed is None else str(parsed)
 

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import check_float, check_int
+from ..options import check_value, option
 from ..classifier import compute_metrics, predict
 from ..stats import mean_ci, paired_difference
 from .recipe import budget_steps, classifier_recipe, per_class_recall, train_recipe
@@ -36,12 +37,23 @@ DEFAULT_EPOCHS = 10.0
 DEFAULT_SEEDS = 3
 
 
+@dataclass
+class CASSettings:
+    """The options of a CAS measurement, declared once (the ``cas`` metric, ``GateStopper`` and
+    ``classification_accuracy_score`` take them)."""
+
+    cas_seeds: int = option(DEFAULT_SEEDS, "classifiers trained per side, each with its own seed", minimum=1,
+                            hint="classifiers trained per measurement, e.g. 3")
+    cas_epochs: float | None = option(DEFAULT_EPOCHS, "passes over the training images of every classifier (at least "
+                                      "the recipe's steps; null: the recipe's steps alone)", minimum=0,
+                                      min_inclusive=False,
+                                      hint="passes over the training images, or None for the recipe's steps alone")
+
+
 def check_cas_options(seeds: Any, epochs: Any, owner: str = "classification_accuracy_score") -> None:
     """The options of the CAS measurement, checked before anything is trained."""
-    check_int(seeds, "cas_seeds", owner, minimum=1, hint="classifiers trained per measurement, e.g. 3")
-    if epochs is not None:
-        check_float(epochs, "cas_epochs", owner, minimum=0, min_inclusive=False,
-                    hint="passes over the training images, or None for the recipe's steps alone")
+    check_value(CASSettings, "cas_seeds", seeds, owner)
+    check_value(CASSettings, "cas_epochs", epochs, owner)
 
 
 def score_on(model: nn.Module, dataset, classes: list[str], *, positive: int | None = None) -> dict[str, Any]:

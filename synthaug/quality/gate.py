@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_bool, check_float, check_int
+from ..checks import check_int
+from ..options import check_value, option, validate_fields
 from .cas import DEFAULT_EPOCHS, DEFAULT_SEEDS, check_cas_options, classification_accuracy_score
 from .metrics import metric_record
 from .recipe import classifier_recipe
@@ -48,10 +49,8 @@ OWNER = "quality_gate"
 
 def check_gate_options(min_ratio: Any, min_class_ratio: Any, *, owner: str = OWNER, prefix: str = "") -> None:
     """The gate's thresholds: shares of the real-trained score, in [0, 1]."""
-    hint = "a share of the real-trained score, e.g. {}"
-    check_float(min_ratio, f"{prefix}min_ratio", owner, minimum=0, maximum=1, hint=hint.format(DEFAULT_MIN_RATIO))
-    check_float(min_class_ratio, f"{prefix}min_class_ratio", owner, minimum=0, maximum=1,
-                hint=hint.format(DEFAULT_MIN_CLASS_RATIO))
+    check_value(GateConfig, "min_ratio", min_ratio, owner, key=f"{prefix}min_ratio")
+    check_value(GateConfig, "min_class_ratio", min_class_ratio, owner, key=f"{prefix}min_class_ratio")
 
 
 def _class_ratios(cas: dict[str, Any]) -> dict[str, float | None]:
@@ -128,13 +127,15 @@ class GateConfig:
     "rejected" when its CAS ratio or its weakest class's recall ratio is below the thresholds (``quality_gate``).
     On by default: it only annotates (rejected generators are still trained and benchmarked), and it needs CAS."""
 
-    enabled: bool = True
-    min_ratio: float = DEFAULT_MIN_RATIO          # CAS / real-trained balanced accuracy, on validation patients
-    min_class_ratio: float = DEFAULT_MIN_CLASS_RATIO  # the weakest class: synthetic / real-trained recall
+    enabled: bool = option(True, "judge every generator (annotate, never drop)")
+    min_ratio: float = option(DEFAULT_MIN_RATIO, "CAS / real-trained balanced accuracy, on validation patients",
+                              minimum=0, maximum=1, hint=f"a share of the real-trained score, e.g. {DEFAULT_MIN_RATIO}")
+    min_class_ratio: float = option(DEFAULT_MIN_CLASS_RATIO, "the weakest class: synthetic / real-trained recall",
+                                    minimum=0, maximum=1,
+                                    hint=f"a share of the real-trained score, e.g. {DEFAULT_MIN_CLASS_RATIO}")
 
     def __post_init__(self) -> None:
-        check_bool(self.enabled, "quality.gate.enabled")
-        check_gate_options(self.min_ratio, self.min_class_ratio, owner="", prefix="quality.gate.")
+        validate_fields(self, prefix="quality.gate.")
 
     def apply(self, cas_record: dict[str, Any]) -> dict[str, Any] | None:
         """``quality_gate`` of ``cas_record`` with these thresholds; None when the gate is off."""

@@ -6,25 +6,35 @@ quantile. Also the audit's outputs: the closest pairs, ``nearest_train.csv`` and
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..checks import check_float, check_int
+from ..options import check_value, option
 from .distribution import nearest_neighbours
 from .numbers import fmt
 
 OWNER = "memorization_audit"
 
 
+@dataclass
+class AuditSettings:
+    """The memorization audit's options, declared once (the ``memorization`` metric and ``memorization_audit``)."""
+
+    quantile: float = option(0.05, "a sample is memorized when as close to a training image as this share of "
+                                   "training images are to theirs", minimum=0, maximum=1, min_inclusive=False,
+                             max_inclusive=False, hint="e.g. 0.05")
+    calibration_size: int = option(2000, "training (and validation) images whose nearest neighbour calibrates",
+                                   minimum=2, hint="training images whose nearest neighbour calibrates")
+
+
 def check_audit_options(quantile: Any, calibration_size: Any, owner: str = OWNER) -> None:
     """The audit's options, checked before anything is trained."""
-    check_float(quantile, "quantile", owner, minimum=0, maximum=1, min_inclusive=False, max_inclusive=False,
-                hint="e.g. 0.05")
-    check_int(calibration_size, "calibration_size", owner, minimum=2,
-              hint="training images whose nearest neighbour calibrates")
+    check_value(AuditSettings, "quantile", quantile, owner)
+    check_value(AuditSettings, "calibration_size", calibration_size, owner)
 
 
 def _mean(values: np.ndarray) -> float | None:

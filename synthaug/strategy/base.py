@@ -3,7 +3,8 @@
 A strategy is a class registered under a name (``@register_strategy``), like the generators. It declares
 
 * ``params``: the parameters it takes besides ``per_real``, by name: fields of the strategies config's entry
-  (``StrategySpec``), each declared once there with its ``Param`` (bounds, help); a list of values is a grid of
+  (``StrategySpec``), each declared once there with ``option()`` (bounds, help; ``synthaug.options``); a list of
+  values is a grid of
   settings to choose among on validation patients;
 * ``control``: the name of its real-only control arm, which draws exactly what the strategy draws with real
   images where the strategy has synthetic ones (several strategies may share one control);
@@ -17,57 +18,29 @@ trains a classifier itself. So adding a strategy is one module with its class, i
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from ..checks import check_float, check_int, did_you_mean
+from ..checks import did_you_mean
+from ..options import OptionSpec, check_against
 
 
 @dataclass(frozen=True)
-class Param:
-    """A strategy parameter: a number (``kind`` float or int) within bounds; ``grid``: a list of values gives one
-    setting per value (chosen on validation patients); ``optional``: null is allowed (a default decided later)."""
+class Param(OptionSpec):
+    """A strategy's own parameter (``Strategy.options``): an ``option()`` spec that is not a dataclass field, so it
+    carries what a field's annotation and default say: ``kind`` (float or int), ``optional`` (null allowed, a
+    default decided later) and ``default``. ``grid`` (on by default): a list of values gives one setting per value,
+    chosen on validation patients. Checked by ``synthaug.options.check_against``, as every option is."""
 
-    help: str
     kind: type = float
-    minimum: float | None = None
-    maximum: float | None = None
-    min_inclusive: bool = True
     grid: bool = True
     optional: bool = False
-    hint: str = ""
-    default: Any = None   # a strategy's own option (``Strategy.options``): its value when the config gives none
-
-    def check(self, value: Any, name: str, owner: str) -> Any:
-        """The checked value: a list of distinct numbers for a grid parameter, one number (or None) otherwise."""
-        if value is None and self.optional:
-            return None
-        if not self.grid:
-            if self.kind is int:
-                return check_int(value, name, owner, minimum=self.minimum, maximum=self.maximum, hint=self.hint)
-            return check_float(value, name, owner, minimum=self.minimum, maximum=self.maximum,
-                               min_inclusive=self.min_inclusive, hint=self.hint)
-        values = value if isinstance(value, list) else [value]
-        if not values or len(set(values)) != len(values):
-            raise ValueError(f"{owner}.{name}={value!r}: give a number or a list of distinct numbers")
-        for v in values:
-            check_float(v, name, owner, minimum=self.minimum, min_inclusive=self.min_inclusive, maximum=self.maximum,
-                        hint=self.hint)
-        return [float(v) for v in values]
+    default: Any = None   # its value when the config gives none
 
 
-def param(default: Any, spec: Param) -> Any:
-    """A dataclass field declared with its ``Param`` (the strategies config's entries use it)."""
-    return field(default=default, metadata={"param": spec})
-
-
-def check_params(obj: Any, owner: str) -> None:
-    """Check and normalise every ``param()`` field of the dataclass instance ``obj`` (lists for grid ones)."""
-    for f in dataclasses.fields(obj):
-        spec = f.metadata.get("param")
-        if spec is not None:
-            setattr(obj, f.name, spec.check(getattr(obj, f.name), f.name, owner))
+def check_param(spec: Param, value: Any, name: str, owner: str) -> Any:
+    """The checked value of a strategy's parameter: a list of distinct numbers for a grid one, one value otherwise."""
+    return check_against(spec, spec.kind, spec.optional, value, name, owner)
 
 
 @dataclass
@@ -139,10 +112,11 @@ class Strategy:
             raise ValueError(f"{owner}: unknown option {unknown[0]!r} of strategy {self.name!r}"
                              f"{did_you_mean(unknown[0], list(self.options))}; its options: "
                              f"{', '.join(self.options) or 'none'}")
-        return {name: spec.check(values.get(name, spec.default), name, owner) for name, spec in self.options.items()}
+        return {name: check_param(spec, values.get(name, spec.default), name, owner)
+                for name, spec in self.options.items()}
 
     def check(self, spec: Any, owner: str) -> None:
-        """Rules between parameters (each parameter alone is checked from its ``Param``); raise ValueError."""
+        """Rules between parameters (each parameter alone is checked from its declaration); raise ValueError."""
 
     def draws(self, ctx: ArmContext, setting: dict[str, Any], spec: Any) -> Draws:
         raise NotImplementedError

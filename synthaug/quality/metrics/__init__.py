@@ -9,7 +9,7 @@ and any other metric registered below (not in the default set). docs/metrics.md 
 to add one.
 """
 from .base import (DEFAULT_METRICS, Column, Metric, MetricContext, TableColumn, create_metric, list_metrics,
-                   metric_class, metric_options, metric_record, option, register_metric,
+                   metric_class, metric_options, metric_record, MetricOptions, option, register_metric,
                    reported_metrics)
 # the order of these imports is the order of the report's columns and sections
 from .fidelity import Fidelity
@@ -18,5 +18,5 @@ from .cas import CAS
 from .two_sample import TwoSample  # noqa: F401 - registers "two_sample"
 
 __all__ = ["DEFAULT_METRICS", "Column", "Metric", "MetricContext", "TableColumn", "create_metric", "list_metrics",
-           "metric_class", "metric_options", "metric_record", "option", "register_metric", "reported_metrics",
+           "metric_class", "metric_options", "metric_record", "MetricOptions", "option", "register_metric", "reported_metrics",
            "Fidelity", "Memorization", "CAS"]

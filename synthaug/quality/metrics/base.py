@@ -1,7 +1,7 @@
 """The ``Metric`` contract, the context every metric reads, and the registry of metrics.
 
-A metric of sample quality is one class: its ``name``, its ``Options`` (a dataclass, each field with a
-``help`` in its metadata, checked by ``Options.check(owner)``), ``compute(context) -> dict`` (the entries it
+A metric of sample quality is one class: its ``name``, its ``Options`` (a dataclass of ``option()`` fields, each
+with its help and bounds, checked from that declaration; ``Options.check(owner)`` for rules between them), ``compute(context) -> dict`` (the entries it
 adds to quality.json, e.g. ``{"cas": {...}}``), optionally ``write`` (its files beside quality.json), and how
 it shows in the text report (``text_columns`` / ``text_cells`` / ``text_notes`` / ``text_section``) and in the
 benchmark's tables (``table_columns`` / ``table_cells``). ``evaluate_generator`` builds the shared
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ...checks import did_you_mean
+from ...options import option, option_help, validate_fields  # noqa: F401 (option: metrics declare with it from here)
 
 #: the metrics of ``evaluate_generator`` when none are named, in the order they run and are shown
 DEFAULT_METRICS = ("fidelity", "memorization", "cas")
@@ -69,11 +70,17 @@ class TableColumn:
 
 
 @dataclass
-class NoOptions:
-    """A metric without options."""
+class MetricOptions:
+    """Base of a metric's options: a dataclass of ``option()`` fields (``synthaug.options``), each checked from its
+    declaration by ``create_metric``; ``check(owner)`` holds the rules between them."""
 
     def check(self, owner: str) -> None:
         """Rules relating options to each other (none here)."""
+
+
+@dataclass
+class NoOptions(MetricOptions):
+    """A metric without options."""
 
 
 def per_class_draw(targets: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -102,11 +109,6 @@ def in_training_frequencies(n: int, splits: Any) -> np.ndarray:
     from ...mix.quotas import largest_remainder
 
     return largest_remainder(n, np.bincount(splits.train.targets, minlength=splits.num_classes))
-
-
-def option(default: Any, help: str) -> Any:
-    """A metric option: its default and one line for the docs."""
-    return field(default=default, metadata={"help": help})
 
 
 class Metric:
@@ -195,7 +197,7 @@ def metric_class(name: str) -> type[Metric]:
 
 def metric_options(name: str) -> dict[str, tuple[Any, str]]:
     """Option name -> (default, help) of metric ``name``, in declaration order (the docs' table)."""
-    return {f.name: (f.default, f.metadata.get("help", "")) for f in dataclasses.fields(metric_class(name).Options)}
+    return option_help(metric_class(name).Options)
 
 
 def create_metric(name: str, *, owner: str | None = None, **options: Any) -> Metric:
@@ -207,6 +209,7 @@ def create_metric(name: str, *, owner: str | None = None, **options: Any) -> Met
         if key not in names:
             raise ValueError(f"{owner}: no option {key!r}{did_you_mean(key, names)}. Its options: {names or 'none'}")
     built = cls.Options(**options)
+    validate_fields(built, owner)  # each option from its declaration, then the rules between them
     built.check(owner)
     return cls(built)
 

@@ -8,26 +8,21 @@ from typing import Any
 
 import numpy as np
 
-from ...checks import check_int
-from ..cas import DEFAULT_EPOCHS, DEFAULT_SEEDS, check_cas_options, classification_accuracy_score
+from ...options import like
+from ..cas import DEFAULT_EPOCHS, DEFAULT_SEEDS, CASSettings, classification_accuracy_score
 from ..recipe import budget_steps
 from ..numbers import fmt
-from .base import (Metric, MetricContext, TableColumn, draw_images, in_training_frequencies, option,
+from .base import (Metric, MetricContext, MetricOptions, TableColumn, draw_images, in_training_frequencies, option,
                    register_metric)
 
 
 @dataclass
-class CASOptions:
-    cas_images: int | None = option(None, "synthetic images CAS trains on (null: as many as real training images)")
-    cas_seeds: int = option(DEFAULT_SEEDS, "classifiers trained per side, each with its own seed")
-    cas_epochs: float | None = option(DEFAULT_EPOCHS, "passes over the training images of every classifier (at "
-                                                      "least the recipe's steps; null: the recipe's steps alone)")
-    positive: int | None = option(None, "the positive class of binary metrics (AUROC)")
-
-    def check(self, owner: str) -> None:
-        if self.cas_images is not None:
-            check_int(self.cas_images, "cas_images", owner, minimum=1, hint="or None: as many as real training images")
-        check_cas_options(self.cas_seeds, self.cas_epochs, owner)
+class CASOptions(MetricOptions):
+    cas_images: int | None = option(None, "synthetic images CAS trains on (null: as many as real training images)",
+                                    minimum=1, hint="or None: as many as real training images")
+    cas_seeds: int = like(CASSettings, "cas_seeds", DEFAULT_SEEDS)
+    cas_epochs: float | None = like(CASSettings, "cas_epochs", DEFAULT_EPOCHS)
+    positive: int | None = option(None, "the positive class of binary metrics (AUROC)", minimum=0)
 
 
 def _interval(ci: list[float] | None) -> str:

@@ -8,17 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...checks import check_int
 from ..distribution import fidelity_metrics
-from .base import Column, Metric, MetricContext, TableColumn, option, per_class_draw, register_metric
+from .base import Column, Metric, MetricContext, MetricOptions, TableColumn, option, per_class_draw, register_metric
 
 
 @dataclass
-class FidelityOptions:
-    k: int = option(3, "neighbours of precision/recall (the paper uses 3)")
-
-    def check(self, owner: str) -> None:
-        check_int(self.k, "k", owner, minimum=1, hint="the neighbours of precision/recall; the paper uses 3")
+class FidelityOptions(MetricOptions):
+    k: int = option(3, "neighbours of precision/recall (the paper uses 3)", minimum=1,
+                    hint="the neighbours of precision/recall; the paper uses 3")
 
 
 @register_metric("fidelity")

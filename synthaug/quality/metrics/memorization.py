@@ -6,24 +6,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...checks import check_bool, check_int
-from ..memorization import (check_audit_options, closest_pairs, memorization_audit, save_closest_pairs,
-                            write_nearest_csv)
-from .base import Column, Metric, MetricContext, TableColumn, option, register_metric
+from ...options import like
+from ..memorization import AuditSettings, closest_pairs, memorization_audit, save_closest_pairs, write_nearest_csv
+from .base import Column, Metric, MetricContext, MetricOptions, TableColumn, option, register_metric
 
 
 @dataclass
-class MemorizationOptions:
-    quantile: float = option(0.05, "a sample is memorized when as close to a training image as this share of "
-                                   "training images are to theirs")
-    calibration_size: int = option(2000, "training (and validation) images whose nearest neighbour calibrates")
+class MemorizationOptions(MetricOptions):
+    quantile: float = like(AuditSettings, "quantile", 0.05)
+    calibration_size: int = like(AuditSettings, "calibration_size", 2000)
     exclude_same_patient: bool = option(False, "calibrate against other patients' images only")
-    pairs: int = option(16, "closest synthetic / training pairs drawn in memorization_pairs.png")
-
-    def check(self, owner: str) -> None:
-        check_int(self.pairs, "pairs", owner, minimum=0, hint="the number of closest pairs to draw")
-        check_audit_options(self.quantile, self.calibration_size, owner)
-        check_bool(self.exclude_same_patient, "exclude_same_patient", owner)
+    pairs: int = option(16, "closest synthetic / training pairs drawn in memorization_pairs.png", minimum=0,
+                        hint="the number of closest pairs to draw")
 
 
 @register_metric("memorization")

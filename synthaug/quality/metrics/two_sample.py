@@ -17,23 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...checks import check_float, check_int
 from ..numbers import fmt
-from .base import Metric, MetricContext, TableColumn, option, register_metric
+from .base import Metric, MetricContext, MetricOptions, TableColumn, option, register_metric
 
 
 @dataclass
-class TwoSampleOptions:
-    folds: int = option(5, "cross-validation folds; every image is scored once, by a classifier that did not see it")
-    max_items: int = option(2000, "images per side at most (real validation, synthetic), drawn at random")
-    steps: int = option(300, "full-batch Adam steps of the logistic regression")
-    weight_decay: float = option(1e-3, "L2 penalty of the logistic regression")
-
-    def check(self, owner: str) -> None:
-        check_int(self.folds, "folds", owner, minimum=2, hint="e.g. 5")
-        check_int(self.max_items, "max_items", owner, minimum=2, hint="images per side, e.g. 2000")
-        check_int(self.steps, "steps", owner, minimum=1, hint="e.g. 300")
-        check_float(self.weight_decay, "weight_decay", owner, minimum=0, hint="e.g. 1e-3")
+class TwoSampleOptions(MetricOptions):
+    folds: int = option(5, "cross-validation folds; every image is scored once, by a classifier that did not see it",
+                        minimum=2, hint="e.g. 5")
+    max_items: int = option(2000, "images per side at most (real validation, synthetic), drawn at random", minimum=2,
+                            hint="images per side, e.g. 2000")
+    steps: int = option(300, "full-batch Adam steps of the logistic regression", minimum=1, hint="e.g. 300")
+    weight_decay: float = option(1e-3, "L2 penalty of the logistic regression", minimum=0, hint="e.g. 1e-3")
 
 
 def _fit_predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, *, steps: int,
