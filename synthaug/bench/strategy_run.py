@@ -322,6 +322,12 @@ def teacher_dir(out_dir: Path, dataset: str, fraction: float, seed: int) -> Path
     return Path(out_dir) / "teachers" / dataset / f"frac{fraction:g}" / f"seed{seed}"
 
 
+def build_unit(cfg: StrategiesConfig, out_dir: str | Path, accelerator: Any, size: float, seed: int) -> "_Unit":
+    """One unit of the grid (its split, sources and caches), ready to ``train(arm)`` an arm of it; for tools that
+    look at one arm (benchmarks/cell_profile.py)."""
+    return _Unit(cfg, Path(out_dir), accelerator, size, seed)
+
+
 # --------------------------------------------------------------------------- the grid
 def strategy_units(cells: list[StrategyCell]) -> list[tuple]:
     return list(dict.fromkeys((c.fraction, c.seed) for c in cells))
