@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(r.get("test") is None for r in rows):
         raise SystemExit(f"{args.run}: rows without test scores (a pilot, score_test: false?): the confirmatory "
                          "verdict reads test patients; give the confirmatory run")
-    answer = confirmatory_answer(rows, source_gates(args.run, cfg, rows))
+    answer = confirmatory_answer(rows, source_gates(args.run, cfg, rows), planned_draws=len(cfg.unit_seeds))
+    if not answer["complete"]:
+        print(f"warning: {args.run} holds fewer draws than its config plans ({len(cfg.unit_seeds)} per site size): "
+              "this is an interim look, not the verdict; the report says so in its first line", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(answer, indent=1, default=str) + "\n")
     text = markdown(answer, run=args.run.name)

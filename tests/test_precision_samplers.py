@@ -62,6 +62,10 @@ def test_auto_precision_is_bf16_only_where_it_is_faster(monkeypatch):
     assert GeneratorTrainConfig(mixed_precision="auto").mixed_precision == "auto"
     with pytest.raises(ValueError, match="'no', 'bf16', 'fp16'"):  # the loop itself takes a resolved precision
         Precision("auto")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # a V100: emulated bf16
+    assert prec.auto_precision("cuda:0") == "no"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # an A100: native bf16
+    assert prec.auto_precision("cuda:0") == "bf16"
     trained = _train("auto", steps=1)
     assert trained.training_record["mixed_precision"] == "no"  # resolved and recorded as what ran
 

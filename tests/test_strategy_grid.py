@@ -467,7 +467,17 @@ def test_a_shared_source_of_a_sites_grid_is_gated_once_against_the_donor_cells(t
     assert measured == [("seed0", "shared"), ("seed0", "tuned"), ("seed1", "tuned")], measured
     record = json.loads(next((tmp_path / "run" / "quality").rglob("shared/quality.json")).read_text())
     assert record["cas"]["real_images"] == len(cfg.load_design_donors().train)  # the donors' cells, not the site's
-    assert "fixed design (donor and site pools)" in record["extractor"]["trained_on"]
+    assert "design's donor patients" in record["extractor"]["trained_on"]
+    tuned = json.loads(next((tmp_path / "run" / "quality").rglob("seed1/tuned/quality.json")).read_text())
+    assert "fixed design (donor and site pools)" in tuned["extractor"]["trained_on"]
+    from synthaug.bench.cell import extractor_split
+    from synthaug.bench.grid_config import Cell
+
+    site = cfg.load_unit(3, 1)
+    full, seed, _ = extractor_split(cfg.data, site, Cell(cfg.data.key, 3.0, 1))
+    held_out = set(site.info["val_groups"]) | set(site.info["test_groups"])
+    assert set(site.info["train_groups"]) < set(full.info["train_groups"])  # the site's patients, and more
+    assert not set(full.info["train_groups"]) & held_out and seed == 0  # never a validation or test patient
     gates = source_gates(tmp_path / "run", cfg, rows)
     assert gates[(3.0, 0, "donor-gen")] == gates[(3.0, 1, "donor-gen")] == record["gate"]["passed"]
     assert isinstance(gates[(3.0, 1, "donor-ft")], bool) and gates[(3.0, 0, "donor-cells")] is None

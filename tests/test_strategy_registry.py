@@ -64,6 +64,15 @@ def test_a_strategy_registered_from_outside_gets_its_arms_control_and_option_che
         strategies_config([{"kind": "samples", "label": "doubled-real"}])
 
 
+def test_a_strategy_that_sets_the_old_takes_ratio_is_honoured_with_a_warning():
+    from synthaug.strategy import Strategy
+
+    with pytest.warns(DeprecationWarning, match="takes_per_real"):
+        class Alone(Strategy):  # not registered: only the attribute's old name is under test
+            name, control, takes_ratio = "alone", "alone-real", False
+    assert Alone.takes_per_real is False and Strategy.takes_per_real is True
+
+
 def test_a_name_is_registered_once():
     with pytest.raises(ValueError, match="exists"):
         register_strategy(type("Other", (Strategy,), {"name": "samples", "control": "other-real"}))

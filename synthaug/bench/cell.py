@@ -223,15 +223,19 @@ def measure_quality(cfg: BenchConfig, data: DataConfig, splits, gen: Any, cell: 
 
 def extractor_split(data: DataConfig, splits, cell: Cell) -> tuple[Any, int, str]:
     """The split the quality feature extractor trains on, its cache seed and a line saying so: every training
-    patient of the seed (fraction 1), or with a fixed patient design (sites) its donor and site pools together,
-    one extractor for every draw. Never a validation or test patient."""
-    if data.design is not None:
+    patient of the seed (fraction 1); for a site of a fixed patient design, the design's donor and site pools
+    together (one extractor for every draw); for the design's donor (or all) split, that split itself. Never a
+    validation or test patient."""
+    design = dict(splits.info.get("design") or {}) if data.design is not None else {}
+    if design.get("train") == "site":
         import dataclasses
 
-        design = {k: v for k, v in dict(data.design).items() if k not in ("site_patients", "draw")}
+        design = {k: v for k, v in design.items() if k not in ("site_patients", "draw")}
         seed = int(design.get("seed", 0))
         full = dataclasses.replace(data, design={**design, "train": "all"}).load(seed)
         return full, seed, f"all {len(full.train)} training images of the fixed design (donor and site pools)"
+    if design and cell.fraction != 1.0:  # a design's donor split measured in a sites grid: itself
+        return splits, cell.seed, f"the {len(splits.train)} training images of the design's {design.get('train')} patients"
     full = splits if cell.fraction == 1.0 else data.load(cell.seed, 1.0)
     return full, cell.seed, f"all {len(full.train)} training images of seed {cell.seed} (fraction 1)"
 

@@ -288,7 +288,7 @@ def read_results(out_dir: Path) -> list[dict]:
     seen: dict[tuple, str] = {}
     for path in record_files(out_dir, "results", "jsonl"):
         for row in read_jsonl(path):
-            key = row_key(row)
+            key = row_key(upgrade_row(row))
             if key in seen and seen[key] != path.name:
                 raise ValueError(f"{out_dir}: the cell {key} is in both {seen[key]} and {path.name}; shards of one "
                                  "run never share a cell, so these files come from different runs. Move one away.")

@@ -56,7 +56,9 @@ def confirmatory_config(pilot: dict, choices: dict) -> dict:
                          "give the pilot's choices (benchmarks/pilot.py)")
     chosen = tried[steps]
     cfg["sources"] = {"shared": cfg["sources"]["shared"], "ft": cfg["sources"][chosen]}
-    teacher = {"kind": "teacher", "temperature": 2.0} if choices["teacher"] else {"kind": "samples"}
+    pilot_teacher = next((s for s in pilot["strategies"] if s.get("kind") == "teacher"), {})
+    teacher = ({"kind": "teacher", "temperature": pilot_teacher.get("temperature", 2.0)} if choices["teacher"]
+               else {"kind": "samples"})
     cfg["strategies"] = [{**teacher, "label": "donor-gen", "source": "shared", "per_real": r},
                          {**teacher, "label": "donor-ft", "source": "ft", "per_real": r},
                          {"kind": "edits", "label": "edits", "source": "shared", "strength": strength,
@@ -74,9 +76,15 @@ def _paired(rows: list[dict], k: float, strategy: str, read) -> dict[str, dict[i
     """``{"arm": {draw: value}, "control": {draw: value}}`` of ``strategy``'s arm at site size ``k``."""
     by = {(float(r["fraction"]), int(r["seed"]), r["arm"]): r for r in rows}
     out: dict[str, dict[int, float]] = {"arm": {}, "control": {}}
+    seen: set[int] = set()
     for (kk, draw, _), r in sorted(by.items()):
         if kk != k or r.get("role") != "synthetic" or r.get("strategy") != strategy:
             continue
+        if draw in out["arm"] or draw in seen:
+            raise ValueError(f"{strategy} at k={k:g}, draw {draw}: more than one arm (settings "
+                             f"{sorted(str(x['setting']) for x in rows if x.get('strategy') == strategy)[:4]}); the "
+                             "confirmatory run has one setting per strategy")
+        seen.add(draw)
         control = by.get((k, draw, r.get("control")))
         a, c = read(r), None if control is None else read(control)
         if a is not None and c is not None and not (math.isnan(a) or math.isnan(c)):
@@ -107,10 +115,20 @@ def paired_values(rows: list[dict], k: float, strategy: str, rules: "AnswerRules
 
 
 # --------------------------------------------------------------------------- the answer
+def family_holm(pvalues: list[float]) -> list[float]:
+    """Holm over the whole pre-registered family: a row without a test (too few draws, constant differences)
+    still counts in the family size (its p taken as 1 for the others' adjustment) and keeps NaN itself, so a
+    missing row never makes the others' correction milder than the plan's."""
+    adjusted = holm([1.0 if math.isnan(p) else p for p in pvalues])
+    return [math.nan if math.isnan(p) else a for p, a in zip(pvalues, adjusted)]
+
+
 def confirmatory_answer(rows: list[dict], gates: dict[tuple, bool | None] | None = None,
-                        rules: AnswerRules | None = None) -> dict[str, Any]:
+                        rules: AnswerRules | None = None, *, planned_draws: int | None = None) -> dict[str, Any]:
     """The primary family, equivalence, shares, exploratory rows and power (module docstring). ``gates``:
-    ``{(k, draw, strategy): passed}`` of the source each arm drew (None: not measured)."""
+    ``{(k, draw, strategy): passed}`` of the source each arm drew (None: not measured). ``planned_draws``: the
+    draws per site size of the run's config; a primary row with fewer makes the answer an interim one
+    (``complete`` False), which the headline and the report say first."""
     rules, gates = rules or AnswerRules(), gates or {}
     read = _reader(rules.part, rules.metric)
     primary = []
@@ -124,14 +142,15 @@ def confirmatory_answer(rows: list[dict], gates: dict[tuple, bool | None] | None
             if len(draws) >= 2 and not math.isnan(row["sd"]) else math.nan
         row["gate"] = _gate_count(gates, k, strategy, draws)
         primary.append(row)
-    for row, p in zip(primary, holm([r["diff"]["p"] for r in primary])):
+    for row, p in zip(primary, family_holm([r["diff"]["p"] for r in primary])):
         row["holm_p"] = p
         row["verdict"] = verdict_of(row["diff"], p=p, alpha=rules.alpha)
         row["excludes_gain"] = bool(row["tost"]["upper"] < rules.margin) if not math.isnan(row["tost"]["upper"]) \
             else False
     shares = [_share(rows, k, strategy, read, rules) for _, k, strategy in PRIMARY]
-    return {"rules": rules.__dict__, "primary": primary, "shares": shares,
-            "exploratory": _exploratory(rows, gates, rules)}
+    complete = planned_draws is None or all(r["draws"] >= planned_draws for r in primary)
+    return {"rules": rules.__dict__, "planned_draws": planned_draws, "complete": complete, "primary": primary,
+            "shares": shares, "exploratory": _exploratory(rows, gates, rules)}
 
 
 def _gate_count(gates: dict, k: float, strategy: str, draws: list[int]) -> dict[str, int]:
@@ -141,15 +160,18 @@ def _gate_count(gates: dict, k: float, strategy: str, draws: list[int]) -> dict[
 
 
 def _share(rows: list[dict], k: float, strategy: str, read, rules: AnswerRules) -> dict[str, Any]:
-    """(arm - control) / (donor-real - control) over the draws both have, with a percentile bootstrap CI;
-    undefined unless donor-real - control is significantly positive (its paired t-interval above 0)."""
+    """(arm - control) / (donor-real - control) over the draws both have, both against the donor cells' control
+    (real-repeat at the same per_real), with a percentile bootstrap CI; undefined unless donor-real - control is
+    significantly positive (its paired t-interval above 0)."""
     arm, real = _paired(rows, k, strategy, read), _paired(rows, k, rules.donor_real, read)
     draws = sorted(set(arm["arm"]) & set(real["arm"]))
     out: dict[str, Any] = {"k": k, "strategy": strategy, "draws": len(draws), "share": math.nan,
                            "lo": math.nan, "hi": math.nan}
     if len(draws) < 2:
         return {**out, "defined": False, "why": "fewer than 2 draws with both arms"}
-    gain = np.array([arm["arm"][d] - arm["control"][d] for d in draws])
+    # both against the donor cells' control (real-repeat at the same per_real): with teacher labels the generator
+    # arm's own control is teacher-real, and a ratio of gains over two different controls would mean nothing
+    gain = np.array([arm["arm"][d] - real["control"][d] for d in draws])
     real_gain = np.array([real["arm"][d] - real["control"][d] for d in draws])
     real_diff = paired_difference(real_gain, np.zeros_like(real_gain))
     out["donor_real_gain"] = real_diff
@@ -188,25 +210,25 @@ def _exploratory(rows: list[dict], gates: dict, rules: AnswerRules) -> list[dict
 # --------------------------------------------------------------------------- the gates
 def source_gates(run_dir: Any, cfg: Any, rows: list[dict]) -> dict[tuple, bool | None]:
     """``{(k, draw, strategy): passed}``: the quality gate, on the validation patients, of the source each
-    synthetic arm drew; a ready source (the shared generator) is gated once, on the grid's first unit
-    (``strategy_run``); real donor cells have no gate (None, as a source not measured)."""
+    synthetic arm drew; a ready source (the shared generator) is gated once, on the grid's gate unit
+    (``strategy_run.shared_gate_unit``); real donor cells have no gate (None, as a source not measured)."""
     import json
     from pathlib import Path
 
     from .paths import quality_dir
-    from .strategy_report import source_key
+    from .strategy_report import ready_source, source_key
+    from .strategy_run import shared_gate_unit
 
-    first = (cfg.unit_sizes[0], cfg.unit_seeds[0])
+    first = shared_gate_unit(cfg)
     out: dict[tuple, bool | None] = {}
     for r in rows:
         if r.get("role") != "synthetic":
             continue
-        spec = next(s for s in cfg.strategies if s.key == r["strategy"])
-        key = source_key(cfg, {"kind": r["kind"], "strategy": r["strategy"], "setting": r["setting"]})
-        ready = spec.source is not None and cfg.sources[spec.source].source is not None and r["kind"] != "edits"
-        k, draw = (first if ready else (float(r["fraction"]), int(r["seed"])))
-        path = quality_dir(Path(run_dir), cfg.data.key, k, draw, key) / "quality.json"
-        gate = json.loads(path.read_text()).get("gate") if path.is_file() else None
+        v = {"kind": r["kind"], "strategy": r["strategy"], "setting": r["setting"]}
+        key, ready = source_key(cfg, v), ready_source(cfg, v)
+        unit = first if ready else (float(r["fraction"]), int(r["seed"]))
+        path = None if unit is None else quality_dir(Path(run_dir), cfg.data.key, unit[0], unit[1], key) / "quality.json"
+        gate = json.loads(path.read_text()).get("gate") if path is not None and path.is_file() else None
         out[(float(r["fraction"]), int(r["seed"]), r["strategy"])] = None if not gate else bool(gate["passed"])
     return out
 
@@ -227,7 +249,9 @@ def headline(answer: dict, k: float = 7.0) -> str:
                  "what their real cells give" if share["defined"] else f"the share of the donor cells' gain it "
                  f"recovers is undefined ({share['why']})")
     excluded = "is excluded" if row["excludes_gain"] else "is not excluded"
-    return (f"At {k:g} patients, adding samples of a diffusion model trained on 100 other patients changed test "
+    interim = "" if answer.get("complete", True) else (f"INTERIM ({row['draws']} of {answer['planned_draws']} "
+                                                        "planned draws; not the verdict): ")
+    return (f"{interim}At {k:g} patients, adding samples of a diffusion model trained on 100 other patients changed test "
             f"AUROC by {_ci(row['diff'])} against a real-only control with the same compute ({row['draws']} site "
             f"draws, Holm p = {row['holm_p']:.3g}: {row['verdict']}); {recovered}; a gain of +{margin:g} {excluded} "
             f"(one-sided 95 % upper bound {row['tost']['upper']:+.3f}).")

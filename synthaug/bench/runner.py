@@ -90,6 +90,12 @@ def source_commit() -> str | None:
     return f"{head}-dirty" if dirty else head or None
 
 
+def commit_field() -> dict[str, str]:
+    """``{"git": commit}`` for an invocation's start record (a resume may run other code than the first start)."""
+    commit = source_commit()
+    return {} if commit is None else {"git": commit}
+
+
 def finished_cells(out_dir: Path, shard: Shard | None = None) -> set[tuple]:
     """Keys of the cells already in this invocation's results file: a rerun skips them (resume). A shard
     reads only its own file: its cells are in no other (``check_same_config`` refuses mixed splits)."""
@@ -213,7 +219,8 @@ def _start(cfg: BenchConfig, out_dir: Path, accelerator: Any, started: float, sh
         prepare_run_dir(cfg, out_dir, shard)
         # a start record: an invocation killed before its end record shows in the report as interrupted
         append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "started",
-                                                 "processes": accelerator.num_processes, **shard_field(shard)})
+                                                 "processes": accelerator.num_processes, **shard_field(shard),
+                                                 **commit_field()})
     accelerator.wait_for_everyone()
 
 

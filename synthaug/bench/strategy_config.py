@@ -222,7 +222,7 @@ class StrategiesConfig:
             for setting in s.settings():
                 if "per_real" in setting and extra_per_batch(setting["per_real"], self.classifier.batch_size) < 1:
                     raise ValueError(f"strategies ({s.key}): per_real {setting['per_real']} appends no item to a batch of "
-                                     f"{self.classifier.batch_size}; use a larger ratio")
+                                     f"{self.classifier.batch_size}; use a larger per_real")
         for name, chosen, grid in (("seeds", self.quality.seeds, self.unit_seeds),
                                    ("fractions", self.quality.fractions, self.unit_sizes)):
             missing = [v for v in chosen or [] if v not in grid]

@@ -326,12 +326,27 @@ def source_key(cfg: StrategiesConfig, v: dict) -> str:
     return create_strategy(v["kind"]).source_label(spec, v["setting"], cfg)
 
 
+def ready_source(cfg: StrategiesConfig, v: dict) -> bool:
+    """Whether a verdict's strategy draws a ready source as it is (a checkpoint, a folder: the same for every unit),
+    not edits of the unit's cells nor a generator trained per unit."""
+    spec = next(s for s in cfg.strategies if s.key == v["strategy"])
+    return (v["kind"] != "edits" and spec.source is not None and spec.source in cfg.sources
+            and cfg.sources[spec.source].source is not None)
+
+
 def attach_gates(analysis: dict, run_dir: Path, cfg: StrategiesConfig) -> None:
     """Each verdict's ``gate``: "passed" or "failed" (the quality gate on validation patients, of the seeds
     measured at its fraction; failed when any failed), or "not measured"."""
+    from .strategy_run import shared_gate_unit
+
     for v in analysis["verdicts"]:
         folder = Path(run_dir) / "quality" / cfg.data.key / f"frac{v['fraction']:g}"
-        gates = [json.loads(p.read_text()).get("gate") for p in folder.glob(f"seed*/{source_key(cfg, v)}/quality.json")]
+        pattern = f"seed*/{source_key(cfg, v)}/quality.json"
+        if ready_source(cfg, v) and cfg.sites is not None and shared_gate_unit(cfg) is not None:
+            # a ready source of a sites grid is gated once, on one unit, for every site size (strategy_run)
+            k, draw = shared_gate_unit(cfg)
+            folder, pattern = Path(run_dir) / "quality" / cfg.data.key / f"frac{k:g}", f"seed{draw}/{source_key(cfg, v)}/quality.json"
+        gates = [json.loads(p.read_text()).get("gate") for p in folder.glob(pattern)]
         gates = [g for g in gates if g]
         v["gate"] = "not measured" if not gates else ("passed" if all(g["passed"] for g in gates) else "failed")
 

@@ -29,7 +29,7 @@ from ..utils import append_jsonl, atomic_write_text, read_jsonl
 from .cell import checked_predictions, make_validator, additive_items, generator_for, measure_quality_or_record, write_samples_png
 from .grid_config import Cell
 from .paths import Shard, quality_dir, read_results, results_path, runs_path, samples_path, split_path
-from .runner import shard_field, positive_index, prepare_run_dir, stamp, world_size
+from .runner import commit_field, shard_field, positive_index, prepare_run_dir, stamp, world_size
 from .strategy_config import BASELINE, Arm, StrategiesConfig, StrategyCell, plan_strategies, pretrain_steps, spec_of
 
 
@@ -98,16 +98,14 @@ class _Unit:
                                                self.cfg.generator_parallel)
             if spec.source is not None and self.cfg.sites is not None:
                 # a ready source (the shared generator) is the same for every site of a fixed design: its gate
-                # once, on the grid's first unit, against a classifier on the design's donor cells (PLAN.md)
-                self._picture_and_quality(self._gens[source], spec.key, donor_splits(*self.donor()),
-                                          measure=self.is_first_unit)
+                # once, on the grid's gate unit, against a classifier on the design's donor cells (PLAN.md)
+                measure = (self.fraction, self.seed) == shared_gate_unit(self.cfg)
+                donors = measure and int(dict(self.cfg.data.design).get("donor_patients", 0)) > 0
+                self._picture_and_quality(self._gens[source], spec.key,
+                                          donor_splits(*self.donor()) if donors else self.splits, measure=measure)
             else:
                 self._picture_and_quality(self._gens[source], spec.key, self.splits)
         return self._gens[source]
-
-    @property
-    def is_first_unit(self) -> bool:
-        return (self.fraction, self.seed) == (self.cfg.unit_sizes[0], self.cfg.unit_seeds[0])
 
     def donor(self) -> tuple[Any, Dataset, list[str]]:
         if self._donor is None:
@@ -322,6 +320,12 @@ def teacher_dir(out_dir: Path, dataset: str, fraction: float, seed: int) -> Path
     return Path(out_dir) / "teachers" / dataset / f"frac{fraction:g}" / f"seed{seed}"
 
 
+def shared_gate_unit(cfg: StrategiesConfig) -> tuple[float, int] | None:
+    """The unit whose run measures the gate of a ready source of a sites grid (the shared generator): the first
+    (site size, draw) that ``quality`` measures at all; None when it measures none."""
+    return next(((f, s) for f in cfg.unit_sizes for s in cfg.unit_seeds if cfg.quality.wanted(f, s)), None)
+
+
 def build_unit(cfg: StrategiesConfig, out_dir: str | Path, accelerator: Any, size: float, seed: int) -> "_Unit":
     """One unit of the grid (its split, sources and caches), ready to ``train(arm)`` an arm of it; for tools that
     look at one arm (benchmarks/cell_profile.py)."""
@@ -367,7 +371,8 @@ def run_strategies(cfg: StrategiesConfig, out_dir: str | Path, *, accelerator: A
     if accelerator.is_main_process:
         prepare_run_dir(cfg, out_dir, shard)
         append_jsonl(runs_path(out_dir, shard), {"started": stamp(started), "status": "started",
-                                                 "processes": accelerator.num_processes, **shard_field(shard)})
+                                                 "processes": accelerator.num_processes, **shard_field(shard),
+                                                 **commit_field()})
     accelerator.wait_for_everyone()
     trackers = start_trackers(accelerator, cfg.name + (f"-shard{shard.index}" if shard else ""), tracked_config(cfg))
     check_before_work(cfg)

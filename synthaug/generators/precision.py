@@ -56,8 +56,8 @@ def auto_precision(device: torch.device | str = "cpu") -> str:
     (where bf16 autocast was 1.6-1.9x faster than float32); float32 (``"no"``) elsewhere, including CPUs with
     avx512_bf16 alone, where it was 1.35x slower (docs/generators.md)."""
     device = torch.device(device)
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    if device.type == "cuda":  # native bf16 (Ampere and later); emulated bf16 on older GPUs is slow
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "no"
     if device.type == "cpu":
         return "bf16" if cpu_features().get("amx_bf16") else "no"
     return "no"

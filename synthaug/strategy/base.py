@@ -94,6 +94,15 @@ class Strategy:
     #: other patients, its own Holm family, read against sharing their real images)
     family: ClassVar[str] = "local"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "takes_ratio" in cls.__dict__:  # the attribute's old name: honoured for one release
+            import warnings
+
+            warnings.warn(f"{cls.__name__}.takes_ratio is now takes_per_real; the old name works for one release",
+                          DeprecationWarning, stacklevel=2)
+            cls.takes_per_real = bool(cls.__dict__["takes_ratio"])
+
     def source_label(self, spec: Any, setting: dict[str, Any], cfg: Any) -> str:
         """The name of the source its synthetic images come from (its samples' picture and quality folder)."""
         return cfg.source_spec(spec.source).key
