@@ -42,16 +42,23 @@ class PilotRules:
     cap: int = 60
 
 
+def synthetic_rows_with_controls(rows: list[dict]) -> list[tuple[dict, dict | None]]:
+    """Every synthetic arm's row with its control's row of the same site size and draw (None when missing), in
+    (site size, draw, arm) order: the pairing the pilot and the confirmatory analysis share."""
+    by = {(float(r["fraction"]), int(r["seed"]), r["arm"]): r for r in rows}
+    return [(r, by.get((k, draw, r.get("control")))) for (k, draw, _), r in sorted(by.items())
+            if r.get("role") == "synthetic"]
+
+
 def paired_differences(rows: list[dict], metric: str = "auroc", part: str = "val") -> dict[tuple, dict]:
     """Per (site size, synthetic arm): its strategy, setting and ``{draw: arm - control}`` on ``part``."""
-    by = {(float(r["fraction"]), int(r["seed"]), r["arm"]): r for r in rows}
     out: dict[tuple, dict] = {}
-    for (k, draw, arm), r in sorted(by.items()):
-        control = by.get((k, draw, r.get("control")))
-        if r.get("role") != "synthetic" or control is None or r.get(part) is None or control.get(part) is None:
+    for r, control in synthetic_rows_with_controls(rows):
+        if control is None or r.get(part) is None or control.get(part) is None:
             continue
-        entry = out.setdefault((k, arm), {"strategy": r["strategy"], "setting": r["setting"], "diffs": {}})
-        entry["diffs"][draw] = float(r[part][metric]) - float(control[part][metric])
+        entry = out.setdefault((float(r["fraction"]), r["arm"]), {"strategy": r["strategy"], "setting": r["setting"],
+                                                                  "diffs": {}})
+        entry["diffs"][int(r["seed"])] = float(r[part][metric]) - float(control[part][metric])
     return out
 
 

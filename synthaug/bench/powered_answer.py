@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..stats import holm, minimum_detectable_effect, paired_difference, tost, verdict_of
+from .powered import synthetic_rows_with_controls
 
 PRIMARY = (("P1", 7.0, "donor-gen"), ("P2", 7.0, "donor-ft"), ("P3", 3.0, "donor-gen"), ("P4", 3.0, "donor-ft"))
 
@@ -42,7 +43,6 @@ class AnswerRules:
     resamples: int = 10_000
     bootstrap_seed: int = 0
     donor_real: str = "donor-cells"
-    exploratory: tuple[str, ...] = ("edits", "donor-cells")
 
 
 # --------------------------------------------------------------------------- the confirmatory config
@@ -74,18 +74,17 @@ def confirmatory_config(pilot: dict, choices: dict) -> dict:
 # --------------------------------------------------------------------------- pairing
 def _paired(rows: list[dict], k: float, strategy: str, read) -> dict[str, dict[int, float]]:
     """``{"arm": {draw: value}, "control": {draw: value}}`` of ``strategy``'s arm at site size ``k``."""
-    by = {(float(r["fraction"]), int(r["seed"]), r["arm"]): r for r in rows}
     out: dict[str, dict[int, float]] = {"arm": {}, "control": {}}
     seen: set[int] = set()
-    for (kk, draw, _), r in sorted(by.items()):
-        if kk != k or r.get("role") != "synthetic" or r.get("strategy") != strategy:
+    for r, control in synthetic_rows_with_controls(rows):
+        draw = int(r["seed"])
+        if float(r["fraction"]) != k or r.get("strategy") != strategy:
             continue
-        if draw in out["arm"] or draw in seen:
+        if draw in seen:
             raise ValueError(f"{strategy} at k={k:g}, draw {draw}: more than one arm (settings "
                              f"{sorted(str(x['setting']) for x in rows if x.get('strategy') == strategy)[:4]}); the "
                              "confirmatory run has one setting per strategy")
         seen.add(draw)
-        control = by.get((k, draw, r.get("control")))
         a, c = read(r), None if control is None else read(control)
         if a is not None and c is not None and not (math.isnan(a) or math.isnan(c)):
             out["arm"][draw], out["control"][draw] = a, c
